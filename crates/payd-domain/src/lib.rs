@@ -1,0 +1,29 @@
+//! payd's domain core: pure, synchronous rules with no IO, no clock and no randomness.
+//!
+//! # Layout
+//! - [`amount`]: [`Amount`], money in integer cents with checked arithmetic and exact parsing
+//!   from decimal text (`19.9`, `19.90`, `1.99e1`; never through `f64`).
+//! - [`ids`]: validated identifiers ([`AccountId`], [`TransactionId`], [`IdempotencyKey`], [`Mcc`]).
+//! - [`balance`]: the three [`Category`] balances of an account, each `available` + `held`.
+//! - [`rules`]: which category pays: the MCC map and the merchant override table.
+//! - [`authorize`]: the L1–L3 card decision and its idempotent replay semantics.
+//! - [`ledger`]: double-entry [`Entry`] pairs for every movement, balanced against a system
+//!   account so that money is provably conserved.
+//!
+//! Callers (the store adapters) load state, call these functions, and persist what they
+//! return, all inside one serialized step per account.
+#![deny(clippy::float_arithmetic)]
+
+pub mod amount;
+pub mod authorize;
+pub mod balance;
+pub mod ids;
+pub mod ledger;
+pub mod rules;
+
+pub use amount::{Amount, AmountError};
+pub use authorize::{AuthorizationRequest, Code, Decision, PriorAuthorization, decide};
+pub use balance::{Balances, Category, CategoryBalance, MovementError};
+pub use ids::{AccountId, IdError, IdempotencyKey, Mcc, TransactionId};
+pub use ledger::{Entry, EntryCause, SYSTEM_ACCOUNT, movement, system_account};
+pub use rules::{MccMap, MerchantPattern, MerchantRules, Rules, merchant_name};

@@ -1,0 +1,19 @@
+//! The ports of payd: traits for what the engine and the API need from the outside world,
+//! so that the embedded SQLite store and a future PostgreSQL store are interchangeable.
+//!
+//! # Layout
+//! - [`store`]: [`LedgerStore`], the ledger (accounts, balances, card transactions,
+//!   deposits, merchant overrides, entries), with its request and view types and
+//!   [`LedgerError`].
+//! - `testkit` (feature `testkit`): the conformance suite every [`LedgerStore`]
+//!   implementation must pass; adapters instantiate it with
+//!   [`ledger_store_conformance!`](crate::ledger_store_conformance).
+
+pub mod store;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use store::{
+    AccountView, DepositReceipt, DepositRequest, EntryPage, EntryQuery, EntryView, LedgerError,
+    LedgerStore, NewAccount,
+};
