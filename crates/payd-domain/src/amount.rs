@@ -204,7 +204,9 @@ mod tests {
 
     #[test]
     fn equivalent_notations_are_the_same_amount() {
-        for text in ["19.9", "19.90", "19.900", "1990e-2", "1.99e1", "1.99E+1", "019.90"] {
+        for text in [
+            "19.9", "19.90", "19.900", "1990e-2", "1.99e1", "1.99E+1", "019.90",
+        ] {
             assert_eq!(cents(text), Ok(1990), "{text}");
         }
         assert_eq!(cents("20"), Ok(2000));
@@ -217,7 +219,13 @@ mod tests {
 
     #[test]
     fn sub_cent_digits_are_rejected_not_rounded() {
-        for text in ["19.905", "0.001", "1e-3", "100.123", "0.0000000000000000001"] {
+        for text in [
+            "19.905",
+            "0.001",
+            "1e-3",
+            "100.123",
+            "0.0000000000000000001",
+        ] {
             assert_eq!(cents(text), Err(AmountError::TooManyDecimals), "{text}");
         }
     }
@@ -253,10 +261,16 @@ mod tests {
     #[test]
     fn positive_and_non_negative_bounds() {
         assert_eq!(Amount::parse_positive("0"), Err(AmountError::NotPositive));
-        assert_eq!(Amount::parse_positive("0.00"), Err(AmountError::NotPositive));
+        assert_eq!(
+            Amount::parse_positive("0.00"),
+            Err(AmountError::NotPositive)
+        );
         assert_eq!(Amount::parse_positive("-1"), Err(AmountError::NotPositive));
         assert_eq!(Amount::parse_non_negative("0").map(Amount::cents), Ok(0));
-        assert_eq!(Amount::parse_non_negative("-0.01"), Err(AmountError::NotPositive));
+        assert_eq!(
+            Amount::parse_non_negative("-0.01"),
+            Err(AmountError::NotPositive)
+        );
     }
 
     #[test]
@@ -265,14 +279,20 @@ mod tests {
         assert_eq!(Amount::from_cents(5).to_string(), "0.05");
         assert_eq!(Amount::from_cents(-1205).to_string(), "-12.05");
         assert_eq!(Amount::ZERO.to_string(), "0.00");
-        assert_eq!(Amount::from_cents(i64::MIN).to_string(), "-92233720368547758.08");
+        assert_eq!(
+            Amount::from_cents(i64::MIN).to_string(),
+            "-92233720368547758.08"
+        );
     }
 
     #[test]
     fn checked_arithmetic_reports_overflow() {
         let max = Amount::from_cents(i64::MAX);
         assert_eq!(max.checked_add(Amount::from_cents(1)), None);
-        assert_eq!(Amount::from_cents(i64::MIN).checked_sub(Amount::from_cents(1)), None);
+        assert_eq!(
+            Amount::from_cents(i64::MIN).checked_sub(Amount::from_cents(1)),
+            None
+        );
         assert_eq!(Amount::from_cents(i64::MIN).checked_neg(), None);
         assert_eq!(
             Amount::from_cents(5).checked_sub(Amount::from_cents(7)),

@@ -142,10 +142,17 @@ pub fn decide(
     };
     let first = rules.category(request.mcc, &request.merchant);
     let candidates = [first, Category::Cash];
-    let paying = if first == Category::Cash { &candidates[..1] } else { &candidates[..] };
+    let paying = if first == Category::Cash {
+        &candidates[..1]
+    } else {
+        &candidates[..]
+    };
     for &category in paying {
         if let Ok(after) = balances.debit(category, request.amount, false) {
-            return Decision::Approved { category, balances: after };
+            return Decision::Approved {
+                category,
+                balances: after,
+            };
         }
     }
     Decision::Declined
@@ -173,7 +180,10 @@ mod tests {
     fn rules() -> Rules {
         Rules {
             mcc: MccMap::default(),
-            merchants: MerchantRules::new([(MerchantPattern::parse("UBER EATS").unwrap(), Category::Meal)]),
+            merchants: MerchantRules::new([(
+                MerchantPattern::parse("UBER EATS").unwrap(),
+                Category::Meal,
+            )]),
         }
     }
 
@@ -189,13 +199,19 @@ mod tests {
         let b = Balances::with_available(c(1000), c(1000), c(1000));
         let d = decide(&request(1000, "5411", "SHOP"), None, Some(&b), &rules());
         assert_eq!(approved_from(&d), Some(Category::Food));
-        let Decision::Approved { balances, .. } = d else { unreachable!() };
+        let Decision::Approved { balances, .. } = d else {
+            unreachable!()
+        };
         assert_eq!(balances.get(Category::Food).available, c(0));
         assert_eq!(balances.get(Category::Cash).available, c(1000));
         let d = decide(&request(1, "5812", "SHOP"), None, Some(&b), &rules());
         assert_eq!(approved_from(&d), Some(Category::Meal));
         let d = decide(&request(1, "1234", "SHOP"), None, Some(&b), &rules());
-        assert_eq!(approved_from(&d), Some(Category::Cash), "unknown MCC → CASH");
+        assert_eq!(
+            approved_from(&d),
+            Some(Category::Cash),
+            "unknown MCC → CASH"
+        );
     }
 
     #[test]
@@ -203,8 +219,14 @@ mod tests {
         let b = Balances::with_available(c(500), c(0), c(700));
         let d = decide(&request(600, "5411", "SHOP"), None, Some(&b), &rules());
         assert_eq!(approved_from(&d), Some(Category::Cash));
-        let Decision::Approved { balances, .. } = d else { unreachable!() };
-        assert_eq!(balances.get(Category::Food).available, c(500), "no split: FOOD untouched");
+        let Decision::Approved { balances, .. } = d else {
+            unreachable!()
+        };
+        assert_eq!(
+            balances.get(Category::Food).available,
+            c(500),
+            "no split: FOOD untouched"
+        );
         assert_eq!(balances.get(Category::Cash).available, c(100));
     }
 
@@ -258,13 +280,22 @@ mod tests {
             code: Code::InsufficientFunds,
         };
         let rich = Balances::with_available(c(1_000_000), c(0), c(0));
-        assert_eq!(decide(&req, Some(&prior), Some(&rich), &rules()), Decision::Replay(Code::InsufficientFunds));
+        assert_eq!(
+            decide(&req, Some(&prior), Some(&rich), &rules()),
+            Decision::Replay(Code::InsufficientFunds)
+        );
         let mut other = req.clone();
         other.amount = c(101);
-        assert_eq!(decide(&other, Some(&prior), Some(&rich), &rules()), Decision::IdConflict);
+        assert_eq!(
+            decide(&other, Some(&prior), Some(&rich), &rules()),
+            Decision::IdConflict
+        );
         let mut other = req.clone();
         other.merchant = "SHOP2".to_owned();
-        assert_eq!(decide(&other, Some(&prior), Some(&rich), &rules()).code(), Code::Rejected);
+        assert_eq!(
+            decide(&other, Some(&prior), Some(&rich), &rules()).code(),
+            Code::Rejected
+        );
         assert!(!Decision::Replay(Code::Approved).is_recorded());
     }
 

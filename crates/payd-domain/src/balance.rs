@@ -91,7 +91,10 @@ pub struct Balances([CategoryBalance; 3]);
 impl Balances {
     /// Balances with the given available amounts and nothing held.
     pub fn with_available(food: Amount, meal: Amount, cash: Amount) -> Balances {
-        let of = |available| CategoryBalance { available, held: Amount::ZERO };
+        let of = |available| CategoryBalance {
+            available,
+            held: Amount::ZERO,
+        };
         Balances([of(food), of(meal), of(cash)])
     }
 
@@ -119,22 +122,34 @@ impl Balances {
         amount: Amount,
         allow_negative: bool,
     ) -> Result<Balances, MovementError> {
-        debug_assert!(!amount.is_negative(), "movements carry non-negative amounts");
+        debug_assert!(
+            !amount.is_negative(),
+            "movements carry non-negative amounts"
+        );
         let mut next = *self;
         let slot = &mut next.0[category.index()];
         if !allow_negative && slot.available < amount {
             return Err(MovementError::InsufficientFunds);
         }
-        slot.available = slot.available.checked_sub(amount).ok_or(MovementError::Overflow)?;
+        slot.available = slot
+            .available
+            .checked_sub(amount)
+            .ok_or(MovementError::Overflow)?;
         Ok(next)
     }
 
     /// Adds `amount` to `category`'s available balance.
     pub fn credit(&self, category: Category, amount: Amount) -> Result<Balances, MovementError> {
-        debug_assert!(!amount.is_negative(), "movements carry non-negative amounts");
+        debug_assert!(
+            !amount.is_negative(),
+            "movements carry non-negative amounts"
+        );
         let mut next = *self;
         let slot = &mut next.0[category.index()];
-        slot.available = slot.available.checked_add(amount).ok_or(MovementError::Overflow)?;
+        slot.available = slot
+            .available
+            .checked_add(amount)
+            .ok_or(MovementError::Overflow)?;
         Ok(next)
     }
 
@@ -168,8 +183,15 @@ mod tests {
         let b = Balances::with_available(c(100), c(0), c(50));
         let after = b.debit(Category::Food, c(100), false).unwrap();
         assert_eq!(after.get(Category::Food).available, c(0));
-        assert_eq!(after.get(Category::Cash).available, c(50), "other categories untouched");
-        assert_eq!(b.debit(Category::Food, c(101), false), Err(MovementError::InsufficientFunds));
+        assert_eq!(
+            after.get(Category::Cash).available,
+            c(50),
+            "other categories untouched"
+        );
+        assert_eq!(
+            b.debit(Category::Food, c(101), false),
+            Err(MovementError::InsufficientFunds)
+        );
         let system = b.debit(Category::Meal, c(7), true).unwrap();
         assert_eq!(system.get(Category::Meal).available, c(-7));
     }
@@ -178,15 +200,30 @@ mod tests {
     fn credit_reports_overflow() {
         let b = Balances::with_available(c(i64::MAX), c(0), c(0));
         assert_eq!(b.credit(Category::Food, c(1)), Err(MovementError::Overflow));
-        assert_eq!(b.credit(Category::Meal, c(1)).unwrap().get(Category::Meal).available, c(1));
+        assert_eq!(
+            b.credit(Category::Meal, c(1))
+                .unwrap()
+                .get(Category::Meal)
+                .available,
+            c(1)
+        );
     }
 
     #[test]
     fn total_sums_everything() {
         let b = Balances::from_parts([
-            CategoryBalance { available: c(1), held: c(2) },
-            CategoryBalance { available: c(3), held: c(0) },
-            CategoryBalance { available: c(4), held: c(5) },
+            CategoryBalance {
+                available: c(1),
+                held: c(2),
+            },
+            CategoryBalance {
+                available: c(3),
+                held: c(0),
+            },
+            CategoryBalance {
+                available: c(4),
+                held: c(5),
+            },
         ]);
         assert_eq!(b.total(), Some(c(15)));
     }

@@ -26,7 +26,12 @@ pub enum IdError {
     Reserved,
 }
 
-fn check(text: &str, max: usize, allowed: &'static str, ok: impl Fn(char) -> bool) -> Result<(), IdError> {
+fn check(
+    text: &str,
+    max: usize,
+    allowed: &'static str,
+    ok: impl Fn(char) -> bool,
+) -> Result<(), IdError> {
     if text.is_empty() {
         Err(IdError::Empty)
     } else if text.chars().count() > max {
@@ -58,7 +63,9 @@ impl AccountId {
             return Err(IdError::Reserved);
         }
         if text.contains('@') {
-            return Err(IdError::BadCharacter { allowed: ACCOUNT_CHARS });
+            return Err(IdError::BadCharacter {
+                allowed: ACCOUNT_CHARS,
+            });
         }
         Ok(AccountId(text.to_owned()))
     }
@@ -90,7 +97,9 @@ impl TransactionId {
 
     /// Validates a transaction id.
     pub fn parse(text: &str) -> Result<TransactionId, IdError> {
-        check(text, Self::LEN_MAX, "printable ASCII", |c| c.is_ascii_graphic())?;
+        check(text, Self::LEN_MAX, "printable ASCII", |c| {
+            c.is_ascii_graphic()
+        })?;
         Ok(TransactionId(text.to_owned()))
     }
 
@@ -110,7 +119,9 @@ impl IdempotencyKey {
 
     /// Validates a key.
     pub fn parse(text: &str) -> Result<IdempotencyKey, IdError> {
-        check(text, Self::LEN_MAX, "printable ASCII", |c| c.is_ascii_graphic())?;
+        check(text, Self::LEN_MAX, "printable ASCII", |c| {
+            c.is_ascii_graphic()
+        })?;
         Ok(IdempotencyKey(text.to_owned()))
     }
 
@@ -128,9 +139,13 @@ impl Mcc {
     /// Validates a four-digit MCC.
     pub fn parse(text: &str) -> Result<Mcc, IdError> {
         if text.len() != 4 || !text.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(IdError::BadCharacter { allowed: "exactly four digits" });
+            return Err(IdError::BadCharacter {
+                allowed: "exactly four digits",
+            });
         }
-        text.parse().map(Mcc).map_err(|_| IdError::BadCharacter { allowed: "exactly four digits" })
+        text.parse().map(Mcc).map_err(|_| IdError::BadCharacter {
+            allowed: "exactly four digits",
+        })
     }
 
     /// The code as a number (`742` for `"0742"`).
@@ -171,10 +186,22 @@ mod tests {
         assert!(AccountId::parse("user:42_a.b").is_ok());
         assert_eq!(AccountId::parse(""), Err(IdError::Empty));
         assert_eq!(AccountId::parse("@external"), Err(IdError::Reserved));
-        assert!(matches!(AccountId::parse("a@b"), Err(IdError::BadCharacter { .. })));
-        assert!(matches!(AccountId::parse("a b"), Err(IdError::BadCharacter { .. })));
-        assert!(matches!(AccountId::parse("ação"), Err(IdError::BadCharacter { .. })));
-        assert_eq!(AccountId::parse(&"a".repeat(65)), Err(IdError::TooLong { max: 64 }));
+        assert!(matches!(
+            AccountId::parse("a@b"),
+            Err(IdError::BadCharacter { .. })
+        ));
+        assert!(matches!(
+            AccountId::parse("a b"),
+            Err(IdError::BadCharacter { .. })
+        ));
+        assert!(matches!(
+            AccountId::parse("ação"),
+            Err(IdError::BadCharacter { .. })
+        ));
+        assert_eq!(
+            AccountId::parse(&"a".repeat(65)),
+            Err(IdError::TooLong { max: 64 })
+        );
         assert!(AccountId::parse(&"a".repeat(64)).is_ok());
         assert!(AccountId::system("external").is_system());
         assert!(!AccountId::parse("x").unwrap().is_system());
@@ -185,7 +212,10 @@ mod tests {
         assert!(TransactionId::parse("3f1c-…").is_err());
         assert!(TransactionId::parse("tx 1").is_err());
         assert!(TransactionId::parse("tx-1").is_ok());
-        assert_eq!(TransactionId::parse(&"k".repeat(129)), Err(IdError::TooLong { max: 128 }));
+        assert_eq!(
+            TransactionId::parse(&"k".repeat(129)),
+            Err(IdError::TooLong { max: 128 })
+        );
         assert!(IdempotencyKey::parse(&"k".repeat(255)).is_ok());
         assert!(IdempotencyKey::parse("").is_err());
     }
@@ -193,7 +223,10 @@ mod tests {
     #[test]
     fn mccs_are_four_digits() {
         assert_eq!(Mcc::parse("5411").map(Mcc::code), Ok(5411));
-        assert_eq!(Mcc::parse("0742").map(|m| m.to_string()), Ok("0742".to_owned()));
+        assert_eq!(
+            Mcc::parse("0742").map(|m| m.to_string()),
+            Ok("0742".to_owned())
+        );
         for bad in ["541", "54111", "54a1", "", "-541", "+541", " 541"] {
             assert!(Mcc::parse(bad).is_err(), "{bad}");
         }

@@ -56,13 +56,26 @@ pub struct Entry {
 
 /// The two entries that move `amount` of `category` from `source` to `target`.
 /// `amount` must be non-negative; the pair always sums to zero.
-pub fn movement(source: &AccountId, target: &AccountId, category: Category, amount: Amount) -> [Entry; 2] {
+pub fn movement(
+    source: &AccountId,
+    target: &AccountId,
+    category: Category,
+    amount: Amount,
+) -> [Entry; 2] {
     debug_assert!(!amount.is_negative());
     // `amount` is non-negative, so its negation cannot overflow.
     let negated = Amount::from_cents(-amount.cents());
     [
-        Entry { account: source.clone(), category, amount: negated },
-        Entry { account: target.clone(), category, amount },
+        Entry {
+            account: source.clone(),
+            category,
+            amount: negated,
+        },
+        Entry {
+            account: target.clone(),
+            category,
+            amount,
+        },
     ]
 }
 
@@ -78,7 +91,12 @@ mod tests {
     #[test]
     fn a_movement_balances() {
         let a = AccountId::parse("a").unwrap();
-        let pair = movement(&a, &system_account(), Category::Meal, Amount::from_cents(1234));
+        let pair = movement(
+            &a,
+            &system_account(),
+            Category::Meal,
+            Amount::from_cents(1234),
+        );
         assert_eq!(pair[0].amount.cents() + pair[1].amount.cents(), 0);
         assert_eq!(pair[0].account, a);
         assert_eq!(pair[0].amount.cents(), -1234);
@@ -88,7 +106,11 @@ mod tests {
 
     #[test]
     fn causes_round_trip() {
-        for cause in [EntryCause::Opening, EntryCause::Deposit, EntryCause::Transaction] {
+        for cause in [
+            EntryCause::Opening,
+            EntryCause::Deposit,
+            EntryCause::Transaction,
+        ] {
             assert_eq!(EntryCause::parse(cause.as_str()), Some(cause));
         }
         assert_eq!(EntryCause::parse("x"), None);

@@ -36,7 +36,9 @@ impl MccMap {
     pub fn parse(text: &str) -> Result<MccMap, MccMapError> {
         let mut map = BTreeMap::new();
         for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-            let error = || MccMapError { entry: entry.to_owned() };
+            let error = || MccMapError {
+                entry: entry.to_owned(),
+            };
             let (mcc, category) = entry.split_once('=').ok_or_else(error)?;
             let mcc = Mcc::parse(mcc.trim()).map_err(|_| error())?;
             let category = category.trim().parse().map_err(|_| error())?;
@@ -81,7 +83,10 @@ impl MerchantPattern {
                 allowed: "a merchant name, optionally ending in a single '*'",
             });
         }
-        Ok(MerchantPattern { normalized: body.to_owned(), prefix })
+        Ok(MerchantPattern {
+            normalized: body.to_owned(),
+            prefix,
+        })
     }
 
     /// Whether this pattern matches every name that starts with it.
@@ -175,8 +180,9 @@ impl MerchantRules {
         self.remove(&pattern);
         if pattern.prefix {
             self.prefixes.push((pattern, category));
-            self.prefixes
-                .sort_by(|(a, _), (b, _)| b.normalized.len().cmp(&a.normalized.len()).then(a.cmp(b)));
+            self.prefixes.sort_by(|(a, _), (b, _)| {
+                b.normalized.len().cmp(&a.normalized.len()).then(a.cmp(b))
+            });
         } else {
             self.exact.insert(pattern.normalized, category);
         }
@@ -222,7 +228,9 @@ impl Rules {
     /// The category a transaction is charged to first: the merchant override if one
     /// matches, else the MCC's category.
     pub fn category(&self, mcc: Mcc, merchant_field: &str) -> Category {
-        self.merchants.category(merchant_field).unwrap_or_else(|| self.mcc.category(mcc))
+        self.merchants
+            .category(merchant_field)
+            .unwrap_or_else(|| self.mcc.category(mcc))
     }
 }
 
@@ -255,7 +263,10 @@ mod tests {
         assert_eq!(map.category(mcc("5411")), Category::Meal);
         assert_eq!(map.category(mcc("7011")), Category::Food);
         assert_eq!(map.category(mcc("5811")), Category::Cash, "not in this map");
-        assert_eq!(MccMap::parse("").unwrap().category(mcc("5411")), Category::Cash);
+        assert_eq!(
+            MccMap::parse("").unwrap().category(mcc("5411")),
+            Category::Cash
+        );
         for bad in ["5411", "5411=food", "541=FOOD", "5411=FOOD=MEAL", "x=CASH"] {
             assert!(MccMap::parse(bad).is_err(), "{bad}");
         }
@@ -288,7 +299,10 @@ mod tests {
 
     #[test]
     fn l3_merchant_beats_mcc_and_matches_in_any_city() {
-        let rules = Rules { mcc: MccMap::default(), merchants: MerchantRules::new(MerchantRules::default_entries()) };
+        let rules = Rules {
+            mcc: MccMap::default(),
+            merchants: MerchantRules::new(MerchantRules::default_entries()),
+        };
         let uber_eats_sp = format!("{:<25}{:>12} {}", "UBER EATS", "SAO PAULO", "BR");
         let uber_eats_rj = format!("{:<25}{:>12} {}", "UBER EATS", "RIO", "BR");
         assert_eq!(rules.category(mcc("5411"), &uber_eats_sp), Category::Meal);
@@ -298,7 +312,11 @@ mod tests {
         let picpay = format!("{:<25}{:>12} {}", "PICPAY*BILHETEUNICO", "GOIANIA", "BR");
         assert_eq!(rules.category(mcc("5411"), &picpay), Category::Cash);
         let bakery = "PADARIA DO ZE               SAO PAULO BR";
-        assert_eq!(rules.category(mcc("5411"), bakery), Category::Food, "no override: MCC");
+        assert_eq!(
+            rules.category(mcc("5411"), bakery),
+            Category::Food,
+            "no override: MCC"
+        );
     }
 
     #[test]
@@ -316,6 +334,10 @@ mod tests {
         assert!(!rules.remove(&pattern("UBER EATS")));
         assert_eq!(rules.category("UBER EATS"), Some(Category::Food));
         rules.insert(pattern("UBER*"), Category::Meal);
-        assert_eq!(rules.category("UBER X"), Some(Category::Meal), "replaced, not duplicated");
+        assert_eq!(
+            rules.category("UBER X"),
+            Some(Category::Meal),
+            "replaced, not duplicated"
+        );
     }
 }
