@@ -9,6 +9,8 @@
 //! - [`authorize`]: the L1–L3 card decision and its idempotent replay semantics.
 //! - [`ledger`]: double-entry [`Entry`] pairs for every movement, balanced against a system
 //!   account so that money is provably conserved.
+//! - [`gateway`]: the payment gateway's rules: a payment's lifecycle across processors
+//!   (never booked at two), the circuit breaker, the routing policy, backoff.
 //!
 //! Callers (the store adapters) load state, call these functions, and persist what they
 //! return, all inside one serialized step per account.
@@ -17,6 +19,7 @@
 pub mod amount;
 pub mod authorize;
 pub mod balance;
+pub mod gateway;
 pub mod ids;
 pub mod ledger;
 pub mod rules;

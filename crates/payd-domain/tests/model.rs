@@ -54,11 +54,14 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// A transaction's body in the model: (account, cents, mcc index, merchant index).
+type Body = (usize, i64, usize, usize);
+
 /// The spec's rules, written as plainly as possible.
 #[derive(Default)]
 struct Model {
     balances: HashMap<usize, [i64; 3]>,
-    seen: HashMap<u8, ((usize, i64, usize, usize), &'static str)>,
+    seen: HashMap<u8, (Body, &'static str)>,
 }
 
 impl Model {
