@@ -165,6 +165,36 @@ impl fmt::Display for Mcc {
     }
 }
 
+/// A payment's correlation id: a UUID in its canonical 8-4-4-4-12 hexadecimal form, stored
+/// lower-cased. It is the payment's idempotency key at payd and at the processors.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CorrelationId(String);
+
+impl CorrelationId {
+    /// Validates a UUID (any version; upper or lower case hex).
+    pub fn parse(text: &str) -> Result<CorrelationId, IdError> {
+        let bad = || IdError::BadCharacter {
+            allowed: "a UUID (8-4-4-4-12 hexadecimal digits)",
+        };
+        let bytes = text.as_bytes();
+        if bytes.len() != 36 {
+            return Err(bad());
+        }
+        for (at, byte) in bytes.iter().enumerate() {
+            let dash = matches!(at, 8 | 13 | 18 | 23);
+            if dash != (*byte == b'-') || (!dash && !byte.is_ascii_hexdigit()) {
+                return Err(bad());
+            }
+        }
+        Ok(CorrelationId(text.to_ascii_lowercase()))
+    }
+
+    /// The id as text (lower case).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 macro_rules! display_as_str {
     ($($ty:ty),*) => {$(
         impl fmt::Display for $ty {
@@ -174,7 +204,7 @@ macro_rules! display_as_str {
         }
     )*};
 }
-display_as_str!(AccountId, TransactionId, IdempotencyKey);
+display_as_str!(AccountId, TransactionId, IdempotencyKey, CorrelationId);
 
 #[cfg(test)]
 mod tests {
@@ -218,6 +248,22 @@ mod tests {
         );
         assert!(IdempotencyKey::parse(&"k".repeat(255)).is_ok());
         assert!(IdempotencyKey::parse("").is_err());
+    }
+
+    #[test]
+    fn correlation_ids_are_uuids() {
+        let id = CorrelationId::parse("4A7901B8-7D26-4D9D-AA19-4DC1C7CF60B3").unwrap();
+        assert_eq!(id.as_str(), "4a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3");
+        for bad in [
+            "",
+            "4a7901b8-7d26-4d9d-aa19-4dc1c7cf60b",
+            "4a7901b8-7d26-4d9d-aa19-4dc1c7cf60b33",
+            "4a7901b87d26-4d9d-aa19-4dc1c7cf60b3-",
+            "4a7901b8-7d26-4d9d-aa19-4dc1c7cf60bg",
+            "{4a7901b8-7d26-4d9d-aa19-4dc1c7cf60}",
+        ] {
+            assert!(CorrelationId::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! # Layout
 //! - [`amount`]: [`Amount`], money in integer cents with checked arithmetic and exact parsing
 //!   from decimal text (`19.9`, `19.90`, `1.99e1`; never through `f64`).
-//! - [`ids`]: validated identifiers ([`AccountId`], [`TransactionId`], [`IdempotencyKey`], [`Mcc`]).
+//! - [`ids`]: validated identifiers ([`AccountId`], [`TransactionId`], [`IdempotencyKey`],
+//!   [`CorrelationId`], [`Mcc`]).
 //! - [`balance`]: the three [`Category`] balances of an account, each `available` + `held`.
 //! - [`rules`]: which category pays: the MCC map and the merchant override table.
 //! - [`authorize`]: the L1–L3 card decision and its idempotent replay semantics.
@@ -27,6 +28,6 @@ pub mod rules;
 pub use amount::{Amount, AmountError};
 pub use authorize::{AuthorizationRequest, Code, Decision, PriorAuthorization, decide};
 pub use balance::{Balances, Category, CategoryBalance, MovementError};
-pub use ids::{AccountId, IdError, IdempotencyKey, Mcc, TransactionId};
+pub use ids::{AccountId, CorrelationId, IdError, IdempotencyKey, Mcc, TransactionId};
 pub use ledger::{Entry, EntryCause, SYSTEM_ACCOUNT, movement, system_account};
 pub use rules::{MccMap, MerchantPattern, MerchantRules, Rules, merchant_name};

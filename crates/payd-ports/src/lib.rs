@@ -5,14 +5,21 @@
 //! - [`store`]: [`LedgerStore`], the ledger (accounts, balances, card transactions,
 //!   deposits, merchant overrides, entries), with its request and view types and
 //!   [`LedgerError`].
+//! - [`gateway`]: [`PaymentStore`] (gateway payments, their queue and summary) and
+//!   [`ProcessorClient`] (calls to the external processors).
 //! - `testkit` (feature `testkit`): the conformance suite every [`LedgerStore`]
 //!   implementation must pass; adapters instantiate it with
 //!   [`ledger_store_conformance!`](crate::ledger_store_conformance).
 
+pub mod gateway;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
+pub use gateway::{
+    HealthError, HealthReport, Intake, Lookup, NewPayment, PaymentRecord, PaymentStore,
+    PaymentSummary, ProcessorClient, ProcessorPayment, ProcessorTotals, Transition,
+};
 pub use store::{
     AccountView, DepositReceipt, DepositRequest, EntryPage, EntryQuery, EntryView, LedgerError,
     LedgerStore, NewAccount,
