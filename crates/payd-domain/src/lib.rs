@@ -10,6 +10,7 @@
 //! - [`authorize`]: the L1–L3 card decision and its idempotent replay semantics.
 //! - [`ledger`]: double-entry [`Entry`] pairs for every movement, balanced against a system
 //!   account so that money is provably conserved.
+//! - [`timestamp`]: instants as ms since the epoch and their ISO-8601 wire form.
 //! - [`gateway`]: the payment gateway's rules: a payment's lifecycle across processors
 //!   (never booked at two), the circuit breaker, the routing policy, backoff.
 //!
@@ -24,6 +25,7 @@ pub mod gateway;
 pub mod ids;
 pub mod ledger;
 pub mod rules;
+pub mod timestamp;
 
 pub use amount::{Amount, AmountError};
 pub use authorize::{AuthorizationRequest, Code, Decision, PriorAuthorization, decide};
