@@ -105,8 +105,10 @@ pub trait PaymentStore: Send + Sync + 'static {
     /// Deletes every gateway payment (test resets); how many were deleted.
     async fn purge_payments(&self) -> Result<u64, LedgerError>;
 
-    /// Up to `limit` payments that need attention at `now_ms` (queued or unknown and due,
-    /// or processing with an expired lease), most overdue first.
+    /// Up to `limit` payments that need attention at `now_ms`: first those bound to a
+    /// processor (processing with an expired lease, unknown and due), then queued ones that
+    /// are due; each group most overdue first. Bound payments come first so that they are
+    /// never starved by a large queue that cannot move (both processors down).
     async fn due_payments(
         &self,
         now_ms: i64,

@@ -228,6 +228,24 @@ impl PaymentState {
         })
     }
 
+    /// Moves the next attempt of a waiting payment to `due_ms`, changing nothing else (its
+    /// processor cannot be called now: breaker open, or no free slot).
+    pub fn postpone(&self, due_ms: i64) -> Result<PaymentState, TransitionError> {
+        match *self {
+            PaymentState::Queued { .. } => Ok(PaymentState::Queued { due_ms }),
+            PaymentState::Unknown {
+                processor,
+                last_sent_ms,
+                ..
+            } => Ok(PaymentState::Unknown {
+                processor,
+                last_sent_ms,
+                due_ms,
+            }),
+            _ => Err(TransitionError::NotReady(self.name())),
+        }
+    }
+
     /// Gives up on a payment that is definitely not booked anywhere.
     pub fn fail(&self) -> Result<PaymentState, TransitionError> {
         match self {
@@ -349,6 +367,34 @@ mod tests {
     }
 
     #[test]
+    fn postpone_keeps_the_binding() {
+        let s = PaymentState::Unknown {
+            processor: F,
+            last_sent_ms: 5,
+            due_ms: 10,
+        };
+        assert_eq!(
+            s.postpone(99).unwrap(),
+            PaymentState::Unknown {
+                processor: F,
+                last_sent_ms: 5,
+                due_ms: 99
+            }
+        );
+        assert_eq!(
+            PaymentState::new(0).postpone(7).unwrap(),
+            PaymentState::Queued { due_ms: 7 }
+        );
+        assert!(
+            PaymentState::new(0)
+                .dispatch(D, 0, 10)
+                .unwrap()
+                .postpone(1)
+                .is_err()
+        );
+    }
+
+    #[test]
     fn final_states_refuse_everything() {
         for s in [PaymentState::Booked { processor: D }, PaymentState::Failed] {
             assert!(s.is_final());
@@ -357,6 +403,7 @@ mod tests {
             assert!(s.status_checked(true, 0, 0, 0).is_err());
             assert!(s.expire_lease(i64::MAX).is_err());
             assert!(s.fail().is_err());
+            assert!(s.postpone(0).is_err());
         }
         assert_eq!(PaymentState::new(0).fail(), Ok(PaymentState::Failed));
     }
