@@ -182,12 +182,20 @@ impl PaymentState {
     /// unknown outcome, due for resolution at once.
     pub fn expire_lease(&self, now_ms: i64) -> Result<PaymentState, TransitionError> {
         match *self {
+            PaymentState::Processing { lease_until_ms, .. } if lease_until_ms <= now_ms => {
+                self.abandon(now_ms)
+            }
+            _ => Err(TransitionError::NotReady(self.name())),
+        }
+    }
+
+    /// The worker that held this payment is gone (the process restarted): whatever call it
+    /// made is of unknown outcome, due for resolution at `now_ms`, whatever its lease says.
+    pub fn abandon(&self, now_ms: i64) -> Result<PaymentState, TransitionError> {
+        match *self {
             PaymentState::Processing {
-                processor,
-                sent_ms,
-                lease_until_ms,
-                ..
-            } if lease_until_ms <= now_ms => Ok(PaymentState::Unknown {
+                processor, sent_ms, ..
+            } => Ok(PaymentState::Unknown {
                 processor,
                 last_sent_ms: sent_ms,
                 due_ms: now_ms,
@@ -392,6 +400,18 @@ mod tests {
                 .postpone(1)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn abandoned_calls_are_unknown_at_once() {
+        let s = PaymentState::new(0).dispatch(D, 100, 30_000).unwrap();
+        let expected = PaymentState::Unknown {
+            processor: D,
+            last_sent_ms: 100,
+            due_ms: 200,
+        };
+        assert_eq!(s.abandon(200).unwrap(), expected);
+        assert!(PaymentState::new(0).abandon(1).is_err());
     }
 
     #[test]
