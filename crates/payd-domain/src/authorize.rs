@@ -290,7 +290,7 @@ mod tests {
             decide(&other, Some(&prior), Some(&rich), &rules()),
             Decision::IdConflict
         );
-        let mut other = req.clone();
+        let mut other = req;
         other.merchant = "SHOP2".to_owned();
         assert_eq!(
             decide(&other, Some(&prior), Some(&rich), &rules()).code(),

@@ -6,6 +6,9 @@
 //! `payd-domain` functions (`decide`, `Balances`, `movement`) next to a model written with
 //! plain integers and the rules of the spec, and compare after every step.
 
+// Test helpers panic on impossible states by design.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::HashMap;
 
 use payd_domain::{

@@ -135,6 +135,23 @@ impl Breaker {
         }
     }
 
+    /// Takes back a dispatch whose call never went out (its transition did not commit), so a
+    /// half-open breaker does not wait forever for a probe that was never sent.
+    pub fn on_cancel(&mut self) {
+        if let BreakerState::HalfOpen {
+            successes,
+            reopenings,
+            ..
+        } = self.state
+        {
+            self.state = BreakerState::HalfOpen {
+                successes,
+                probe_in_flight: false,
+                reopenings,
+            };
+        }
+    }
+
     /// Records a sane answer (`200`/`422`, or a definite `404` on a status query).
     pub fn on_success(&mut self) {
         self.state = match self.state {
@@ -279,6 +296,16 @@ mod tests {
             b.on_failure(now);
         }
         assert_eq!(periods, [100, 200, 400, 400, 400]);
+    }
+
+    #[test]
+    fn a_cancelled_probe_frees_the_probe_slot() {
+        let mut b = Breaker::new(CONFIG);
+        b.trip(0);
+        b.on_dispatch(100);
+        assert_eq!(b.admission(100), Admission::Refused);
+        b.on_cancel();
+        assert_eq!(b.admission(100), Admission::Probe);
     }
 
     #[test]

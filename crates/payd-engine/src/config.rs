@@ -1,0 +1,54 @@
+//! The gateway's settings. Every bound is explicit (put a limit on everything).
+
+use payd_domain::gateway::backoff::Backoff;
+use payd_domain::gateway::breaker::BreakerConfig;
+use payd_domain::gateway::routing::RoutingPolicy;
+
+/// Settings of [`crate::Gateway`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GatewayConfig {
+    /// Most calls in flight per processor (also what routing assumes it can use).
+    pub in_flight_max: u32,
+    /// Most due payments read per worker step.
+    pub batch_max: u32,
+    /// How long a worker's claim on a payment lasts; longer than any call's timeout, so a
+    /// live worker's lease never runs out mid-call. In ms.
+    pub lease_ms: i64,
+    /// Backoff of rejected payments (per payment, by attempt) and of a held queue.
+    pub backoff: Backoff,
+    /// How soon an unknown outcome is looked at again, in ms.
+    pub recheck_ms: i64,
+    /// After this long since the last uncertain call, a `404` from the processor proves the
+    /// payment was not booked (the processor's delay has passed), in ms.
+    pub settle_ms: i64,
+    /// Sleep of an idle worker between polls of the queue (intake also wakes it), in ms.
+    pub idle_poll_ms: u64,
+    /// Interval between two health polls of one processor, in ms; the processors allow
+    /// one call per 5 s.
+    pub health_interval_ms: u64,
+    /// Breaker thresholds.
+    pub breaker: BreakerConfig,
+    /// Routing thresholds.
+    pub routing: RoutingPolicy,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> GatewayConfig {
+        GatewayConfig {
+            in_flight_max: 256,
+            batch_max: 512,
+            lease_ms: 30_000,
+            backoff: Backoff {
+                base_ms: 100,
+                cap_ms: 2_000,
+                jitter_percent: 50,
+            },
+            recheck_ms: 1_000,
+            settle_ms: 15_000,
+            idle_poll_ms: 50,
+            health_interval_ms: 5_000,
+            breaker: BreakerConfig::default(),
+            routing: RoutingPolicy::default(),
+        }
+    }
+}

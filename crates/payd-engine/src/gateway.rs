@@ -1,0 +1,551 @@
+//! The gateway's worker: moves accepted payments through their lifecycle.
+//!
+//! One loop per process (`Gateway::run`) repeats one testable step (`Gateway::step`):
+//! 1. read the payments that need attention (bound ones first: expired leases, due unknowns);
+//! 2. decide, with `payd_domain::gateway`, what each needs: an expired lease becomes an
+//!    unknown outcome; an unknown outcome is re-posted to *its* processor, or, once the last
+//!    uncertain call has settled, looked up there; a free payment is routed by the policy;
+//! 3. commit every decision in one batch of compare-and-set transitions (a payment another
+//!    worker moved meanwhile is dropped), and only then call processors, each call in its own
+//!    task holding one of its processor's in-flight slots;
+//! 4. each call records its outcome with one more transition.
+//!
+//! The loop never spins: with nothing to do it waits for intake to wake it (or a short
+//! poll); with free payments but no usable processor it waits until a breaker allows a
+//! probe (jittered, capped); with every slot taken it waits for a call to finish.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use payd_domain::CorrelationId;
+use payd_domain::gateway::payment::PaymentState;
+use payd_domain::gateway::routing::{Route, route};
+use payd_domain::gateway::{Outcome, Processor};
+use payd_ports::{
+    LedgerError, Lookup, PaymentRecord, PaymentStore, ProcessorClient, ProcessorPayment, Transition,
+};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::health::{ProcessorHealth, poll_health};
+use crate::{Clock, GatewayConfig};
+
+/// What one step did (for the loop's pacing, and for tests).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StepReport {
+    /// Payments read as due.
+    pub due: usize,
+    /// Calls started (submissions and lookups).
+    pub calls: usize,
+    /// Transitions without a call (expired leases, postponements).
+    pub moved: usize,
+    /// Free payments are waiting because no processor is usable.
+    pub held: bool,
+    /// Some payment waits for an in-flight slot.
+    pub saturated: bool,
+}
+
+/// A call decided in a step, started once its transition is committed.
+enum Call {
+    Submit {
+        processor: Processor,
+        dispatched: PaymentState,
+    },
+    Lookup {
+        processor: Processor,
+    },
+}
+
+struct Planned {
+    record: PaymentRecord,
+    transition: Option<Transition>,
+    call: Option<(Call, OwnedSemaphorePermit)>,
+}
+
+/// The gateway engine. Cheap to share (`Arc`).
+pub struct Gateway {
+    store: Arc<dyn PaymentStore>,
+    client: Arc<dyn ProcessorClient>,
+    clock: Arc<dyn Clock>,
+    config: GatewayConfig,
+    health: [Arc<ProcessorHealth>; 2],
+    slots: [Arc<Semaphore>; 2],
+    /// Payments this process is working on right now, so one step never starts a second
+    /// call for a payment whose first call (or lookup) has not finished.
+    busy: Mutex<HashSet<CorrelationId>>,
+    /// Woken by intake (new work) and by finished calls (a slot is free).
+    wake: Notify,
+    /// State of a xorshift generator for backoff jitter (the domain takes randomness as an
+    /// argument; statistical quality is irrelevant here).
+    jitter: Mutex<u64>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn index(processor: Processor) -> usize {
+    match processor {
+        Processor::Default => 0,
+        Processor::Fallback => 1,
+    }
+}
+
+impl Gateway {
+    /// A gateway over these ports.
+    pub fn new(
+        store: Arc<dyn PaymentStore>,
+        client: Arc<dyn ProcessorClient>,
+        clock: Arc<dyn Clock>,
+        config: GatewayConfig,
+    ) -> Arc<Gateway> {
+        let slots = || Arc::new(Semaphore::new(config.in_flight_max.max(1) as usize));
+        let health = || Arc::new(ProcessorHealth::new(config.breaker));
+        let seed = clock.now_ms().unsigned_abs() | 1;
+        Arc::new(Gateway {
+            store,
+            client,
+            clock,
+            config,
+            health: [health(), health()],
+            slots: [slots(), slots()],
+            busy: Mutex::new(HashSet::new()),
+            wake: Notify::new(),
+            jitter: Mutex::new(seed),
+        })
+    }
+
+    /// Tells the worker there is new work (called by intake after a payment is accepted).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// What the engine knows about a processor.
+    pub fn health(&self, processor: Processor) -> &ProcessorHealth {
+        &self.health[index(processor)]
+    }
+
+    fn random(&self) -> u32 {
+        let mut state = self
+            .jitter
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        (*state >> 32) as u32
+    }
+
+    fn release(&self, id: &CorrelationId) {
+        self.busy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(id);
+    }
+
+    /// Recovers after a restart: every payment still `processing` belonged to a worker of a
+    /// previous run of this process (the embedded mode runs one engine per store), so its
+    /// call is of unknown outcome now. Returns how many were recovered.
+    pub async fn recover(&self) -> Result<usize, LedgerError> {
+        let now_ms = self.clock.now_ms();
+        let mut recovered = 0;
+        loop {
+            // Leases end at most `lease_ms` from now, so this reads every processing payment.
+            let due = self
+                .store
+                .due_payments(
+                    now_ms.saturating_add(self.config.lease_ms),
+                    self.config.batch_max,
+                )
+                .await?;
+            let transitions: Vec<Transition> = due
+                .iter()
+                .filter_map(|record| {
+                    let next = record.state.abandon(now_ms).ok()?;
+                    Some(Transition {
+                        id: record.id.clone(),
+                        expected_version: record.version,
+                        next,
+                        counts_attempt: false,
+                    })
+                })
+                .collect();
+            if transitions.is_empty() {
+                return Ok(recovered);
+            }
+            recovered += self
+                .store
+                .apply_transitions(transitions)
+                .await?
+                .into_iter()
+                .filter(|a| *a)
+                .count();
+        }
+    }
+
+    /// Runs the worker and one health poller per processor until `shutdown` turns true,
+    /// then waits for the calls in flight to finish and record their outcomes.
+    pub async fn run(self: Arc<Self>, shutdown: watch::Receiver<bool>) {
+        match self.recover().await {
+            Ok(0) => {}
+            Ok(count) => tracing::info!(
+                count,
+                "Resumed payments that were in flight before the restart."
+            ),
+            Err(error) => tracing::error!(%error, "Could not recover in-flight payments."),
+        }
+        let mut pollers = JoinSet::new();
+        for processor in Processor::ALL {
+            pollers.spawn(poll_health(
+                self.client.clone(),
+                processor,
+                self.health[index(processor)].clone(),
+                self.clock.clone(),
+                self.config.health_interval_ms,
+                shutdown.clone(),
+            ));
+        }
+        let mut calls = JoinSet::new();
+        let mut stop = shutdown.clone();
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            while calls.try_join_next().is_some() {}
+            let wait_ms = match self.step_into(&mut calls).await {
+                Ok(report)
+                    if report.calls + report.moved > 0 && !report.saturated && !report.held =>
+                {
+                    0
+                }
+                Ok(report) if report.held => self.hold_ms(),
+                Ok(_) => self.config.idle_poll_ms,
+                Err(error) => {
+                    tracing::warn!(%error, "Gateway step failed; backing off.");
+                    self.config.backoff.cap_ms
+                }
+            };
+            if wait_ms > 0 {
+                tokio::select! {
+                    () = self.wake.notified() => {}
+                    () = tokio::time::sleep(Duration::from_millis(wait_ms)) => {}
+                    _ = stop.wait_for(|s| *s) => break,
+                }
+            }
+        }
+        // Calls in flight finish and record their outcomes; each is bounded by its timeout.
+        while calls.join_next().await.is_some() {}
+        while pollers.join_next().await.is_some() {}
+    }
+
+    /// How long to wait when no processor is usable: until the first breaker allows a
+    /// probe, jittered and capped, so held payments neither spin nor storm.
+    fn hold_ms(&self) -> u64 {
+        let now_ms = self.clock.now_ms();
+        let reopen_ms = Processor::ALL
+            .iter()
+            .filter_map(|p| self.health(*p).reopens_at_ms())
+            .min()
+            .map(|at| u64::try_from(at.saturating_sub(now_ms)).unwrap_or(0));
+        let backoff = self.config.backoff.delay_ms(3, self.random());
+        reopen_ms.map_or(backoff, |ms| ms.clamp(1, backoff.max(1)))
+    }
+
+    /// One step, with its calls detached (tests drive the gateway step by step with this).
+    pub async fn step(self: &Arc<Self>) -> Result<StepReport, LedgerError> {
+        let mut calls = JoinSet::new();
+        let report = self.step_into(&mut calls).await?;
+        calls.detach_all();
+        Ok(report)
+    }
+
+    async fn step_into(
+        self: &Arc<Self>,
+        calls: &mut JoinSet<()>,
+    ) -> Result<StepReport, LedgerError> {
+        let now_ms = self.clock.now_ms();
+        let due = self
+            .store
+            .due_payments(now_ms, self.config.batch_max)
+            .await?;
+        let mut report = StepReport {
+            due: due.len(),
+            ..StepReport::default()
+        };
+        if due.is_empty() {
+            return Ok(report);
+        }
+        let backlog = self.store.pending_payments().await?;
+        metrics::gauge!("payd_gateway_backlog").set(backlog as f64);
+        let mut planned = Vec::with_capacity(due.len());
+        for record in due {
+            if !self
+                .busy
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(record.id.clone())
+            {
+                continue;
+            }
+            if let Some(plan) = self.plan(record, now_ms, backlog, &mut report) {
+                planned.push(plan);
+            }
+        }
+        let transitions: Vec<Transition> = planned
+            .iter()
+            .filter_map(|p| p.transition.clone())
+            .collect();
+        let mut applied = if transitions.is_empty() {
+            Vec::new().into_iter()
+        } else {
+            match self.store.apply_transitions(transitions).await {
+                Ok(applied) => applied.into_iter(),
+                Err(error) => {
+                    for plan in &planned {
+                        self.forget(plan);
+                    }
+                    return Err(error);
+                }
+            }
+        };
+        for plan in planned {
+            let committed = match plan.transition {
+                Some(_) => applied.next().unwrap_or(false),
+                None => true,
+            };
+            match plan.call {
+                Some((call, slot)) if committed => {
+                    report.calls += 1;
+                    let gateway = self.clone();
+                    calls.spawn(async move { gateway.call(plan.record, call, slot).await });
+                }
+                _ if committed => {
+                    report.moved += 1;
+                    self.release(&plan.record.id);
+                }
+                _ => self.forget(&plan),
+            }
+        }
+        Ok(report)
+    }
+
+    /// Drops a plan whose transition did not commit: its call never goes out.
+    fn forget(&self, plan: &Planned) {
+        if let Some((Call::Submit { processor, .. }, _)) = &plan.call {
+            self.health(*processor).on_cancel();
+        }
+        self.release(&plan.record.id);
+    }
+
+    /// Decides what one due payment needs. `None`: nothing now (it was released).
+    fn plan(
+        &self,
+        record: PaymentRecord,
+        now_ms: i64,
+        backlog: u64,
+        report: &mut StepReport,
+    ) -> Option<Planned> {
+        let transition = |next: PaymentState, counts_attempt: bool| Transition {
+            id: record.id.clone(),
+            expected_version: record.version,
+            next,
+            counts_attempt,
+        };
+        match record.state {
+            PaymentState::Processing { .. } => {
+                let next = record.state.expire_lease(now_ms).ok();
+                let transition = next.map(|next| transition(next, false));
+                Some(Planned {
+                    record,
+                    transition,
+                    call: None,
+                })
+            }
+            PaymentState::Unknown {
+                processor,
+                last_sent_ms,
+                ..
+            } => {
+                let health = self.health(processor);
+                if health.view(now_ms, self.config.in_flight_max).admission
+                    == payd_domain::gateway::breaker::Admission::Refused
+                {
+                    // Bound to a processor that cannot be called now: look again when its
+                    // breaker allows a probe.
+                    let due_ms = health
+                        .reopens_at_ms()
+                        .unwrap_or(now_ms + self.config.recheck_ms);
+                    let next = record.state.postpone(due_ms.max(now_ms + 1)).ok();
+                    let transition = next.map(|next| transition(next, false));
+                    return Some(Planned {
+                        record,
+                        transition,
+                        call: None,
+                    });
+                }
+                let Ok(slot) = self.slots[index(processor)].clone().try_acquire_owned() else {
+                    report.saturated = true;
+                    self.release(&record.id);
+                    return None;
+                };
+                if now_ms.saturating_sub(last_sent_ms) >= self.config.settle_ms {
+                    let call = Some((Call::Lookup { processor }, slot));
+                    return Some(Planned {
+                        record,
+                        transition: None,
+                        call,
+                    });
+                }
+                self.dispatch(record, processor, now_ms, slot)
+            }
+            PaymentState::Queued { .. } => {
+                if report.held {
+                    self.release(&record.id);
+                    return None;
+                }
+                let views =
+                    Processor::ALL.map(|p| self.health(p).view(now_ms, self.config.in_flight_max));
+                match route(&views[0], &views[1], backlog, &self.config.routing) {
+                    Route::Hold => {
+                        report.held = true;
+                        self.release(&record.id);
+                        None
+                    }
+                    Route::Send(processor) => {
+                        let Ok(slot) = self.slots[index(processor)].clone().try_acquire_owned()
+                        else {
+                            report.saturated = true;
+                            self.release(&record.id);
+                            return None;
+                        };
+                        self.health(processor).on_dispatch(now_ms);
+                        self.dispatch(record, processor, now_ms, slot)
+                    }
+                }
+            }
+            PaymentState::Booked { .. } | PaymentState::Failed => {
+                self.release(&record.id);
+                None
+            }
+        }
+    }
+
+    fn dispatch(
+        &self,
+        record: PaymentRecord,
+        processor: Processor,
+        now_ms: i64,
+        slot: OwnedSemaphorePermit,
+    ) -> Option<Planned> {
+        match record
+            .state
+            .dispatch(processor, now_ms, self.config.lease_ms)
+        {
+            Ok(dispatched) => {
+                let transition = Some(Transition {
+                    id: record.id.clone(),
+                    expected_version: record.version,
+                    next: dispatched,
+                    counts_attempt: true,
+                });
+                Some(Planned {
+                    record,
+                    transition,
+                    call: Some((
+                        Call::Submit {
+                            processor,
+                            dispatched,
+                        },
+                        slot,
+                    )),
+                })
+            }
+            Err(error) => {
+                tracing::error!(%error, id = %record.id, "Refused transition; leaving the payment as it is.");
+                self.release(&record.id);
+                None
+            }
+        }
+    }
+
+    /// Makes one call and records what it established.
+    async fn call(self: Arc<Self>, record: PaymentRecord, call: Call, slot: OwnedSemaphorePermit) {
+        let next = match call {
+            Call::Submit {
+                processor,
+                dispatched,
+            } => {
+                let payment = ProcessorPayment {
+                    id: record.id.clone(),
+                    amount: record.amount,
+                    requested_at_ms: record.requested_at_ms,
+                };
+                let started = tokio::time::Instant::now();
+                let outcome = self.client.submit(processor, &payment).await;
+                let latency = started.elapsed();
+                let now_ms = self.clock.now_ms();
+                let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+                self.health(processor)
+                    .on_outcome(outcome, latency_ms, now_ms);
+                metrics::counter!("payd_gateway_calls_total", "processor" => processor.as_str(), "outcome" => outcome_name(outcome)).increment(1);
+                metrics::histogram!("payd_gateway_call_seconds", "processor" => processor.as_str())
+                    .record(latency.as_secs_f64());
+                let retry_ms = self.config.backoff.delay_ms(record.attempts, self.random());
+                let retry_ms = i64::try_from(retry_ms).unwrap_or(i64::MAX);
+                dispatched
+                    .record(outcome, now_ms, retry_ms, self.config.recheck_ms)
+                    .map(|next| (next, record.version + 1))
+            }
+            Call::Lookup { processor } => {
+                let lookup = self.client.lookup(processor, &record.id).await;
+                let now_ms = self.clock.now_ms();
+                let (settle_ms, recheck_ms) = (self.config.settle_ms, self.config.recheck_ms);
+                let next = match lookup {
+                    Lookup::Found => record
+                        .state
+                        .status_checked(true, now_ms, settle_ms, recheck_ms),
+                    Lookup::NotFound => record
+                        .state
+                        .status_checked(false, now_ms, settle_ms, recheck_ms),
+                    Lookup::Unavailable => record.state.postpone(now_ms + recheck_ms),
+                };
+                next.map(|next| (next, record.version))
+            }
+        };
+        drop(slot);
+        match next {
+            Ok((next, expected_version)) => {
+                let transition = Transition {
+                    id: record.id.clone(),
+                    expected_version,
+                    next,
+                    counts_attempt: false,
+                };
+                if let Err(error) = self.store.apply_transitions(vec![transition]).await {
+                    // The lease runs out and the payment is resolved as an unknown outcome:
+                    // safe, only slower.
+                    tracing::warn!(%error, id = %record.id, "Could not record a processor outcome.");
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, id = %record.id, "Refused transition after a call.")
+            }
+        }
+        self.release(&record.id);
+        self.wake.notify_one();
+    }
+}
+
+fn outcome_name(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Booked => "booked",
+        Outcome::AlreadyBooked => "already_booked",
+        Outcome::Rejected => "rejected",
+        Outcome::Unknown => "unknown",
+    }
+}

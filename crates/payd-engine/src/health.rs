@@ -1,0 +1,238 @@
+//! What the engine knows about each processor, and the poller of their health endpoints.
+//!
+//! Two sources feed it. Active: the processor's `GET /payments/service-health`, which may be
+//! called once per 5 s per processor (all callers together), so exactly one poller per
+//! processor calls it, on a fixed interval. Passive: every real call's outcome and latency,
+//! which feed the circuit breaker and the latency window. Passive evidence is fresher, so a
+//! success newer than a "failing" report overrides that report.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use payd_domain::gateway::Outcome;
+use payd_domain::gateway::Processor;
+use payd_domain::gateway::breaker::{Admission, Breaker, BreakerConfig, BreakerState};
+use payd_domain::gateway::routing::ProcessorView;
+use payd_ports::{HealthError, HealthReport, ProcessorClient};
+use tokio::sync::watch;
+
+use crate::Clock;
+
+/// Latencies kept for the passive latency estimate.
+const LATENCY_WINDOW: usize = 64;
+
+/// One processor's health, shared by the workers and the poller. A `std` mutex: every
+/// critical section is a few field updates with no `.await` inside.
+#[derive(Debug)]
+pub struct ProcessorHealth {
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    breaker: Breaker,
+    /// The last report of the health endpoint and when it arrived.
+    report: Option<(HealthReport, i64)>,
+    /// When a real call last succeeded.
+    last_success_ms: i64,
+    /// Latencies of recent calls, in ms (timeouts included: they are the slowest calls).
+    latencies_ms: VecDeque<u64>,
+}
+
+impl ProcessorHealth {
+    /// A processor with a closed breaker and no observations yet.
+    pub fn new(breaker: BreakerConfig) -> ProcessorHealth {
+        ProcessorHealth {
+            state: Mutex::new(State {
+                breaker: Breaker::new(breaker),
+                report: None,
+                last_success_ms: i64::MIN,
+                latencies_ms: VecDeque::with_capacity(LATENCY_WINDOW),
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave the state half-updated in a way that
+        // matters (each field is valid on its own), so a poisoned lock is still usable.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The routing view at `now_ms`.
+    pub fn view(&self, now_ms: i64, in_flight_max: u32) -> ProcessorView {
+        let state = self.lock();
+        let admission = state.breaker.admission(now_ms);
+        let (reported_failing, reported_min_response_ms) = match state.report {
+            // A probe is how recovery is noticed between two polls, so a failing report
+            // does not stop probes; and a success newer than the report overrides it.
+            Some((report, at_ms)) => (
+                report.failing && at_ms > state.last_success_ms && admission != Admission::Probe,
+                report.min_response_ms,
+            ),
+            None => (false, 0),
+        };
+        ProcessorView {
+            admission,
+            reported_failing,
+            reported_min_response_ms,
+            observed_latency_ms: percentile(&state.latencies_ms, 90),
+            in_flight_max,
+        }
+    }
+
+    /// Records that a call goes out now.
+    pub fn on_dispatch(&self, now_ms: i64) {
+        self.lock().breaker.on_dispatch(now_ms);
+    }
+
+    /// Takes back a dispatch whose call never went out.
+    pub fn on_cancel(&self) {
+        self.lock().breaker.on_cancel();
+    }
+
+    /// Records a call's outcome and latency.
+    pub fn on_outcome(&self, outcome: Outcome, latency_ms: u64, now_ms: i64) {
+        let mut state = self.lock();
+        if state.latencies_ms.len() == LATENCY_WINDOW {
+            state.latencies_ms.pop_front();
+        }
+        state.latencies_ms.push_back(latency_ms);
+        match outcome {
+            Outcome::Booked | Outcome::AlreadyBooked => {
+                state.breaker.on_success();
+                state.last_success_ms = now_ms;
+            }
+            Outcome::Rejected | Outcome::Unknown => state.breaker.on_failure(now_ms),
+        }
+    }
+
+    /// Records a health-endpoint report; a failing processor's breaker is opened.
+    pub fn on_report(&self, report: HealthReport, now_ms: i64) {
+        let mut state = self.lock();
+        state.report = Some((report, now_ms));
+        if report.failing {
+            state.breaker.trip(now_ms);
+        }
+    }
+
+    /// When the breaker will next allow a probe, if it is open.
+    pub fn reopens_at_ms(&self) -> Option<i64> {
+        match self.lock().breaker.state() {
+            BreakerState::Open { until_ms, .. } => Some(until_ms),
+            _ => None,
+        }
+    }
+
+    /// The breaker's state, for metrics and `GET /payments/...` diagnostics.
+    pub fn breaker_state(&self) -> BreakerState {
+        self.lock().breaker.state()
+    }
+}
+
+/// The `p`-th percentile of the window (0 when empty).
+fn percentile(window: &VecDeque<u64>, p: usize) -> u64 {
+    if window.is_empty() {
+        return 0;
+    }
+    let mut sorted: Vec<u64> = window.iter().copied().collect();
+    sorted.sort_unstable();
+    let rank = (sorted.len() * p).div_ceil(100).saturating_sub(1);
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+/// Polls one processor's health endpoint every `interval_ms` until `shutdown` turns true.
+/// Calls are never closer than the interval (a slow answer delays the next tick instead of
+/// bunching ticks up), so the processor's one-call-per-5-s limit holds.
+pub async fn poll_health(
+    client: Arc<dyn ProcessorClient>,
+    processor: Processor,
+    health: Arc<ProcessorHealth>,
+    clock: Arc<dyn Clock>,
+    interval_ms: u64,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(Duration::from_millis(interval_ms.max(1)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        match client.health(processor).await {
+            Ok(report) => {
+                metrics::gauge!("payd_processor_reported_failing", "processor" => processor.as_str())
+                    .set(if report.failing { 1.0 } else { 0.0 });
+                metrics::gauge!("payd_processor_reported_min_response_ms", "processor" => processor.as_str())
+                    .set(report.min_response_ms as f64);
+                health.on_report(report, clock.now_ms());
+            }
+            Err(HealthError::RateLimited) => {
+                tracing::debug!(%processor, "Health endpoint rate-limited this poll.");
+            }
+            Err(error) => tracing::warn!(%processor, %error, "Health poll failed."),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(failing: bool) -> HealthReport {
+        HealthReport {
+            failing,
+            min_response_ms: 100,
+        }
+    }
+
+    #[test]
+    fn failing_report_opens_and_a_newer_success_overrides_it() {
+        let health = ProcessorHealth::new(BreakerConfig::default());
+        health.on_report(report(true), 1_000);
+        let view = health.view(1_000, 10);
+        assert_eq!(view.admission, Admission::Refused);
+        assert!(view.reported_failing);
+        // Once the open period is over, a probe may go even though the report says failing.
+        let later = health.reopens_at_ms().unwrap();
+        assert!(health.view(later, 10).usable());
+        health.on_dispatch(later);
+        health.on_outcome(Outcome::Booked, 5, later + 5);
+        assert!(
+            !health.view(later + 5, 10).reported_failing,
+            "success newer than the report"
+        );
+    }
+
+    #[test]
+    fn latency_estimate_is_a_p90_of_recent_calls() {
+        let health = ProcessorHealth::new(BreakerConfig::default());
+        for latency in 1..=100 {
+            health.on_outcome(Outcome::Booked, latency, 0);
+        }
+        // The window keeps the last 64 calls: 37..=100; their p90 is 94.
+        assert_eq!(health.view(0, 1).observed_latency_ms, 94);
+        assert_eq!(
+            ProcessorHealth::new(BreakerConfig::default())
+                .view(0, 1)
+                .observed_latency_ms,
+            0
+        );
+    }
+
+    #[test]
+    fn consecutive_failures_open_the_breaker() {
+        let config = BreakerConfig {
+            failure_threshold: 3,
+            ..BreakerConfig::default()
+        };
+        let health = ProcessorHealth::new(config);
+        for _ in 0..3 {
+            health.on_outcome(Outcome::Rejected, 1, 10);
+        }
+        assert_eq!(health.view(10, 1).admission, Admission::Refused);
+        assert!(health.reopens_at_ms().is_some());
+    }
+}

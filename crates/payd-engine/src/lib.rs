@@ -1,0 +1,23 @@
+//! payd's engine: orchestration over the ports only (no SQL, no HTTP here).
+//!
+//! # Layout
+//! - [`clock`]: [`Clock`], the engine's only source of time (a tokio-driven wall clock, so
+//!   tests can pause and advance it).
+//! - [`health`]: [`ProcessorHealth`], what the engine knows of each processor (circuit
+//!   breaker, the health endpoint's last report, latencies of real calls), and the health
+//!   poller, which calls each processor's rate-limited health endpoint at most once per
+//!   interval.
+//! - [`gateway`]: [`Gateway`], the worker loop: lease due payments, route free ones with
+//!   the domain's policy, call processors within per-processor in-flight bounds, record
+//!   outcomes, and resolve unknown outcomes at the processor they are bound to.
+//! - [`config`]: [`GatewayConfig`], every threshold and bound, with defaults.
+
+pub mod clock;
+pub mod config;
+pub mod gateway;
+pub mod health;
+
+pub use clock::{Clock, TokioClock};
+pub use config::GatewayConfig;
+pub use gateway::Gateway;
+pub use health::ProcessorHealth;
