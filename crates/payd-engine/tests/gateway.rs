@@ -1,0 +1,502 @@
+//! The gateway engine under controlled time (tokio's paused clock) against an in-memory
+//! payment store and scripted processors: routing, holding, recovery, unknown outcomes and
+//! the health endpoint's rate limit. The same engine runs against SQLite and real simulator
+//! processes in `payd-cli/tests/gateway_e2e.rs`; here every run is deterministic.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test doubles fail loudly by design.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use payd_domain::gateway::payment::PaymentState;
+use payd_domain::gateway::{Outcome, Processor};
+use payd_domain::{Amount, CorrelationId};
+use payd_engine::{Gateway, GatewayConfig, TokioClock};
+use payd_ports::{
+    HealthError, HealthReport, Intake, LedgerError, Lookup, NewPayment, PaymentRecord,
+    PaymentStore, PaymentSummary, ProcessorClient, ProcessorPayment, Transition,
+};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// A payment store in memory with the port's semantics (CAS on version, bound first).
+#[derive(Default)]
+struct MemoryPayments {
+    payments: Mutex<BTreeMap<String, PaymentRecord>>,
+}
+
+#[async_trait]
+impl PaymentStore for MemoryPayments {
+    async fn accept_payment(&self, payment: NewPayment) -> Result<Intake, LedgerError> {
+        let mut payments = self.payments.lock().unwrap();
+        if payments.contains_key(payment.id.as_str()) {
+            return Ok(Intake::Duplicate);
+        }
+        payments.insert(
+            payment.id.as_str().to_owned(),
+            PaymentRecord {
+                id: payment.id,
+                amount: payment.amount,
+                requested_at_ms: payment.requested_at_ms,
+                state: PaymentState::new(payment.requested_at_ms),
+                attempts: 0,
+                version: 0,
+            },
+        );
+        Ok(Intake::Accepted)
+    }
+
+    async fn payment(&self, id: &CorrelationId) -> Result<Option<PaymentRecord>, LedgerError> {
+        Ok(self.payments.lock().unwrap().get(id.as_str()).cloned())
+    }
+
+    async fn payments_summary(
+        &self,
+        _: Option<i64>,
+        _: Option<i64>,
+    ) -> Result<PaymentSummary, LedgerError> {
+        Ok(PaymentSummary::default())
+    }
+
+    async fn purge_payments(&self) -> Result<u64, LedgerError> {
+        Ok(0)
+    }
+
+    async fn due_payments(
+        &self,
+        now_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<PaymentRecord>, LedgerError> {
+        let payments = self.payments.lock().unwrap();
+        let due = |r: &&PaymentRecord| r.state.due_ms().is_some_and(|d| d <= now_ms);
+        let bound = |r: &&PaymentRecord| {
+            matches!(
+                r.state,
+                PaymentState::Processing { .. } | PaymentState::Unknown { .. }
+            )
+        };
+        let mut first: Vec<_> = payments
+            .values()
+            .filter(due)
+            .filter(bound)
+            .cloned()
+            .collect();
+        let mut then: Vec<_> = payments
+            .values()
+            .filter(due)
+            .filter(|r| !bound(r))
+            .cloned()
+            .collect();
+        first.sort_by_key(|r| r.state.due_ms());
+        then.sort_by_key(|r| r.state.due_ms());
+        first.extend(then);
+        first.truncate(limit as usize);
+        Ok(first)
+    }
+
+    async fn pending_payments(&self) -> Result<u64, LedgerError> {
+        Ok(self
+            .payments
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|r| !r.state.is_final())
+            .count() as u64)
+    }
+
+    async fn apply_transitions(
+        &self,
+        transitions: Vec<Transition>,
+    ) -> Result<Vec<bool>, LedgerError> {
+        let mut payments = self.payments.lock().unwrap();
+        Ok(transitions
+            .into_iter()
+            .map(|t| match payments.get_mut(t.id.as_str()) {
+                Some(record) if record.version == t.expected_version => {
+                    record.state = t.next;
+                    record.version += 1;
+                    record.attempts += u32::from(t.counts_attempt);
+                    true
+                }
+                _ => false,
+            })
+            .collect())
+    }
+}
+
+/// How a scripted processor behaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Books after `delay_ms`.
+    Healthy { delay_ms: u64 },
+    /// Answers 500 at once.
+    Failing,
+    /// Never answers within the client's timeout; books anyway after the timeout (the worst
+    /// case: our call gives up, the processor books later).
+    BlackHole,
+}
+
+const CLIENT_TIMEOUT_MS: u64 = 10_000;
+
+#[derive(Default)]
+struct Processors {
+    modes: Mutex<HashMap<Processor, Mode>>,
+    booked: Mutex<HashMap<Processor, HashSet<String>>>,
+    submits: Mutex<Vec<(Processor, Instant)>>,
+    health_calls: Mutex<Vec<(Processor, Instant)>>,
+}
+
+impl Processors {
+    fn new(default: Mode, fallback: Mode) -> Arc<Processors> {
+        let processors = Processors::default();
+        processors.set(Processor::Default, default);
+        processors.set(Processor::Fallback, fallback);
+        Arc::new(processors)
+    }
+
+    fn set(&self, processor: Processor, mode: Mode) {
+        self.modes.lock().unwrap().insert(processor, mode);
+    }
+
+    fn mode(&self, processor: Processor) -> Mode {
+        self.modes.lock().unwrap()[&processor]
+    }
+
+    fn book(&self, processor: Processor, id: &str) -> Outcome {
+        let mut booked = self.booked.lock().unwrap();
+        if booked.entry(processor).or_default().insert(id.to_owned()) {
+            Outcome::Booked
+        } else {
+            Outcome::AlreadyBooked
+        }
+    }
+
+    fn booked(&self, processor: Processor) -> HashSet<String> {
+        self.booked
+            .lock()
+            .unwrap()
+            .get(&processor)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn submits_to(&self, processor: Processor) -> usize {
+        self.submits
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _)| *p == processor)
+            .count()
+    }
+}
+
+#[async_trait]
+impl ProcessorClient for Processors {
+    async fn submit(&self, processor: Processor, payment: &ProcessorPayment) -> Outcome {
+        self.submits
+            .lock()
+            .unwrap()
+            .push((processor, Instant::now()));
+        match self.mode(processor) {
+            Mode::Healthy { delay_ms } => {
+                tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                self.book(processor, payment.id.as_str())
+            }
+            Mode::Failing => Outcome::Rejected,
+            Mode::BlackHole => {
+                tokio::time::sleep(Duration::from_millis(CLIENT_TIMEOUT_MS)).await;
+                self.book(processor, payment.id.as_str());
+                Outcome::Unknown
+            }
+        }
+    }
+
+    async fn lookup(&self, processor: Processor, id: &CorrelationId) -> Lookup {
+        if self.booked(processor).contains(id.as_str()) {
+            Lookup::Found
+        } else {
+            Lookup::NotFound
+        }
+    }
+
+    async fn health(&self, processor: Processor) -> Result<HealthReport, HealthError> {
+        self.health_calls
+            .lock()
+            .unwrap()
+            .push((processor, Instant::now()));
+        let (failing, min_response_ms) = match self.mode(processor) {
+            Mode::Healthy { delay_ms } => (false, delay_ms),
+            Mode::Failing => (true, 0),
+            Mode::BlackHole => (false, CLIENT_TIMEOUT_MS),
+        };
+        Ok(HealthReport {
+            failing,
+            min_response_ms,
+        })
+    }
+}
+
+struct Harness {
+    store: Arc<MemoryPayments>,
+    processors: Arc<Processors>,
+    gateway: Arc<Gateway>,
+    stop: watch::Sender<bool>,
+    worker: tokio::task::JoinHandle<()>,
+    clock: TokioClock,
+}
+
+async fn start(processors: Arc<Processors>, config: GatewayConfig) -> Harness {
+    let store = Arc::new(MemoryPayments::default());
+    let clock = TokioClock::starting_at(1_700_000_000_000);
+    let gateway = Gateway::new(store.clone(), processors.clone(), Arc::new(clock), config);
+    let (stop, stopped) = watch::channel(false);
+    let worker = tokio::spawn(gateway.clone().run(stopped));
+    Harness {
+        store,
+        processors,
+        gateway,
+        stop,
+        worker,
+        clock,
+    }
+}
+
+impl Harness {
+    async fn accept(&self, n: usize) -> Vec<CorrelationId> {
+        use payd_engine::Clock;
+        let mut ids = Vec::new();
+        for _ in 0..n {
+            let serial = self.store.payments.lock().unwrap().len();
+            let id =
+                CorrelationId::parse(&format!("00000000-0000-4000-8000-{serial:012x}")).unwrap();
+            let payment = NewPayment {
+                id: id.clone(),
+                amount: Amount::from_cents(1990),
+                requested_at_ms: self.clock.now_ms(),
+            };
+            assert_eq!(
+                self.store.accept_payment(payment).await.unwrap(),
+                Intake::Accepted
+            );
+            ids.push(id);
+        }
+        self.gateway.wake();
+        ids
+    }
+
+    async fn states(&self) -> Vec<PaymentState> {
+        self.store
+            .payments
+            .lock()
+            .unwrap()
+            .values()
+            .map(|r| r.state)
+            .collect()
+    }
+
+    async fn booked_count(&self) -> usize {
+        self.states()
+            .await
+            .iter()
+            .filter(|s| matches!(s, PaymentState::Booked { .. }))
+            .count()
+    }
+
+    async fn stop(self) {
+        self.stop.send(true).unwrap();
+        self.worker.await.unwrap();
+    }
+
+    /// Every payment is booked at exactly one processor, and the processors agree.
+    fn assert_booked_once(&self) {
+        let default = self.processors.booked(Processor::Default);
+        let fallback = self.processors.booked(Processor::Fallback);
+        assert!(
+            default.is_disjoint(&fallback),
+            "a payment was booked at both processors"
+        );
+        for record in self.store.payments.lock().unwrap().values() {
+            if let PaymentState::Booked { processor } = record.state {
+                assert!(
+                    self.processors
+                        .booked(processor)
+                        .contains(record.id.as_str())
+                );
+            }
+        }
+    }
+}
+
+fn config() -> GatewayConfig {
+    GatewayConfig {
+        settle_ms: 15_000,
+        lease_ms: 30_000,
+        ..GatewayConfig::default()
+    }
+}
+
+/// Goal: the health endpoint is called at most once per interval per processor, even when
+/// its answers are slow. Method: run the gateway for 61 virtual seconds and look at the gaps
+/// between health calls.
+#[tokio::test(start_paused = true)]
+async fn health_polls_respect_the_rate_limit() {
+    let processors = Processors::new(Mode::Healthy { delay_ms: 5 }, Mode::Healthy { delay_ms: 5 });
+    let harness = start(processors.clone(), config()).await;
+    tokio::time::sleep(Duration::from_millis(61_000)).await;
+    harness.stop().await;
+    let calls = processors.health_calls.lock().unwrap().clone();
+    for processor in Processor::ALL {
+        let times: Vec<Instant> = calls
+            .iter()
+            .filter(|(p, _)| *p == processor)
+            .map(|(_, t)| *t)
+            .collect();
+        assert!(
+            (12..=13).contains(&times.len()),
+            "{processor}: {} polls in 61 s",
+            times.len()
+        );
+        for pair in times.windows(2) {
+            assert!(
+                pair[1] - pair[0] >= Duration::from_millis(5_000),
+                "{processor}: polls closer than 5 s"
+            );
+        }
+    }
+}
+
+/// Goal: a healthy, fast default gets every payment and the fallback none.
+#[tokio::test(start_paused = true)]
+async fn healthy_default_takes_everything() {
+    let processors = Processors::new(
+        Mode::Healthy { delay_ms: 10 },
+        Mode::Healthy { delay_ms: 1 },
+    );
+    let harness = start(processors.clone(), config()).await;
+    harness.accept(500).await;
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    assert_eq!(harness.booked_count().await, 500);
+    assert_eq!(processors.booked(Processor::Default).len(), 500);
+    assert_eq!(
+        processors.submits_to(Processor::Fallback),
+        0,
+        "fallback used while default was healthy"
+    );
+    harness.assert_booked_once();
+    harness.stop().await;
+}
+
+/// Goal: when the default fails, new payments go to the fallback; when both fail, payments
+/// wait without a storm of requests; on recovery the backlog drains promptly.
+#[tokio::test(start_paused = true)]
+async fn failover_hold_and_recovery() {
+    let processors = Processors::new(Mode::Failing, Mode::Healthy { delay_ms: 20 });
+    let harness = start(processors.clone(), config()).await;
+    // Let the first health poll land: from then on the engine knows the default is failing.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    harness.accept(100).await;
+    tokio::time::sleep(Duration::from_millis(3_000)).await;
+    assert_eq!(harness.booked_count().await, 100, "fallback took over");
+    assert!(
+        processors.submits_to(Processor::Default) <= 10,
+        "default hammered while failing"
+    );
+
+    processors.set(Processor::Fallback, Mode::Failing);
+    // One poll interval later the engine knows both fail; what follows are retries only.
+    tokio::time::sleep(Duration::from_millis(5_100)).await;
+    let before = processors.submits.lock().unwrap().len();
+    harness.accept(200).await;
+    tokio::time::sleep(Duration::from_millis(60_000)).await;
+    let during = processors.submits.lock().unwrap().len() - before;
+    assert_eq!(
+        harness.booked_count().await,
+        100,
+        "nothing can be booked while both fail"
+    );
+    // Probes only: a handful per breaker period, never one per payment per retry.
+    assert!(
+        during <= 80,
+        "{during} calls in 60 s while both processors failed"
+    );
+    assert!(
+        harness
+            .states()
+            .await
+            .iter()
+            .all(|s| !matches!(s, PaymentState::Failed)),
+        "nothing given up"
+    );
+
+    processors.set(Processor::Default, Mode::Healthy { delay_ms: 20 });
+    let recovered_at = Instant::now();
+    while harness.booked_count().await < 300 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            recovered_at.elapsed() < Duration::from_secs(15),
+            "backlog did not drain after recovery"
+        );
+    }
+    harness.assert_booked_once();
+    harness.stop().await;
+}
+
+/// Goal: a payment whose call timed out stays with that processor, even when the processor
+/// then fails and the fallback is healthy, until that processor tells us it booked it (or,
+/// after the settle time, that it did not). Never booked at both.
+#[tokio::test(start_paused = true)]
+async fn unknown_outcomes_stay_bound_to_their_processor() {
+    let processors = Processors::new(Mode::BlackHole, Mode::Healthy { delay_ms: 5 });
+    let harness = start(processors.clone(), config()).await;
+    let ids = harness.accept(20).await;
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    // The default now fails outright; the fallback is healthy and cheap to reach.
+    processors.set(Processor::Default, Mode::Failing);
+    tokio::time::sleep(Duration::from_millis(60_000)).await;
+    // The black hole booked the first calls after the timeout; the engine found out through
+    // a re-post (422) or a lookup, and never sent those payments to the fallback.
+    let default = processors.booked(Processor::Default);
+    for id in &ids {
+        let record = harness.store.payment(id).await.unwrap().unwrap();
+        assert!(
+            matches!(record.state, PaymentState::Booked { .. }),
+            "{id}: {:?}",
+            record.state
+        );
+    }
+    assert!(!default.is_empty(), "the black hole booked some payments");
+    harness.assert_booked_once();
+    harness.stop().await;
+}
+
+/// Goal: an unknown outcome that the processor never booked is freed after the settle time
+/// (a lookup answers 404) and then booked elsewhere, exactly once.
+#[tokio::test(start_paused = true)]
+async fn unbooked_unknowns_are_freed_after_settling() {
+    let processors = Processors::new(Mode::Healthy { delay_ms: 5 }, Mode::Healthy { delay_ms: 5 });
+    let harness = start(processors.clone(), config()).await;
+    // A payment whose call went out before a crash, never booked anywhere.
+    let id = harness.accept(1).await.remove(0);
+    let dispatched = PaymentState::new(0)
+        .dispatch(Processor::Default, 0, 30_000)
+        .unwrap();
+    {
+        let mut payments = harness.store.payments.lock().unwrap();
+        let record = payments.get_mut(id.as_str()).unwrap();
+        record.state = dispatched;
+        record.version += 1;
+    }
+    processors.set(Processor::Default, Mode::Failing);
+    tokio::time::sleep(Duration::from_millis(40_000)).await;
+    let record = harness.store.payment(&id).await.unwrap().unwrap();
+    assert_eq!(
+        record.state,
+        PaymentState::Booked {
+            processor: Processor::Fallback
+        }
+    );
+    harness.assert_booked_once();
+    harness.stop().await;
+}
