@@ -8,8 +8,8 @@
 
 use async_trait::async_trait;
 use payd_domain::{
-    AccountId, Amount, AuthorizationRequest, Balances, Category, Code, EntryCause,
-    IdempotencyKey, MerchantPattern,
+    AccountId, Amount, AuthorizationRequest, Balances, Category, Code, EntryCause, IdempotencyKey,
+    MerchantPattern,
 };
 
 /// Why a ledger command was refused or could not run. Everything but

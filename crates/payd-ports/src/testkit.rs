@@ -68,15 +68,20 @@ type MovementKey = (&'static str, String, Category);
 /// Longest any single check may take; a deadlocked store fails instead of hanging CI.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(120);
 
-fn c(cents: i64) -> Amount {
+// === Fixtures, shared with adapters' own tests ===
+
+/// `cents` cents.
+pub fn c(cents: i64) -> Amount {
     Amount::from_cents(cents)
 }
 
-fn account_id(text: &str) -> AccountId {
+/// A valid account id (panics otherwise).
+pub fn account_id(text: &str) -> AccountId {
     AccountId::parse(text).expect("valid account id")
 }
 
-fn pattern(text: &str) -> MerchantPattern {
+/// A valid merchant pattern (panics otherwise).
+pub fn pattern(text: &str) -> MerchantPattern {
     MerchantPattern::parse(text).expect("valid merchant pattern")
 }
 
@@ -85,7 +90,8 @@ fn acceptor(name: &str) -> String {
     format!("{name:<25}{:>12} BR", "SAO PAULO")
 }
 
-fn request(
+/// A card transaction (panics on invalid fields).
+pub fn request(
     id: Option<&str>,
     account: &AccountId,
     cents: i64,

@@ -1,1 +1,272 @@
-//! stub
+//! payd's embedded ledger store: [`SqliteStore`], a [`LedgerStore`] on SQLite in WAL mode.
+//!
+//! # Layout
+//! - [`config`]: [`SqliteConfig`] and [`Durability`] (strict = fsync per group commit,
+//!   relaxed = survives a process crash).
+//! - `schema`: connections and pragmas, the numbered migrations (`migrations/*.sql`,
+//!   embedded), and row <-> domain conversions.
+//! - `writer`: the `payd-writer` thread, the single sequencer: it owns the only write
+//!   connection, applies queued commands with `payd_domain::decide` in batches, commits each
+//!   batch once (group commit), then answers. It keeps the merchant table and a bounded
+//!   account-balance cache in memory, both coherent because it is the only writer.
+//! - `reader`: a small pool of read-only connections for `account`, `entries` and
+//!   `merchants`; reads never touch the write connection.
+//! - this file: [`SqliteStore`] (open, shutdown, the [`LedgerStore`] impl) and [`OpenError`].
+//!
+//! # Metrics (via the `metrics` facade; the binary installs the recorder)
+//! `payd_writer_batch_size` (histogram, commands per commit), `payd_writer_commit_seconds`
+//! (histogram, BEGIN to durable COMMIT), `payd_writer_commits_total` (counter),
+//! `payd_writer_failed_batches_total` (counter, batches rolled back and retried one by one),
+//! `payd_writer_queue_depth` (gauge, commands waiting when a batch starts).
+
+pub mod config;
+mod reader;
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use payd_domain::{
+    AccountId, AuthorizationRequest, Category, Code, MerchantPattern, MerchantRules, Rules,
+};
+use payd_ports::{
+    AccountView, DepositReceipt, DepositRequest, EntryPage, EntryQuery, LedgerError, LedgerStore,
+    NewAccount,
+};
+use tokio::sync::{mpsc, oneshot};
+
+pub use config::{DATABASE_FILE, Durability, SqliteConfig, UnknownDurability};
+
+use reader::ReaderPool;
+use writer::{Command, Writer};
+
+/// The store could not be opened. The message names the database and the step that failed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open the SQLite ledger at {}: {step}: {reason}", path.display())]
+pub struct OpenError {
+    path: PathBuf,
+    step: &'static str,
+    reason: String,
+}
+
+impl OpenError {
+    fn new(path: &Path, step: &'static str, reason: impl std::fmt::Display) -> OpenError {
+        OpenError {
+            path: path.to_owned(),
+            step,
+            reason: reason.to_string(),
+        }
+    }
+
+    /// The database file (or data directory) that could not be opened.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// The embedded ledger store. Cheap to share behind an `Arc`; [`SqliteStore::shutdown`]
+/// (also run on drop) drains and stops the writer.
+pub struct SqliteStore {
+    /// The queue to the writer; `None` once shutdown has begun.
+    queue: Mutex<Option<mpsc::Sender<Command>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    writer_alive: Arc<AtomicBool>,
+    readers: Arc<ReaderPool>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .field("ready", &self.is_ready())
+            .finish()
+    }
+}
+
+fn unavailable(reason: &str) -> LedgerError {
+    LedgerError::Unavailable(reason.to_owned())
+}
+
+impl SqliteStore {
+    /// Creates the data directory if needed, opens the database, applies pending
+    /// migrations, loads the merchant table and starts the writer thread.
+    pub fn open(config: SqliteConfig) -> Result<SqliteStore, OpenError> {
+        let dir = &config.data_dir;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| OpenError::new(dir, "creating the data directory", e))?;
+        let path = config.database_path();
+        let mut conn = schema::open_writer(&path, config.durability)
+            .map_err(|e| OpenError::new(&path, "opening the database", e))?;
+        let applied = schema::migrate(&mut conn, writer::now_ms())
+            .map_err(|e| OpenError::new(&path, "applying migrations", e))?;
+        let merchants = schema::load_merchants(&conn)
+            .map_err(|e| OpenError::new(&path, "loading the merchant table", e))?;
+        let readers = ReaderPool::open(path.clone(), config.readers)
+            .map_err(|e| OpenError::new(&path, "opening read connections", e))?;
+        tracing::info!(
+            target: "payd_sqlite",
+            path = %path.display(),
+            durability = %config.durability,
+            migrations_applied = applied,
+            schema_version = schema::latest_version(),
+            "ledger opened"
+        );
+
+        let rules = Rules {
+            mcc: config.mcc_map,
+            merchants: MerchantRules::new(merchants),
+        };
+        let (sender, receiver) = mpsc::channel(config.queue_capacity.max(1));
+        let writer_alive = Arc::new(AtomicBool::new(true));
+        let alive = Arc::clone(&writer_alive);
+        let writer = Writer::new(conn, rules, config.batch_max);
+        let handle = std::thread::Builder::new()
+            .name("payd-writer".to_owned())
+            .spawn(move || writer.run(receiver, alive))
+            .map_err(|e| OpenError::new(&path, "starting the writer thread", e))?;
+        Ok(SqliteStore {
+            queue: Mutex::new(Some(sender)),
+            writer: Mutex::new(Some(handle)),
+            writer_alive,
+            readers: Arc::new(readers),
+            path,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Stops taking commands, lets the writer apply, commit and answer everything already
+    /// queued, and waits for it to exit. Blocks (call it from a blocking context, or accept
+    /// a short block at the end of a program). Idempotent. Afterwards [`is_ready`] is false
+    /// and every call answers [`LedgerError::Unavailable`].
+    ///
+    /// [`is_ready`]: LedgerStore::is_ready
+    pub fn shutdown(&self) {
+        let sender = match self.queue.lock() {
+            Ok(mut queue) => queue.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let Some(sender) = sender {
+            // `try_send` and not `blocking_send`: this may run on an async worker thread,
+            // where blocking_send panics. The writer drains the queue, so space appears.
+            let mut stop = Command::Stop;
+            loop {
+                match sender.try_send(stop) {
+                    Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => break,
+                    Err(mpsc::error::TrySendError::Full(back)) => {
+                        stop = back;
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+            }
+        }
+        let handle = match self.writer.lock() {
+            Ok(mut writer) => writer.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let Some(handle) = handle
+            && handle.join().is_err()
+        {
+            tracing::error!(target: "payd_sqlite", "the writer thread panicked");
+        }
+        self.readers.close();
+    }
+
+    /// Queues a command and waits for its answer (given only after its commit).
+    async fn submit<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<Result<T, LedgerError>>) -> Command,
+    ) -> Result<T, LedgerError> {
+        let sender = self
+            .queue
+            .lock()
+            .map_err(|_| unavailable("store lock poisoned"))?
+            .clone()
+            .ok_or_else(|| unavailable("store is shut down"))?;
+        let (reply, answer) = oneshot::channel();
+        sender
+            .send(command(reply))
+            .await
+            .map_err(|_| unavailable("store is shutting down"))?;
+        drop(sender);
+        answer
+            .await
+            .map_err(|_| unavailable("the writer stopped before answering"))?
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+#[async_trait]
+impl LedgerStore for SqliteStore {
+    async fn authorize(&self, request: AuthorizationRequest) -> Result<Code, LedgerError> {
+        self.submit(|reply| Command::Authorize { request, reply })
+            .await
+    }
+
+    async fn open_account(&self, account: NewAccount) -> Result<AccountView, LedgerError> {
+        self.submit(|reply| Command::OpenAccount { account, reply })
+            .await
+    }
+
+    async fn deposit(&self, deposit: DepositRequest) -> Result<DepositReceipt, LedgerError> {
+        self.submit(|reply| Command::Deposit { deposit, reply })
+            .await
+    }
+
+    async fn account(&self, id: &AccountId) -> Result<Option<AccountView>, LedgerError> {
+        // Inline: one primary-key lookup on a warm connection is a few microseconds.
+        self.readers.inline(|conn| reader::account(conn, id)).await
+    }
+
+    async fn entries(&self, id: &AccountId, query: EntryQuery) -> Result<EntryPage, LedgerError> {
+        let id = id.clone();
+        self.readers
+            .blocking(move |conn| reader::entries(conn, &id, query))
+            .await
+    }
+
+    async fn merchants(&self) -> Result<Vec<(MerchantPattern, Category)>, LedgerError> {
+        self.readers.blocking(reader::merchants).await
+    }
+
+    async fn put_merchant(
+        &self,
+        pattern: MerchantPattern,
+        category: Category,
+    ) -> Result<bool, LedgerError> {
+        self.submit(|reply| Command::PutMerchant {
+            pattern,
+            category,
+            reply,
+        })
+        .await
+    }
+
+    async fn delete_merchant(&self, pattern: MerchantPattern) -> Result<bool, LedgerError> {
+        self.submit(|reply| Command::DeleteMerchant { pattern, reply })
+            .await
+    }
+
+    fn is_ready(&self) -> bool {
+        let accepting = self
+            .queue
+            .lock()
+            .map(|queue| queue.is_some())
+            .unwrap_or(false);
+        accepting && self.writer_alive.load(Ordering::Acquire)
+    }
+}

@@ -1,0 +1,737 @@
+//! The writer thread: the only write connection and the sequencer of every command.
+//!
+//! Commands arrive over a bounded channel. The writer takes the first one (blocking), then
+//! whatever else is already queued up to `batch_max`, applies them one after the other in a
+//! single SQLite transaction, commits once (one fsync in strict mode: group commit), and only
+//! then answers each command. Because one thread applies every command in order, "one
+//! decision per account at a time" holds without any lock, and each command sees the effects
+//! of the ones before it in the same batch (same connection, same transaction).
+//!
+//! If a batch fails with an SQLite error, it is rolled back, every in-memory cache is
+//! dropped, and each of its commands is re-run in a transaction of its own, so that only a
+//! command that fails by itself is answered `Unavailable`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use payd_domain::{
+    AccountId, Amount, AuthorizationRequest, Balances, Category, Code, Decision, EntryCause, Mcc,
+    MerchantPattern, MerchantRules, MovementError, PriorAuthorization, Rules, decide, movement,
+    system_account,
+};
+use payd_ports::{AccountView, DepositReceipt, DepositRequest, LedgerError, NewAccount};
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::schema::{self, balance_values, balances_from_row};
+
+/// A reply channel for one command.
+type Reply<T> = oneshot::Sender<Result<T, LedgerError>>;
+
+/// What the store asks of the writer.
+pub(crate) enum Command {
+    Authorize {
+        request: AuthorizationRequest,
+        reply: Reply<Code>,
+    },
+    OpenAccount {
+        account: NewAccount,
+        reply: Reply<AccountView>,
+    },
+    Deposit {
+        deposit: DepositRequest,
+        reply: Reply<DepositReceipt>,
+    },
+    PutMerchant {
+        pattern: MerchantPattern,
+        category: Category,
+        reply: Reply<bool>,
+    },
+    DeleteMerchant {
+        pattern: MerchantPattern,
+        reply: Reply<bool>,
+    },
+    /// Sent by `shutdown`: close the queue, finish what is in it, exit.
+    Stop,
+}
+
+/// The result of applying one command: the value to answer once the commit is known good.
+/// Client-visible refusals (`AccountExists`, ...) are answers too: they changed nothing.
+enum Answer {
+    Code(Code),
+    Account(Result<AccountView, LedgerError>),
+    Deposit(Result<DepositReceipt, LedgerError>),
+    Flag(bool),
+}
+
+impl Command {
+    /// Sends `outcome` to whoever waits for this command. A caller that gave up (dropped its
+    /// future) is not an error: the effect is committed either way.
+    fn reply(self, outcome: Result<Answer, LedgerError>) {
+        let mismatch = || LedgerError::Unavailable("internal error: mismatched answer".to_owned());
+        match self {
+            Command::Authorize { reply, .. } => {
+                let _ = reply.send(outcome.and_then(|a| match a {
+                    Answer::Code(code) => Ok(code),
+                    _ => Err(mismatch()),
+                }));
+            }
+            Command::OpenAccount { reply, .. } => {
+                let _ = reply.send(outcome.and_then(|a| match a {
+                    Answer::Account(result) => result,
+                    _ => Err(mismatch()),
+                }));
+            }
+            Command::Deposit { reply, .. } => {
+                let _ = reply.send(outcome.and_then(|a| match a {
+                    Answer::Deposit(result) => result,
+                    _ => Err(mismatch()),
+                }));
+            }
+            Command::PutMerchant { reply, .. } | Command::DeleteMerchant { reply, .. } => {
+                let _ = reply.send(outcome.and_then(|a| match a {
+                    Answer::Flag(flag) => Ok(flag),
+                    _ => Err(mismatch()),
+                }));
+            }
+            Command::Stop => {}
+        }
+    }
+}
+
+/// Why a transaction could not be completed: an SQLite error, or an invariant the database
+/// contradicts. Either way the whole transaction is rolled back.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Failure {
+    #[error("sqlite: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("{0}")]
+    Invariant(String),
+}
+
+/// Most accounts whose balances the writer keeps in memory. Past this the cache is emptied
+/// after a commit (simple, and a refill costs one indexed read per account).
+const CACHE_ACCOUNTS_MAX: usize = 200_000;
+
+/// One cached account: its balances as of the current transaction, and whether they still
+/// have to be written back before the commit.
+#[derive(Clone, Copy)]
+struct Cached {
+    balances: Balances,
+    dirty: bool,
+}
+
+/// The state owned by the writer thread.
+pub(crate) struct Writer {
+    conn: Connection,
+    /// The rules decisions use. Merchant commands change them inside the transaction; the
+    /// committed version is kept in `merchants_before` until the commit succeeds.
+    rules: Rules,
+    merchants_before: Option<MerchantRules>,
+    /// Balances by account. Coherent because this thread is the only writer: every change
+    /// to an account goes through here. Emptied on rollback.
+    cache: HashMap<AccountId, Cached>,
+    /// Accounts whose cached balances differ from their row in this transaction. Writing
+    /// each once at the end of the batch (and not after every command) turns N updates of
+    /// the system account per batch into one.
+    dirty: Vec<AccountId>,
+    system: AccountId,
+    batch_max: usize,
+}
+
+/// Clears the "writer alive" flag however the thread ends, panics included.
+struct AliveGuard(Arc<AtomicBool>);
+
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before 1970).
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn unavailable(reason: impl std::fmt::Display) -> LedgerError {
+    LedgerError::Unavailable(reason.to_string())
+}
+
+impl Writer {
+    pub(crate) fn new(conn: Connection, rules: Rules, batch_max: usize) -> Writer {
+        Writer {
+            conn,
+            rules,
+            merchants_before: None,
+            cache: HashMap::new(),
+            dirty: Vec::new(),
+            system: system_account(),
+            batch_max: batch_max.max(1),
+        }
+    }
+
+    /// The thread's body: batches until the queue is closed and empty.
+    pub(crate) fn run(mut self, mut queue: mpsc::Receiver<Command>, alive: Arc<AtomicBool>) {
+        let _alive = AliveGuard(alive);
+        let mut batch: Vec<Command> = Vec::with_capacity(self.batch_max);
+        tracing::info!(target: "payd_sqlite", "writer started");
+        while let Some(first) = queue.blocking_recv() {
+            metrics::gauge!("payd_writer_queue_depth").set(queue.len() as f64);
+            let mut next = Some(first);
+            while let Some(command) = next.take() {
+                match command {
+                    // Refuse new commands (senders get an error), keep draining the queue.
+                    Command::Stop => queue.close(),
+                    command => batch.push(command),
+                }
+                if batch.len() < self.batch_max {
+                    next = queue.try_recv().ok();
+                }
+            }
+            if !batch.is_empty() {
+                self.run_batch(&mut batch);
+            }
+        }
+        tracing::info!(target: "payd_sqlite", "writer stopped");
+    }
+
+    /// Applies and commits `batch`, then answers every command in it.
+    fn run_batch(&mut self, batch: &mut Vec<Command>) {
+        let started = Instant::now();
+        let now_ms = now_ms();
+        match self.transaction(batch, now_ms) {
+            Ok(answers) => {
+                metrics::histogram!("payd_writer_batch_size").record(batch.len() as f64);
+                metrics::histogram!("payd_writer_commit_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                metrics::counter!("payd_writer_commits_total").increment(1);
+                for (command, answer) in batch.drain(..).zip(answers) {
+                    command.reply(Ok(answer));
+                }
+            }
+            Err(failure) => {
+                metrics::counter!("payd_writer_failed_batches_total").increment(1);
+                tracing::warn!(
+                    target: "payd_sqlite",
+                    error = %failure,
+                    commands = batch.len(),
+                    "group commit failed; retrying each command alone"
+                );
+                // Isolate the culprit: each command in its own transaction.
+                for command in batch.drain(..) {
+                    match self.transaction(std::slice::from_ref(&command), now_ms) {
+                        Ok(mut answers) => match answers.pop() {
+                            Some(answer) => command.reply(Ok(answer)),
+                            None => command.reply(Err(unavailable("internal error: no answer"))),
+                        },
+                        Err(failure) => {
+                            tracing::error!(target: "payd_sqlite", error = %failure, "command failed");
+                            command.reply(Err(unavailable(failure)));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// One SQLite transaction over `commands`: all of them committed, or none and every
+    /// in-memory effect undone.
+    fn transaction(&mut self, commands: &[Command], now_ms: i64) -> Result<Vec<Answer>, Failure> {
+        let result = self.apply_and_commit(commands, now_ms);
+        match &result {
+            Ok(_) => {
+                self.merchants_before = None;
+                if self.cache.len() > CACHE_ACCOUNTS_MAX {
+                    self.cache.clear();
+                }
+            }
+            Err(_) => {
+                // Harmless if the failed COMMIT already rolled back.
+                if let Err(error) = self.conn.execute_batch("ROLLBACK") {
+                    tracing::debug!(target: "payd_sqlite", %error, "rollback");
+                }
+                self.cache.clear();
+                self.dirty.clear();
+                if let Some(merchants) = self.merchants_before.take() {
+                    self.rules.merchants = merchants;
+                }
+            }
+        }
+        result
+    }
+
+    fn apply_and_commit(
+        &mut self,
+        commands: &[Command],
+        now_ms: i64,
+    ) -> Result<Vec<Answer>, Failure> {
+        // IMMEDIATE: take the write lock now, not at the first write.
+        self.conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        let mut answers = Vec::with_capacity(commands.len());
+        for command in commands {
+            answers.push(self.apply(command, now_ms)?);
+        }
+        self.flush_balances()?;
+        self.conn.prepare_cached("COMMIT")?.execute([])?;
+        Ok(answers)
+    }
+
+    fn apply(&mut self, command: &Command, now_ms: i64) -> Result<Answer, Failure> {
+        Ok(match command {
+            Command::Authorize { request, .. } => Answer::Code(self.authorize(request, now_ms)?),
+            Command::OpenAccount { account, .. } => {
+                Answer::Account(self.open_account(account, now_ms)?)
+            }
+            Command::Deposit { deposit, .. } => Answer::Deposit(self.deposit(deposit, now_ms)?),
+            Command::PutMerchant {
+                pattern, category, ..
+            } => Answer::Flag(self.put_merchant(pattern, *category)?),
+            Command::DeleteMerchant { pattern, .. } => Answer::Flag(self.delete_merchant(pattern)?),
+            Command::Stop => Answer::Flag(false),
+        })
+    }
+
+    // ---- commands --------------------------------------------------------------------
+
+    fn authorize(&mut self, request: &AuthorizationRequest, now_ms: i64) -> Result<Code, Failure> {
+        // The edge validates both; refusing here keeps the domain's debug assertions (and
+        // the system account) out of reach of a buggy caller.
+        if !request.amount.is_positive() || request.account.is_system() {
+            return Ok(Code::Rejected);
+        }
+        let prior = match &request.id {
+            Some(id) => self.prior_authorization(id.as_str())?,
+            None => None,
+        };
+        // A replay or conflict never looks at balances.
+        let balances = match prior {
+            Some(_) => None,
+            None => self.balances(&request.account)?,
+        };
+        let decision = decide(request, prior.as_ref(), balances.as_ref(), &self.rules);
+        match decision {
+            Decision::Replay(code) => Ok(code),
+            Decision::IdConflict | Decision::UnknownAccount => Ok(Code::Rejected),
+            Decision::Declined => {
+                self.insert_transaction(request, Code::InsufficientFunds, None, now_ms)?;
+                Ok(Code::InsufficientFunds)
+            }
+            Decision::Approved {
+                category,
+                balances: after,
+            } => {
+                // Every check before the first write.
+                let system_after = self
+                    .system_balances()?
+                    .credit(category, request.amount)
+                    .map_err(|_| {
+                        Failure::Invariant("system account overflow on a card debit".to_owned())
+                    })?;
+                let seq =
+                    self.insert_transaction(request, Code::Approved, Some(category), now_ms)?;
+                let reference = match &request.id {
+                    Some(id) => id.as_str().to_owned(),
+                    None => format!("txn-{seq}"),
+                };
+                let system = self.system.clone();
+                self.insert_movement(
+                    &request.account,
+                    &system,
+                    category,
+                    request.amount,
+                    EntryCause::Transaction,
+                    &reference,
+                    now_ms,
+                )?;
+                self.set_balances(&request.account, after);
+                self.set_balances(&system, system_after);
+                Ok(Code::Approved)
+            }
+        }
+    }
+
+    fn open_account(
+        &mut self,
+        account: &NewAccount,
+        now_ms: i64,
+    ) -> Result<Result<AccountView, LedgerError>, Failure> {
+        // System ids are taken by definition.
+        if account.id.is_system() || self.balances(&account.id)?.is_some() {
+            return Ok(Err(LedgerError::AccountExists));
+        }
+        let mut system_after = self.system_balances()?;
+        for category in Category::ALL {
+            let part = account.balances.get(category);
+            if part.available.is_negative() || part.held != Amount::ZERO {
+                return Ok(Err(unavailable(
+                    "opening balances must be non-negative and not held",
+                )));
+            }
+            system_after = match system_after.debit(category, part.available, true) {
+                Ok(next) => next,
+                Err(_) => return Ok(Err(LedgerError::BalanceOverflow)),
+            };
+        }
+        let values = balance_values(&account.balances);
+        self.conn
+            .prepare_cached(
+                "INSERT INTO accounts (id, food_available, food_held, meal_available, meal_held,
+                                       cash_available, cash_held, created_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                account.id.as_str(),
+                values[0],
+                values[1],
+                values[2],
+                values[3],
+                values[4],
+                values[5],
+                now_ms
+            ])?;
+        let system = self.system.clone();
+        for category in Category::ALL {
+            let amount = account.balances.get(category).available;
+            if amount.is_positive() {
+                self.insert_movement(
+                    &system,
+                    &account.id,
+                    category,
+                    amount,
+                    EntryCause::Opening,
+                    account.id.as_str(),
+                    now_ms,
+                )?;
+            }
+        }
+        // The row was just written with these values: cached clean.
+        self.cache.insert(
+            account.id.clone(),
+            Cached {
+                balances: account.balances,
+                dirty: false,
+            },
+        );
+        self.set_balances(&system, system_after);
+        Ok(Ok(AccountView {
+            id: account.id.clone(),
+            balances: account.balances,
+        }))
+    }
+
+    fn deposit(
+        &mut self,
+        deposit: &DepositRequest,
+        now_ms: i64,
+    ) -> Result<Result<DepositReceipt, LedgerError>, Failure> {
+        if let Some(first) = self.prior_deposit(deposit)? {
+            let same_body = first.account == deposit.account
+                && first.category == deposit.category
+                && first.amount == deposit.amount;
+            return Ok(if same_body {
+                Ok(first)
+            } else {
+                Err(LedgerError::IdempotencyKeyReused)
+            });
+        }
+        if !deposit.amount.is_positive() {
+            return Ok(Err(unavailable("deposit amount must be positive")));
+        }
+        if deposit.account.is_system() {
+            return Ok(Err(LedgerError::AccountNotFound));
+        }
+        let Some(balances) = self.balances(&deposit.account)? else {
+            return Ok(Err(LedgerError::AccountNotFound));
+        };
+        let overflow = |_: MovementError| LedgerError::BalanceOverflow;
+        let after = match balances
+            .credit(deposit.category, deposit.amount)
+            .map_err(overflow)
+        {
+            Ok(after) => after,
+            Err(error) => return Ok(Err(error)),
+        };
+        let system_after = match self
+            .system_balances()?
+            .debit(deposit.category, deposit.amount, true)
+            .map_err(overflow)
+        {
+            Ok(after) => after,
+            Err(error) => return Ok(Err(error)),
+        };
+        let available_after = after.get(deposit.category).available;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO deposits (key, account, category, amount_cents, available_after_cents, created_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                deposit.key.as_str(),
+                deposit.account.as_str(),
+                deposit.category.as_str(),
+                deposit.amount.cents(),
+                available_after.cents(),
+                now_ms
+            ])?;
+        let system = self.system.clone();
+        self.insert_movement(
+            &system,
+            &deposit.account,
+            deposit.category,
+            deposit.amount,
+            EntryCause::Deposit,
+            deposit.key.as_str(),
+            now_ms,
+        )?;
+        self.set_balances(&deposit.account, after);
+        self.set_balances(&system, system_after);
+        Ok(Ok(DepositReceipt {
+            key: deposit.key.clone(),
+            account: deposit.account.clone(),
+            category: deposit.category,
+            amount: deposit.amount,
+            available_after,
+            created_at_ms: now_ms,
+            replayed: false,
+        }))
+    }
+
+    fn put_merchant(
+        &mut self,
+        pattern: &MerchantPattern,
+        category: Category,
+    ) -> Result<bool, Failure> {
+        let text = pattern.to_string();
+        let existed = self
+            .conn
+            .prepare_cached("SELECT 1 FROM merchants WHERE pattern = ?1")?
+            .query_row([&text], |_| Ok(()))
+            .optional()?
+            .is_some();
+        self.conn
+            .prepare_cached(
+                "INSERT INTO merchants (pattern, category) VALUES (?1, ?2)
+                 ON CONFLICT (pattern) DO UPDATE SET category = excluded.category",
+            )?
+            .execute([text.as_str(), category.as_str()])?;
+        self.backup_merchants();
+        self.rules.merchants.insert(pattern.clone(), category);
+        Ok(!existed)
+    }
+
+    fn delete_merchant(&mut self, pattern: &MerchantPattern) -> Result<bool, Failure> {
+        let deleted = self
+            .conn
+            .prepare_cached("DELETE FROM merchants WHERE pattern = ?1")?
+            .execute([pattern.to_string()])?;
+        if deleted > 0 {
+            self.backup_merchants();
+            self.rules.merchants.remove(pattern);
+        }
+        Ok(deleted > 0)
+    }
+
+    // ---- state helpers ---------------------------------------------------------------
+
+    /// Keeps the committed merchant table before the first change of a transaction.
+    fn backup_merchants(&mut self) {
+        if self.merchants_before.is_none() {
+            self.merchants_before = Some(self.rules.merchants.clone());
+        }
+    }
+
+    /// An account's balances as of this transaction; `None` if it does not exist.
+    fn balances(&mut self, id: &AccountId) -> Result<Option<Balances>, Failure> {
+        if let Some(cached) = self.cache.get(id) {
+            return Ok(Some(cached.balances));
+        }
+        let loaded = self
+            .conn
+            .prepare_cached(schema::SELECT_BALANCES)?
+            .query_row([id.as_str()], |row| balances_from_row(row, 0))
+            .optional()?;
+        if let Some(balances) = loaded {
+            self.cache.insert(
+                id.clone(),
+                Cached {
+                    balances,
+                    dirty: false,
+                },
+            );
+        }
+        Ok(loaded)
+    }
+
+    fn system_balances(&mut self) -> Result<Balances, Failure> {
+        let system = self.system.clone();
+        self.balances(&system)?
+            .ok_or_else(|| Failure::Invariant("the system account is missing".to_owned()))
+    }
+
+    /// Records new balances for `id`, written back by [`Writer::flush_balances`].
+    fn set_balances(&mut self, id: &AccountId, balances: Balances) {
+        match self.cache.get_mut(id) {
+            Some(cached) => {
+                cached.balances = balances;
+                if !cached.dirty {
+                    cached.dirty = true;
+                    self.dirty.push(id.clone());
+                }
+            }
+            None => {
+                self.cache.insert(
+                    id.clone(),
+                    Cached {
+                        balances,
+                        dirty: true,
+                    },
+                );
+                self.dirty.push(id.clone());
+            }
+        }
+    }
+
+    /// Writes every balance changed in this transaction, once per account.
+    fn flush_balances(&mut self) -> Result<(), Failure> {
+        let mut statement = self.conn.prepare_cached(
+            "UPDATE accounts SET food_available = ?2, food_held = ?3, meal_available = ?4,
+                                 meal_held = ?5, cash_available = ?6, cash_held = ?7
+             WHERE id = ?1",
+        )?;
+        for id in self.dirty.drain(..) {
+            let Some(cached) = self.cache.get_mut(&id) else {
+                return Err(Failure::Invariant(format!(
+                    "dirty account {id} left the cache"
+                )));
+            };
+            cached.dirty = false;
+            let v = balance_values(&cached.balances);
+            let updated =
+                statement.execute(params![id.as_str(), v[0], v[1], v[2], v[3], v[4], v[5]])?;
+            if updated != 1 {
+                return Err(Failure::Invariant(format!("account {id} vanished")));
+            }
+        }
+        Ok(())
+    }
+
+    fn prior_authorization(&mut self, id: &str) -> Result<Option<PriorAuthorization>, Failure> {
+        let row = self
+            .conn
+            .prepare_cached("SELECT account, amount_cents, mcc, merchant, code FROM transactions WHERE client_id = ?1")?
+            .query_row([id], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, i64>(1)?,
+                    row.get::<_, u16>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, String>(4)?,
+                ))
+            })
+            .optional()?;
+        let Some((account, amount_cents, mcc, merchant, code)) = row else {
+            return Ok(None);
+        };
+        Ok(Some(PriorAuthorization {
+            account: schema::account_from_text(&account)?,
+            amount: Amount::from_cents(amount_cents),
+            mcc: Mcc::from_code(mcc).ok_or_else(|| schema::corrupt("mcc", &mcc.to_string()))?,
+            merchant,
+            code: Code::parse(&code).ok_or_else(|| schema::corrupt("code", &code))?,
+        }))
+    }
+
+    fn prior_deposit(
+        &mut self,
+        deposit: &DepositRequest,
+    ) -> Result<Option<DepositReceipt>, Failure> {
+        let row = self
+            .conn
+            .prepare_cached(
+                "SELECT account, category, amount_cents, available_after_cents, created_at_ms
+                 FROM deposits WHERE key = ?1",
+            )?
+            .query_row([deposit.key.as_str()], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, i64>(2)?,
+                    row.get::<_, i64>(3)?,
+                    row.get::<_, i64>(4)?,
+                ))
+            })
+            .optional()?;
+        let Some((account, category, amount, available_after, created_at_ms)) = row else {
+            return Ok(None);
+        };
+        Ok(Some(DepositReceipt {
+            key: deposit.key.clone(),
+            account: schema::account_from_text(&account)?,
+            category: schema::category_from_text(&category)?,
+            amount: Amount::from_cents(amount),
+            available_after: Amount::from_cents(available_after),
+            created_at_ms,
+            replayed: true,
+        }))
+    }
+
+    /// Records a decided card transaction; returns its sequence number.
+    fn insert_transaction(
+        &mut self,
+        request: &AuthorizationRequest,
+        code: Code,
+        category: Option<Category>,
+        now_ms: i64,
+    ) -> Result<i64, Failure> {
+        let mut statement = self.conn.prepare_cached(
+            "INSERT INTO transactions (client_id, account, amount_cents, mcc, merchant, code, category, created_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
+        statement.execute(params![
+            request.id.as_ref().map(|id| id.as_str()),
+            request.account.as_str(),
+            request.amount.cents(),
+            request.mcc.code(),
+            request.merchant,
+            code.as_str(),
+            category.map(Category::as_str),
+            now_ms
+        ])?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// The two entries of one movement (domain [`movement`]). Two executions of a one-row
+    /// INSERT rather than one two-row INSERT: a statement that may write several rows and
+    /// abort on a CHECK needs a statement journal, which cost more than the second call.
+    #[allow(clippy::too_many_arguments)]
+    fn insert_movement(
+        &mut self,
+        source: &AccountId,
+        target: &AccountId,
+        category: Category,
+        amount: Amount,
+        cause: EntryCause,
+        reference: &str,
+        now_ms: i64,
+    ) -> Result<(), Failure> {
+        let mut statement = self.conn.prepare_cached(
+            "INSERT INTO entries (account, category, amount_cents, cause, reference, created_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for leg in movement(source, target, category, amount) {
+            statement.execute(params![
+                leg.account.as_str(),
+                category.as_str(),
+                leg.amount.cents(),
+                cause.as_str(),
+                reference,
+                now_ms
+            ])?;
+        }
+        Ok(())
+    }
+}
