@@ -1,1 +1,98 @@
-//! stub
+//! payd's HTTP API: axum handlers over a [`LedgerStore`].
+//!
+//! # Layout
+//! - [`router`] (this file): the routes and their layers; [`AppState`] is what it needs.
+//! - [`error`]: the one error table, [`error::Code`] → (HTTP status, stable snake_case code),
+//!   and [`error::ApiError`], the only way a handler fails.
+//! - `extract`: body, path and query extractors whose rejections are `ApiError`s, so no axum
+//!   default rejection text ever reaches a client; the 64 KiB body limit.
+//! - `dto`: wire types and their pure, unit-tested translation to and from domain types
+//!   (exact amount parsing from the raw JSON text; amounts written with two decimals).
+//! - `routes`: the handlers, one module per resource (`card`, `accounts`, `merchants`,
+//!   `ops`); each is parse → call the store → encode.
+//! - [`metrics`](mod@metrics): the Prometheus recorder ([`install_metrics_recorder`]) and
+//!   the per-route HTTP metrics layer.
+//! - `openapi`: the generated OpenAPI document ([`openapi()`]).
+
+pub mod error;
+pub mod metrics;
+
+mod dto;
+mod extract;
+mod openapi;
+mod routes;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post, put};
+use metrics_exporter_prometheus::PrometheusHandle;
+use payd_ports::LedgerStore;
+
+pub use crate::error::{ApiError, Code};
+pub use crate::extract::BODY_LIMIT;
+pub use crate::metrics::install_metrics_recorder;
+pub use crate::openapi::openapi;
+
+use crate::routes::{Ctx, accounts, card, merchants, ops};
+
+/// What the API needs from the process.
+#[derive(Clone)]
+pub struct AppState {
+    /// The ledger.
+    pub store: Arc<dyn LedgerStore>,
+    /// Renders `GET /metrics` (see [`install_metrics_recorder`]).
+    pub metrics: PrometheusHandle,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").finish_non_exhaustive()
+    }
+}
+
+/// The whole API with its layers: every route, the JSON 404/405 answers, the 64 KiB body
+/// limit and the HTTP metrics.
+pub fn router(state: AppState) -> Router {
+    // Serialized once; on failure (a bug) the route answers an empty object rather than
+    // taking the service down.
+    let openapi_json = openapi()
+        .to_json()
+        .map(Bytes::from)
+        .unwrap_or_else(|error| {
+            tracing::error!(%error, "Failed to encode the OpenAPI document.");
+            Bytes::from_static(b"{}")
+        });
+    let ctx = Arc::new(Ctx {
+        store: state.store,
+        metrics: state.metrics,
+        openapi_json,
+    });
+
+    let api = Router::new()
+        .route("/transactions", post(card::transactions))
+        .route("/authorize", post(card::authorize))
+        .route("/accounts", post(accounts::create))
+        .route("/accounts/{id}", get(accounts::get))
+        .route("/accounts/{id}/deposits", post(accounts::deposit))
+        .route("/accounts/{id}/entries", get(accounts::entries))
+        .route("/merchants", get(merchants::list))
+        .route(
+            "/merchants/{pattern}",
+            put(merchants::put).delete(merchants::delete),
+        )
+        .route("/ready", get(ops::ready))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
+        .fallback(ops::not_found)
+        .method_not_allowed_fallback(ops::method_not_allowed)
+        // Read by the `Bytes` extractor; over-limit bodies become `payload_too_large` (or
+        // `07` on the card route) through our own rejection mapping.
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(metrics::HttpMetricsLayer);
+
+    // Added after the layers on purpose: liveness must stay as cheap as axum allows.
+    api.route("/health", get(ops::health)).with_state(ctx)
+}

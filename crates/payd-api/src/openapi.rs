@@ -1,0 +1,46 @@
+//! The OpenAPI document, generated from the handlers' `#[utoipa::path]` attributes and the
+//! wire types' `ToSchema` derives, so it cannot drift from the code. A committed copy
+//! (`openapi.json` at the repository root) is compared against it by a test.
+
+use utoipa::OpenApi;
+
+use crate::routes::{accounts, card, merchants, ops};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "payd",
+        description = "payd payment engine: card authorization, accounts, deposits and merchant overrides. \
+            Money is a JSON number with at most two decimals (exact, never rounded); a decimal string is \
+            accepted too. Every error is `{\"code\", \"message\"}` with a stable snake_case `code`, \
+            except on the card route, which always answers HTTP 200 with `00`, `51` or `07`.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    paths(
+        card::transactions,
+        card::authorize,
+        accounts::create,
+        accounts::get,
+        accounts::deposit,
+        accounts::entries,
+        merchants::list,
+        merchants::put,
+        merchants::delete,
+        ops::health,
+        ops::ready,
+        ops::metrics,
+        ops::openapi,
+    ),
+    tags(
+        (name = "card", description = "Card authorization (levels L1–L4)."),
+        (name = "accounts", description = "Accounts, balances, deposits and ledger entries."),
+        (name = "merchants", description = "Merchant overrides of the MCC (L3)."),
+        (name = "ops", description = "Probes, metrics and this document."),
+    ),
+)]
+struct ApiDoc;
+
+/// The OpenAPI document of the API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}

@@ -1,0 +1,110 @@
+//! `POST /transactions` (and its alias `POST /authorize`): the card authorization.
+//!
+//! The contract is "always HTTP 200 with a code": whatever goes wrong, from a truncated body
+//! to an unavailable store, the answer is `{"code":"07"}`. So this handler classifies errors
+//! with the same [`ApiError`] table as the others, logs them, and folds them into `07`.
+
+use std::sync::LazyLock;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::StatusCode;
+use axum::response::Response;
+use payd_domain::Code as CardCode;
+
+use super::{Shared, json_bytes};
+use crate::dto::{AuthorizationAnswer, AuthorizationBody, parse_authorization};
+use crate::extract::body_error;
+use crate::metrics::record_authorization;
+
+/// The three possible bodies, encoded once: this is the hottest route.
+static ANSWERS: LazyLock<[Bytes; 3]> = LazyLock::new(|| {
+    [
+        CardCode::Approved,
+        CardCode::InsufficientFunds,
+        CardCode::Rejected,
+    ]
+    .map(|code| {
+        let answer = AuthorizationAnswer { code: code.into() };
+        // Encoding a one-field struct of a unit enum cannot fail; the fallback is the same
+        // text written by hand.
+        serde_json::to_vec(&answer).map_or_else(
+            |_| Bytes::from(format!(r#"{{"code":"{}"}}"#, code.as_str())),
+            Bytes::from,
+        )
+    })
+});
+
+fn answer(code: CardCode) -> Response {
+    let index = match code {
+        CardCode::Approved => 0,
+        CardCode::InsufficientFunds => 1,
+        CardCode::Rejected => 2,
+    };
+    json_bytes(StatusCode::OK, ANSWERS[index].clone())
+}
+
+/// Authorizes a card transaction.
+///
+/// L1: the MCC picks the category (5411/5412 FOOD, 5811/5812 MEAL, else CASH). L2: if it
+/// cannot pay the whole amount, CASH pays it whole if it can; never a split, and CASH never
+/// borrows. L3: a merchant override beats the MCC. With an `id`, a repeat answers as the first
+/// time. The content type is not checked: a non-JSON body is simply `07`.
+#[utoipa::path(
+    post,
+    path = "/transactions",
+    tag = "card",
+    operation_id = "authorize",
+    request_body(content = AuthorizationBody<'_>, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Always 200; the decision is in `code`.", body = AuthorizationAnswer),
+    ),
+)]
+pub(crate) async fn transactions(
+    State(ctx): State<Shared>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    answer(decide(&ctx, body).await)
+}
+
+/// Alias of `POST /transactions`, same contract.
+#[utoipa::path(
+    post,
+    path = "/authorize",
+    tag = "card",
+    operation_id = "authorize_alias",
+    request_body(content = AuthorizationBody<'_>, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Always 200; the decision is in `code`.", body = AuthorizationAnswer),
+    ),
+)]
+pub(crate) async fn authorize(
+    State(ctx): State<Shared>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    answer(decide(&ctx, body).await)
+}
+
+async fn decide(ctx: &Shared, body: Result<Bytes, BytesRejection>) -> CardCode {
+    let parsed = body
+        .map_err(body_error)
+        .and_then(|bytes| parse_authorization(&bytes));
+    let code = match parsed {
+        // A client mistake: not worth more than a debug line at this request rate.
+        Err(error) => {
+            tracing::debug!(%error, "Card transaction refused.");
+            CardCode::Rejected
+        }
+        Ok(request) => match ctx.store.authorize(request).await {
+            Ok(code) => code,
+            // Only `Unavailable` is possible here: not the client's fault, so it is logged.
+            Err(error) => {
+                tracing::error!(%error, "Card transaction not decided: answering 07.");
+                CardCode::Rejected
+            }
+        },
+    };
+    record_authorization(code.as_str());
+    code
+}

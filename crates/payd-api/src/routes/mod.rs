@@ -1,0 +1,50 @@
+//! Handlers, one module per resource. Each handler is parse → call the store → encode,
+//! with every failure an [`ApiError`](crate::error::ApiError) from the one table.
+
+pub(crate) mod accounts;
+pub(crate) mod card;
+pub(crate) mod merchants;
+pub(crate) mod ops;
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::PrometheusHandle;
+use payd_ports::LedgerStore;
+use serde::Serialize;
+
+use crate::error::{ApiError, Code};
+
+/// What handlers share: the [`crate::AppState`] plus things computed once at startup.
+pub(crate) struct Ctx {
+    pub(crate) store: Arc<dyn LedgerStore>,
+    pub(crate) metrics: PrometheusHandle,
+    /// `GET /openapi.json`, serialized once: the spec cannot change at runtime.
+    pub(crate) openapi_json: Bytes,
+}
+
+/// The router state.
+pub(crate) type Shared = Arc<Ctx>;
+
+/// `Content-Type: application/json`.
+pub(crate) const JSON: HeaderValue = HeaderValue::from_static("application/json");
+
+/// A JSON response from already encoded bytes.
+pub(crate) fn json_bytes(status: StatusCode, body: impl Into<Bytes>) -> Response {
+    let mut response = (status, body.into()).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, JSON);
+    response
+}
+
+/// Encodes `value` as a JSON response.
+pub(crate) fn json<T: Serialize>(status: StatusCode, value: &T) -> Result<Response, ApiError> {
+    let bytes = serde_json::to_vec(value).map_err(|error| {
+        ApiError::new(
+            Code::Internal,
+            format!("failed to encode the response: {error}"),
+        )
+    })?;
+    Ok(json_bytes(status, bytes))
+}

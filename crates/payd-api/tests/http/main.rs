@@ -1,0 +1,15 @@
+//! HTTP tests of payd-api: the real router (`tower::ServiceExt::oneshot`, no socket) over a
+//! real SQLite store in a temporary directory.
+//!
+//! - `card`: `POST /transactions`, levels L1–L3, validation, idempotency.
+//! - `concurrency`: L4, hundreds of simultaneous transactions.
+//! - `accounts`: accounts, deposits, entries.
+//! - `merchants`: the override table.
+//! - `ops`: probes, metrics, OpenAPI (and its committed snapshot), 404/405, store failures.
+
+mod accounts;
+mod card;
+mod concurrency;
+mod merchants;
+mod ops;
+mod support;

@@ -1,0 +1,286 @@
+//! A test app: the real router over a real SQLite store in a temporary directory, driven with
+//! `tower::ServiceExt::oneshot` (no socket).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use payd_api::{AppState, install_metrics_recorder, router};
+use payd_domain::{
+    AccountId, Amount, AuthorizationRequest, Balances, Category, Code, MerchantPattern,
+};
+use payd_ports::{
+    AccountView, DepositReceipt, DepositRequest, EntryPage, EntryQuery, LedgerError, LedgerStore,
+    NewAccount,
+};
+use payd_sqlite::{SqliteConfig, SqliteStore};
+use serde::Deserialize;
+use serde_json::Value;
+use serde_json::value::RawValue;
+use tempfile::TempDir;
+use tower::ServiceExt;
+
+/// The router and the store behind it.
+pub(crate) struct App {
+    pub(crate) router: Router,
+    pub(crate) store: Arc<SqliteStore>,
+    _dir: TempDir,
+}
+
+/// A buffered response.
+#[derive(Debug)]
+pub(crate) struct Resp {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+}
+
+impl Resp {
+    /// The body as JSON; panics (test failure) with the body text if it is not JSON.
+    pub(crate) fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.text()))
+    }
+
+    pub(crate) fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// `code` of a JSON body (card answer or error).
+    pub(crate) fn code(&self) -> String {
+        self.json()["code"].as_str().unwrap_or_default().to_owned()
+    }
+
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts an error answer: status, JSON content type, code, and a non-empty message.
+    #[track_caller]
+    pub(crate) fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.text());
+        assert_eq!(self.header("content-type"), Some("application/json"));
+        let body = self.json();
+        assert_eq!(body["code"], code, "body: {body}");
+        assert!(
+            body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "body: {body}"
+        );
+    }
+}
+
+impl App {
+    pub(crate) fn new() -> App {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(SqliteStore::open(SqliteConfig::new(dir.path())).expect("open store"));
+        let router = router(AppState {
+            store: store.clone(),
+            metrics: install_metrics_recorder(),
+        });
+        App {
+            router,
+            store,
+            _dir: dir,
+        }
+    }
+
+    pub(crate) async fn call(
+        &self,
+        method: Method,
+        uri: &str,
+        body: impl Into<Body>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        send(&self.router, method, uri, body, headers).await
+    }
+
+    pub(crate) async fn get(&self, uri: &str) -> Resp {
+        self.call(Method::GET, uri, Body::empty(), &[]).await
+    }
+
+    pub(crate) async fn post(&self, uri: &str, body: &str) -> Resp {
+        let json = [("content-type", "application/json")];
+        self.call(Method::POST, uri, body.to_owned(), &json).await
+    }
+
+    pub(crate) async fn put(&self, uri: &str, body: &str) -> Resp {
+        let json = [("content-type", "application/json")];
+        self.call(Method::PUT, uri, body.to_owned(), &json).await
+    }
+
+    pub(crate) async fn delete(&self, uri: &str) -> Resp {
+        self.call(Method::DELETE, uri, Body::empty(), &[]).await
+    }
+
+    /// `POST /transactions` with `body`; asserts the always-200 contract and returns the code.
+    pub(crate) async fn authorize(&self, body: &str) -> String {
+        let response = self.post("/transactions", body).await;
+        assert_eq!(response.status, StatusCode::OK, "body: {}", response.text());
+        response.code()
+    }
+
+    /// A card transaction body.
+    pub(crate) fn tx(
+        id: Option<&str>,
+        account: &str,
+        amount: &str,
+        mcc: &str,
+        merchant: &str,
+    ) -> String {
+        let id = id.map(|id| format!(r#""id":"{id}","#)).unwrap_or_default();
+        format!(
+            r#"{{{id}"account":"{account}","totalAmount":{amount},"mcc":"{mcc}","merchant":"{merchant}"}}"#
+        )
+    }
+
+    /// Opens an account with the given available balances (decimal text); asserts 201.
+    pub(crate) async fn open(&self, id: &str, food: &str, meal: &str, cash: &str) {
+        let body =
+            format!(r#"{{"id":"{id}","balances":{{"FOOD":{food},"MEAL":{meal},"CASH":{cash}}}}}"#);
+        let response = self.post("/accounts", &body).await;
+        assert_eq!(
+            response.status,
+            StatusCode::CREATED,
+            "body: {}",
+            response.text()
+        );
+    }
+
+    /// The available balances of an account as exact JSON text, e.g. `["90.00","0.00","5.00"]`
+    /// in FOOD, MEAL, CASH order.
+    pub(crate) async fn available(&self, id: &str) -> [String; 3] {
+        let response = self.get(&format!("/accounts/{id}")).await;
+        assert_eq!(response.status, StatusCode::OK, "body: {}", response.text());
+        let account: AccountWire = serde_json::from_slice(&response.body).expect("account body");
+        let of = |name: &str| {
+            let balance = &account.balances[name];
+            assert_eq!(balance.held.get(), "0.00");
+            balance.available.get().to_owned()
+        };
+        [of("FOOD"), of("MEAL"), of("CASH")]
+    }
+}
+
+#[derive(Deserialize)]
+struct AccountWire {
+    balances: HashMap<String, BalanceWire>,
+}
+
+#[derive(Deserialize)]
+struct BalanceWire {
+    available: Box<RawValue>,
+    held: Box<RawValue>,
+}
+
+/// `["FOOD","MEAL","CASH"]` expectations, written briefly.
+pub(crate) fn balances(food: &str, meal: &str, cash: &str) -> [String; 3] {
+    [food.to_owned(), meal.to_owned(), cash.to_owned()]
+}
+
+/// A store that fails every call in a chosen way: for the error paths a healthy SQLite
+/// store cannot produce on demand (overflow, a corrupt stored timestamp).
+pub(crate) enum Fault {
+    /// Every command answers this error.
+    Error(LedgerError),
+    /// Deposits succeed with a timestamp no calendar can print (a store bug → `internal`).
+    BadTimestamp,
+}
+
+#[async_trait]
+impl LedgerStore for Fault {
+    async fn authorize(&self, _request: AuthorizationRequest) -> Result<Code, LedgerError> {
+        Err(self.error())
+    }
+
+    async fn open_account(&self, _account: NewAccount) -> Result<AccountView, LedgerError> {
+        Err(self.error())
+    }
+
+    async fn deposit(&self, deposit: DepositRequest) -> Result<DepositReceipt, LedgerError> {
+        match self {
+            Fault::Error(error) => Err(error.clone()),
+            Fault::BadTimestamp => Ok(DepositReceipt {
+                key: deposit.key,
+                account: deposit.account,
+                category: deposit.category,
+                amount: deposit.amount,
+                available_after: Amount::ZERO,
+                created_at_ms: i64::MAX,
+                replayed: false,
+            }),
+        }
+    }
+
+    async fn account(&self, id: &AccountId) -> Result<Option<AccountView>, LedgerError> {
+        match self {
+            Fault::Error(error) => Err(error.clone()),
+            Fault::BadTimestamp => Ok(Some(AccountView {
+                id: id.clone(),
+                balances: Balances::default(),
+            })),
+        }
+    }
+
+    async fn entries(&self, _id: &AccountId, _query: EntryQuery) -> Result<EntryPage, LedgerError> {
+        Err(self.error())
+    }
+
+    async fn merchants(&self) -> Result<Vec<(MerchantPattern, Category)>, LedgerError> {
+        Err(self.error())
+    }
+
+    async fn put_merchant(&self, _p: MerchantPattern, _c: Category) -> Result<bool, LedgerError> {
+        Err(self.error())
+    }
+
+    async fn delete_merchant(&self, _pattern: MerchantPattern) -> Result<bool, LedgerError> {
+        Err(self.error())
+    }
+
+    fn is_ready(&self) -> bool {
+        false
+    }
+}
+
+impl Fault {
+    fn error(&self) -> LedgerError {
+        match self {
+            Fault::Error(error) => error.clone(),
+            Fault::BadTimestamp => LedgerError::Unavailable("bad timestamp store".to_owned()),
+        }
+    }
+
+    /// A router over this faulty store, with a throwaway `App` for its helpers.
+    pub(crate) fn router(self) -> Router {
+        router(AppState {
+            store: Arc::new(self),
+            metrics: install_metrics_recorder(),
+        })
+    }
+}
+
+/// Sends one request to a bare router.
+pub(crate) async fn send(
+    router: &Router,
+    method: Method,
+    uri: &str,
+    body: impl Into<Body>,
+    headers: &[(&str, &str)],
+) -> Resp {
+    let mut builder = Request::builder().method(method).uri(uri);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let request = builder.body(body.into()).expect("request");
+    let response = router.clone().oneshot(request).await.expect("infallible");
+    let (parts, body) = response.into_parts();
+    let body = axum::body::to_bytes(body, usize::MAX).await.expect("body");
+    Resp {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
+}
