@@ -1,0 +1,98 @@
+//! `payd serve`: the API and the embedded store in one process.
+//!
+//! Shutdown order matters for "durable before acknowledged": first stop accepting and let
+//! in-flight requests finish (each waits for its group commit), then stop the writer, which
+//! commits and answers whatever is still queued before its thread exits.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use payd_api::AppState;
+use payd_ports::LedgerStore;
+use payd_sqlite::SqliteStore;
+use tokio::net::TcpListener;
+
+use crate::ServeArgs;
+
+pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if args.http_threads > 0 {
+        runtime.worker_threads(args.http_threads);
+    }
+    let runtime = runtime.enable_all().thread_name("payd-http").build()?;
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let metrics = payd_api::install_metrics_recorder();
+    let config = args.store.config()?;
+    let data_dir = config.data_dir.clone();
+    let store = Arc::new(
+        tokio::task::spawn_blocking(move || SqliteStore::open(config))
+            .await?
+            .with_context(|| format!("opening the store in {}", data_dir.display()))?,
+    );
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let local = listener.local_addr()?;
+    let state = AppState {
+        store: store.clone() as Arc<dyn LedgerStore>,
+        metrics,
+    };
+    let app = payd_api::router(state);
+    tracing::info!(address = %local, data_dir = %data_dir.display(), durability = %args.store.durability, "Payd is listening.");
+    // Tests and scripts read this line to learn the port when listening on port 0.
+    println!("payd listening on http://{local}");
+
+    let (stopped_tx, stopped_rx) = tokio::sync::watch::channel(false);
+    let server =
+        axum::serve(listener, app.into_make_service()).with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            let _ = stopped_tx.send(true);
+        });
+    let grace = Duration::from_millis(args.shutdown_grace_ms);
+    let mut stopped = stopped_rx;
+    tokio::select! {
+        result = server => result.context("serving HTTP")?,
+        // Once a signal arrived, give in-flight requests `grace` to finish.
+        () = async {
+            let _ = stopped.wait_for(|s| *s).await;
+            tokio::time::sleep(grace).await;
+        } => tracing::warn!(grace_ms = args.shutdown_grace_ms, "In-flight requests did not finish in time."),
+    }
+    tracing::info!("HTTP stopped; draining the writer.");
+    let writer = store.clone();
+    tokio::task::spawn_blocking(move || writer.shutdown()).await?;
+    tracing::info!("Payd stopped cleanly.");
+    Ok(())
+}
+
+/// Resolves on SIGTERM (what Kubernetes and process managers send) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "Cannot listen for SIGINT.");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "Cannot listen for SIGTERM.");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received; shutting down."),
+        () = terminate => tracing::info!("SIGTERM received; shutting down."),
+    }
+}
