@@ -10,8 +10,12 @@
 //! - `testkit` (feature `testkit`): the conformance suite every [`LedgerStore`]
 //!   implementation must pass; adapters instantiate it with
 //!   [`ledger_store_conformance!`](crate::ledger_store_conformance).
+//! - `payment_testkit` (feature `testkit`): the same for [`PaymentStore`], with
+//!   [`payment_store_conformance!`](crate::payment_store_conformance).
 
 pub mod gateway;
+#[cfg(feature = "testkit")]
+pub mod payment_testkit;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;

@@ -9,6 +9,9 @@
 //!   connection, applies queued commands with `payd_domain::decide` in batches, commits each
 //!   batch once (group commit), then answers. It keeps the merchant table and a bounded
 //!   account-balance cache in memory, both coherent because it is the only writer.
+//! - `payments`: the gateway's payments ([`PaymentStore`]): intake, compare-and-set
+//!   transitions and per-second booked totals (writer side), the due queue and the summary
+//!   (reader side). Migration `0002_payments.sql` holds their tables.
 //! - `reader`: a small pool of read-only connections for `account`, `entries` and
 //!   `merchants`; reads never touch the write connection.
 //! - this file: [`SqliteStore`] (open, shutdown, the [`LedgerStore`] impl) and [`OpenError`].
@@ -20,6 +23,7 @@
 //! `payd_writer_queue_depth` (gauge, commands waiting when a batch starts).
 
 pub mod config;
+mod payments;
 mod reader;
 mod schema;
 mod writer;
@@ -31,12 +35,13 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use payd_domain::CorrelationId;
 use payd_domain::{
     AccountId, AuthorizationRequest, Category, Code, MerchantPattern, MerchantRules, Rules,
 };
 use payd_ports::{
-    AccountView, DepositReceipt, DepositRequest, EntryPage, EntryQuery, LedgerError, LedgerStore,
-    NewAccount,
+    AccountView, DepositReceipt, DepositRequest, EntryPage, EntryQuery, Intake, LedgerError,
+    LedgerStore, NewAccount, NewPayment, PaymentRecord, PaymentStore, PaymentSummary, Transition,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -268,5 +273,60 @@ impl LedgerStore for SqliteStore {
             .map(|queue| queue.is_some())
             .unwrap_or(false);
         accepting && self.writer_alive.load(Ordering::Acquire)
+    }
+}
+
+#[async_trait]
+impl PaymentStore for SqliteStore {
+    async fn accept_payment(&self, payment: NewPayment) -> Result<Intake, LedgerError> {
+        self.submit(|reply| Command::AcceptPayment { payment, reply })
+            .await
+    }
+
+    async fn payment(&self, id: &CorrelationId) -> Result<Option<PaymentRecord>, LedgerError> {
+        // Inline: one primary-key lookup.
+        self.readers
+            .inline(|conn| payments::payment(conn, id).map_err(reader::sql_error))
+            .await
+    }
+
+    async fn payments_summary(
+        &self,
+        from_ms: Option<i64>,
+        to_ms: Option<i64>,
+    ) -> Result<PaymentSummary, LedgerError> {
+        // Inline: a bounded number of index range reads (see `payments::summary`), and the
+        // summary is polled under load, where a hop to the blocking pool costs more.
+        self.readers
+            .inline(|conn| payments::summary(conn, from_ms, to_ms).map_err(reader::sql_error))
+            .await
+    }
+
+    async fn purge_payments(&self) -> Result<u64, LedgerError> {
+        self.submit(|reply| Command::PurgePayments { reply }).await
+    }
+
+    async fn due_payments(
+        &self,
+        now_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<PaymentRecord>, LedgerError> {
+        self.readers
+            .blocking(move |conn| payments::due(conn, now_ms, limit).map_err(reader::sql_error))
+            .await
+    }
+
+    async fn pending_payments(&self) -> Result<u64, LedgerError> {
+        self.readers
+            .inline(|conn| payments::pending(conn).map_err(reader::sql_error))
+            .await
+    }
+
+    async fn apply_transitions(
+        &self,
+        transitions: Vec<Transition>,
+    ) -> Result<Vec<bool>, LedgerError> {
+        self.submit(|reply| Command::Transitions { transitions, reply })
+            .await
     }
 }

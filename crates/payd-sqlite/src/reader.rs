@@ -121,7 +121,7 @@ impl ReaderPool {
     }
 }
 
-fn sql_error(error: rusqlite::Error) -> LedgerError {
+pub(crate) fn sql_error(error: rusqlite::Error) -> LedgerError {
     unavailable(format!("sqlite: {error}"))
 }
 

@@ -21,10 +21,14 @@ use payd_domain::{
     MerchantPattern, MerchantRules, MovementError, PriorAuthorization, Rules, decide, movement,
     system_account,
 };
-use payd_ports::{AccountView, DepositReceipt, DepositRequest, LedgerError, NewAccount};
+use payd_ports::{
+    AccountView, DepositReceipt, DepositRequest, Intake, LedgerError, NewAccount, NewPayment,
+    Transition,
+};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::payments;
 use crate::schema::{self, balance_values, balances_from_row};
 
 /// A reply channel for one command.
@@ -53,6 +57,17 @@ pub(crate) enum Command {
         pattern: MerchantPattern,
         reply: Reply<bool>,
     },
+    AcceptPayment {
+        payment: NewPayment,
+        reply: Reply<Intake>,
+    },
+    Transitions {
+        transitions: Vec<Transition>,
+        reply: Reply<Vec<bool>>,
+    },
+    PurgePayments {
+        reply: Reply<u64>,
+    },
     /// Sent by `shutdown`: close the queue, finish what is in it, exit.
     Stop,
 }
@@ -64,6 +79,9 @@ enum Answer {
     Account(Result<AccountView, LedgerError>),
     Deposit(Result<DepositReceipt, LedgerError>),
     Flag(bool),
+    Intake(Result<Intake, LedgerError>),
+    Applied(Vec<bool>),
+    Count(u64),
 }
 
 impl Command {
@@ -93,6 +111,24 @@ impl Command {
             Command::PutMerchant { reply, .. } | Command::DeleteMerchant { reply, .. } => {
                 let _ = reply.send(outcome.and_then(|a| match a {
                     Answer::Flag(flag) => Ok(flag),
+                    _ => Err(mismatch()),
+                }));
+            }
+            Command::AcceptPayment { reply, .. } => {
+                let _ = reply.send(outcome.and_then(|a| match a {
+                    Answer::Intake(result) => result,
+                    _ => Err(mismatch()),
+                }));
+            }
+            Command::Transitions { reply, .. } => {
+                let _ = reply.send(outcome.and_then(|a| match a {
+                    Answer::Applied(applied) => Ok(applied),
+                    _ => Err(mismatch()),
+                }));
+            }
+            Command::PurgePayments { reply } => {
+                let _ = reply.send(outcome.and_then(|a| match a {
+                    Answer::Count(count) => Ok(count),
                     _ => Err(mismatch()),
                 }));
             }
@@ -291,6 +327,16 @@ impl Writer {
                 pattern, category, ..
             } => Answer::Flag(self.put_merchant(pattern, *category)?),
             Command::DeleteMerchant { pattern, .. } => Answer::Flag(self.delete_merchant(pattern)?),
+            Command::AcceptPayment { payment, .. } => {
+                Answer::Intake(payments::accept(&self.conn, payment, now_ms)?)
+            }
+            Command::Transitions { transitions, .. } => Answer::Applied(
+                transitions
+                    .iter()
+                    .map(|change| payments::transition(&self.conn, change, now_ms))
+                    .collect::<rusqlite::Result<Vec<bool>>>()?,
+            ),
+            Command::PurgePayments { .. } => Answer::Count(payments::purge(&self.conn)?),
             Command::Stop => Answer::Flag(false),
         })
     }

@@ -1,0 +1,344 @@
+//! The gateway's payments in SQLite: intake, compare-and-set transitions, the due queue and
+//! the booked summary.
+//!
+//! Writes run on the writer thread (inside its group-commit transaction), reads on the
+//! read pool; both are plain functions over a `Connection` here. A payment's
+//! `PaymentState` is stored in columns (status, processor, due_ms, sent_ms,
+//! unknown_since_ms) and rebuilt from them; `state_columns` / `state_from_row` are the only
+//! two places that know the mapping.
+
+use payd_domain::gateway::Processor;
+use payd_domain::gateway::payment::PaymentState;
+use payd_domain::{Amount, CorrelationId};
+use payd_ports::{Intake, LedgerError, NewPayment, PaymentRecord, PaymentSummary, Transition};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::schema::corrupt;
+
+/// The columns of a state: (status, processor, due_ms, sent_ms, unknown_since_ms).
+type Columns = (
+    &'static str,
+    Option<&'static str>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+);
+
+fn state_columns(state: &PaymentState) -> Columns {
+    match *state {
+        PaymentState::Queued { due_ms } => ("queued", None, Some(due_ms), None, None),
+        PaymentState::Processing {
+            processor,
+            sent_ms,
+            lease_until_ms,
+            unknown_since_ms,
+        } => (
+            "processing",
+            Some(processor.as_str()),
+            Some(lease_until_ms),
+            Some(sent_ms),
+            unknown_since_ms,
+        ),
+        PaymentState::Unknown {
+            processor,
+            last_sent_ms,
+            due_ms,
+        } => (
+            "unknown",
+            Some(processor.as_str()),
+            Some(due_ms),
+            Some(last_sent_ms),
+            None,
+        ),
+        PaymentState::Booked { processor } => {
+            ("booked", Some(processor.as_str()), None, None, None)
+        }
+        PaymentState::Failed => ("failed", None, None, None, None),
+    }
+}
+
+/// Rebuilds a state from columns `first..first + 5` of `row` (the order of [`Columns`]).
+fn state_from_row(row: &Row<'_>, first: usize) -> rusqlite::Result<PaymentState> {
+    let status: String = row.get(first)?;
+    let processor: Option<String> = row.get(first + 1)?;
+    let due_ms: Option<i64> = row.get(first + 2)?;
+    let sent_ms: Option<i64> = row.get(first + 3)?;
+    let unknown_since_ms: Option<i64> = row.get(first + 4)?;
+    let processor = || -> rusqlite::Result<Processor> {
+        let text = processor.as_deref().unwrap_or_default();
+        text.parse().map_err(|_| corrupt("processor", text))
+    };
+    let need = |value: Option<i64>, what: &str| value.ok_or_else(|| corrupt(what, "NULL"));
+    Ok(match status.as_str() {
+        "queued" => PaymentState::Queued {
+            due_ms: need(due_ms, "due_ms")?,
+        },
+        "processing" => PaymentState::Processing {
+            processor: processor()?,
+            sent_ms: need(sent_ms, "sent_ms")?,
+            lease_until_ms: need(due_ms, "due_ms")?,
+            unknown_since_ms,
+        },
+        "unknown" => PaymentState::Unknown {
+            processor: processor()?,
+            last_sent_ms: need(sent_ms, "sent_ms")?,
+            due_ms: need(due_ms, "due_ms")?,
+        },
+        "booked" => PaymentState::Booked {
+            processor: processor()?,
+        },
+        "failed" => PaymentState::Failed,
+        other => return Err(corrupt("status", other)),
+    })
+}
+
+const RECORD_COLUMNS: &str = "id, amount_cents, requested_at_ms, status, processor, due_ms, sent_ms, unknown_since_ms, attempts, version";
+
+fn record_from_row(row: &Row<'_>) -> rusqlite::Result<PaymentRecord> {
+    let id: String = row.get(0)?;
+    Ok(PaymentRecord {
+        id: CorrelationId::parse(&id).map_err(|_| corrupt("payment id", &id))?,
+        amount: Amount::from_cents(row.get(1)?),
+        requested_at_ms: row.get(2)?,
+        state: state_from_row(row, 3)?,
+        attempts: row.get(8)?,
+        version: u64::try_from(row.get::<_, i64>(9)?)
+            .map_err(|_| corrupt("version", "negative"))?,
+    })
+}
+
+// === Writes (writer thread, inside its transaction) ===
+
+/// Stores and queues a payment. Same id and amount again: a duplicate, nothing changes.
+pub(crate) fn accept(
+    conn: &Connection,
+    payment: &NewPayment,
+    now_ms: i64,
+) -> rusqlite::Result<Result<Intake, LedgerError>> {
+    let (status, processor, due_ms, sent_ms, unknown_since_ms) =
+        state_columns(&PaymentState::new(payment.requested_at_ms));
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO payments (id, amount_cents, requested_at_ms, status, processor, due_ms,
+                                   sent_ms, unknown_since_ms, created_at_ms, updated_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)
+             ON CONFLICT (id) DO NOTHING",
+        )?
+        .execute(params![
+            payment.id.as_str(),
+            payment.amount.cents(),
+            payment.requested_at_ms,
+            status,
+            processor,
+            due_ms,
+            sent_ms,
+            unknown_since_ms,
+            now_ms
+        ])?;
+    if inserted == 1 {
+        return Ok(Ok(Intake::Accepted));
+    }
+    let amount_cents: i64 = conn
+        .prepare_cached("SELECT amount_cents FROM payments WHERE id = ?1")?
+        .query_row([payment.id.as_str()], |row| row.get(0))?;
+    Ok(if amount_cents == payment.amount.cents() {
+        Ok(Intake::Duplicate)
+    } else {
+        Err(LedgerError::IdempotencyKeyReused)
+    })
+}
+
+/// Applies one compare-and-set transition; whether it was applied. A payment that becomes
+/// booked is added to the per-second totals in the same transaction.
+pub(crate) fn transition(
+    conn: &Connection,
+    change: &Transition,
+    now_ms: i64,
+) -> rusqlite::Result<bool> {
+    let (status, processor, due_ms, sent_ms, unknown_since_ms) = state_columns(&change.next);
+    let updated = conn
+        .prepare_cached(
+            "UPDATE payments
+                SET status = ?3, processor = ?4, due_ms = ?5, sent_ms = ?6, unknown_since_ms = ?7,
+                    attempts = attempts + ?8, version = version + 1, updated_at_ms = ?9
+              WHERE id = ?1 AND version = ?2 AND status <> 'booked' AND status <> 'failed'
+             RETURNING amount_cents, requested_at_ms",
+        )?
+        .query_row(
+            params![
+                change.id.as_str(),
+                i64::try_from(change.expected_version).unwrap_or(i64::MAX),
+                status,
+                processor,
+                due_ms,
+                sent_ms,
+                unknown_since_ms,
+                u32::from(change.counts_attempt),
+                now_ms
+            ],
+            |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)),
+        )
+        .optional()?;
+    let Some((amount_cents, requested_at_ms)) = updated else {
+        return Ok(false);
+    };
+    if let PaymentState::Booked { processor } = change.next {
+        conn.prepare_cached(
+            "INSERT INTO payment_totals (processor, second, requests, amount_cents)
+             VALUES (?1, ?2, 1, ?3)
+             ON CONFLICT (processor, second)
+             DO UPDATE SET requests = requests + 1, amount_cents = amount_cents + excluded.amount_cents",
+        )?
+        .execute(params![processor.as_str(), requested_at_ms.div_euclid(1_000), amount_cents])?;
+    }
+    Ok(true)
+}
+
+/// Deletes every payment and total; how many payments there were.
+pub(crate) fn purge(conn: &Connection) -> rusqlite::Result<u64> {
+    let deleted = conn.prepare_cached("DELETE FROM payments")?.execute([])?;
+    conn.prepare_cached("DELETE FROM payment_totals")?
+        .execute([])?;
+    Ok(deleted as u64)
+}
+
+// === Reads (read pool) ===
+
+/// One payment.
+pub(crate) fn payment(
+    conn: &Connection,
+    id: &CorrelationId,
+) -> rusqlite::Result<Option<PaymentRecord>> {
+    conn.prepare_cached(&format!(
+        "SELECT {RECORD_COLUMNS} FROM payments WHERE id = ?1"
+    ))?
+    .query_row([id.as_str()], record_from_row)
+    .optional()
+}
+
+/// Due payments: bound ones first, then queued, each most overdue first.
+pub(crate) fn due(
+    conn: &Connection,
+    now_ms: i64,
+    limit: u32,
+) -> rusqlite::Result<Vec<PaymentRecord>> {
+    let mut records = Vec::new();
+    for class in [
+        "status = 'processing' OR status = 'unknown'",
+        "status = 'queued'",
+    ] {
+        let room = i64::from(limit) - records.len() as i64;
+        if room <= 0 {
+            break;
+        }
+        let mut statement = conn.prepare_cached(&format!(
+            "SELECT {RECORD_COLUMNS} FROM payments
+              WHERE ({class}) AND due_ms <= ?1 ORDER BY due_ms LIMIT ?2"
+        ))?;
+        let rows = statement.query_map(params![now_ms, room], record_from_row)?;
+        for row in rows {
+            records.push(row?);
+        }
+    }
+    Ok(records)
+}
+
+/// How many payments are not final.
+pub(crate) fn pending(conn: &Connection) -> rusqlite::Result<u64> {
+    let queued: i64 = conn
+        .prepare_cached("SELECT COUNT(*) FROM payments WHERE status = 'queued'")?
+        .query_row([], |row| row.get(0))?;
+    let bound: i64 = conn
+        .prepare_cached(
+            "SELECT COUNT(*) FROM payments WHERE status = 'processing' OR status = 'unknown'",
+        )?
+        .query_row([], |row| row.get(0))?;
+    Ok(u64::try_from(queued + bound).unwrap_or(0))
+}
+
+/// Booked totals per processor over `requested_at_ms` in `[from_ms, to_ms]`.
+///
+/// Whole seconds inside the window come from `payment_totals`; the partial seconds at each
+/// edge come from the booked payments themselves (through their index). So the cost grows
+/// with the window's length in seconds plus the payments of two seconds at most, never with
+/// the total number of payments.
+pub(crate) fn summary(
+    conn: &Connection,
+    from_ms: Option<i64>,
+    to_ms: Option<i64>,
+) -> rusqlite::Result<PaymentSummary> {
+    let from_ms = from_ms.unwrap_or(i64::MIN);
+    let to_ms = to_ms.unwrap_or(i64::MAX);
+    let mut summary = PaymentSummary::default();
+    if from_ms > to_ms {
+        return Ok(summary);
+    }
+    // The whole seconds [first_second, last_second] lie entirely inside the window:
+    // first_second = ceil(from / 1000), last_second = floor((to + 1) / 1000) - 1.
+    let first_second = if from_ms == i64::MIN {
+        i64::MIN
+    } else {
+        from_ms.div_euclid(1_000) + i64::from(from_ms.rem_euclid(1_000) != 0)
+    };
+    let last_second = if to_ms == i64::MAX {
+        i64::MAX
+    } else {
+        (to_ms + 1).div_euclid(1_000) - 1
+    };
+    let add = |summary: &mut PaymentSummary,
+               processor: &str,
+               requests: i64,
+               cents: i64|
+     -> rusqlite::Result<()> {
+        let totals = match processor {
+            "default" => &mut summary.default,
+            "fallback" => &mut summary.fallback,
+            other => return Err(corrupt("processor", other)),
+        };
+        totals.requests += u64::try_from(requests).unwrap_or(0);
+        totals.amount = totals
+            .amount
+            .checked_add(Amount::from_cents(cents))
+            .ok_or_else(|| corrupt("summary", "amount overflow"))?;
+        Ok(())
+    };
+    let rows_between =
+        |low_ms: i64, high_ms: i64, summary: &mut PaymentSummary| -> rusqlite::Result<()> {
+            let mut statement = conn.prepare_cached(
+                "SELECT processor, COUNT(*), SUM(amount_cents) FROM payments
+              WHERE status = 'booked' AND requested_at_ms BETWEEN ?1 AND ?2 GROUP BY processor",
+            )?;
+            let mut rows = statement.query(params![low_ms, high_ms])?;
+            while let Some(row) = rows.next()? {
+                add(summary, &row.get::<_, String>(0)?, row.get(1)?, row.get(2)?)?;
+            }
+            Ok(())
+        };
+    if first_second > last_second {
+        // The window lies within one or two partial seconds: read the payments directly.
+        rows_between(from_ms, to_ms, &mut summary)?;
+        return Ok(summary);
+    }
+    {
+        let mut statement = conn.prepare_cached(
+            "SELECT processor, SUM(requests), SUM(amount_cents) FROM payment_totals
+              WHERE second BETWEEN ?1 AND ?2 GROUP BY processor",
+        )?;
+        let mut rows = statement.query(params![first_second, last_second])?;
+        while let Some(row) = rows.next()? {
+            add(
+                &mut summary,
+                &row.get::<_, String>(0)?,
+                row.get(1)?,
+                row.get(2)?,
+            )?;
+        }
+    }
+    if from_ms != i64::MIN && from_ms < first_second.saturating_mul(1_000) {
+        rows_between(from_ms, first_second * 1_000 - 1, &mut summary)?;
+    }
+    if to_ms != i64::MAX && last_second.saturating_add(1).saturating_mul(1_000) <= to_ms {
+        rows_between((last_second + 1) * 1_000, to_ms, &mut summary)?;
+    }
+    Ok(summary)
+}
