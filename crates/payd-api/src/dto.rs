@@ -12,11 +12,17 @@
 
 use std::borrow::Cow;
 
+use payd_domain::CorrelationId;
+use payd_domain::gateway::payment::PaymentState;
+use payd_domain::timestamp::{format_ms, parse_ms};
 use payd_domain::{
     AccountId, Amount, AmountError, AuthorizationRequest, Balances, Category, CategoryBalance,
     Code as CardCode, EntryCause, IdempotencyKey, Mcc, MerchantPattern, TransactionId,
 };
-use payd_ports::{AccountView, DepositReceipt, EntryPage, EntryView};
+use payd_ports::{
+    AccountView, DepositReceipt, EntryPage, EntryView, PaymentRecord, PaymentSummary,
+    ProcessorTotals,
+};
 use serde::ser::Error as _;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
@@ -458,24 +464,7 @@ impl DepositReceiptBody {
 
 /// Formats milliseconds since the Unix epoch as `2026-11-21T13:45:00.123Z`.
 pub(crate) fn rfc3339_millis(ms: i64) -> Result<String, ApiError> {
-    let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).map_err(
-        |error| {
-            ApiError::new(
-                Code::Internal,
-                format!("stored timestamp {ms} out of range: {error}"),
-            )
-        },
-    )?;
-    Ok(format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        at.year(),
-        u8::from(at.month()),
-        at.day(),
-        at.hour(),
-        at.minute(),
-        at.second(),
-        at.millisecond()
-    ))
+    Ok(format_ms(ms))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -904,5 +893,144 @@ mod tests {
             rfc3339_millis(1_795_009_500_123).unwrap(),
             "2026-11-18T13:45:00.123Z"
         );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Gateway payments
+// ---------------------------------------------------------------------------------------
+
+/// `POST /payments`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(as = PaymentRequest)]
+pub(crate) struct PaymentBody<'a> {
+    /// A UUID; the payment's idempotency key here and at the processors.
+    #[serde(borrow)]
+    #[schema(value_type = String, example = "4a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3")]
+    correlation_id: Option<&'a RawValue>,
+    /// Amount > 0 with at most 2 decimals: a JSON number or a decimal string.
+    #[serde(borrow)]
+    #[schema(value_type = f64, example = 19.90)]
+    amount: Option<&'a RawValue>,
+}
+
+/// Parses a payment body into (correlation id, amount).
+pub(crate) fn parse_payment(bytes: &[u8]) -> Result<(CorrelationId, Amount), ApiError> {
+    let body: PaymentBody<'_> = parse_body(bytes)?;
+    let id = string(
+        "correlationId",
+        required("correlationId", body.correlation_id)?,
+    )?;
+    let id = CorrelationId::parse(&id)
+        .map_err(|error| ApiError::invalid("correlationId", &error.to_string()))?;
+    let amount = positive_amount("amount", required("amount", body.amount)?)?;
+    Ok((id, amount))
+}
+
+/// A correlation id from the path.
+pub(crate) fn path_correlation_id(text: &str) -> Result<CorrelationId, ApiError> {
+    CorrelationId::parse(text)
+        .map_err(|error| ApiError::new(Code::InvalidPath, format!("correlation id: {error}")))
+}
+
+/// The answer to an accepted payment (first time or repeat).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = PaymentAccepted)]
+pub(crate) struct PaymentAcceptedBody {
+    /// The correlation id.
+    pub(crate) correlation_id: String,
+    /// Always `accepted`: stored durably and queued (or already known).
+    #[schema(example = "accepted")]
+    pub(crate) status: &'static str,
+}
+
+/// A payment as `GET /payments/{correlationId}` shows it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = Payment)]
+pub(crate) struct PaymentStatusBody {
+    correlation_id: String,
+    amount: Money,
+    /// The instant sent to processors on every attempt, fixed at intake.
+    #[schema(example = "2026-11-21T13:45:00.123Z")]
+    requested_at: String,
+    /// `queued`, `processing`, `unknown` (bound to its processor until resolved), `booked`
+    /// or `failed`.
+    #[schema(example = "booked")]
+    status: &'static str,
+    /// The processor it is at, bound to, or booked by; `null` while free.
+    #[schema(example = "default")]
+    processor: Option<&'static str>,
+    /// Submissions sent to processors so far.
+    attempts: u32,
+}
+
+impl From<&PaymentRecord> for PaymentStatusBody {
+    fn from(record: &PaymentRecord) -> PaymentStatusBody {
+        PaymentStatusBody {
+            correlation_id: record.id.to_string(),
+            amount: Money(record.amount),
+            requested_at: format_ms(record.requested_at_ms),
+            status: record.state.name(),
+            processor: PaymentState::processor(&record.state).map(|p| p.as_str()),
+            attempts: record.attempts,
+        }
+    }
+}
+
+/// Booked payments at one processor.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = ProcessorTotals)]
+pub(crate) struct TotalsBody {
+    total_requests: u64,
+    total_amount: Money,
+}
+
+/// `GET /payments-summary`.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = PaymentsSummary)]
+pub(crate) struct SummaryBody {
+    default: TotalsBody,
+    fallback: TotalsBody,
+}
+
+impl From<&PaymentSummary> for SummaryBody {
+    fn from(summary: &PaymentSummary) -> SummaryBody {
+        let totals = |t: &ProcessorTotals| TotalsBody {
+            total_requests: t.requests,
+            total_amount: Money(t.amount),
+        };
+        SummaryBody {
+            default: totals(&summary.default),
+            fallback: totals(&summary.fallback),
+        }
+    }
+}
+
+/// Query of `GET /payments-summary`: optional, inclusive bounds on `requestedAt`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct SummaryParams {
+    /// ISO-8601 UTC with milliseconds, e.g. `2026-11-21T13:45:00.000Z`; missing or empty =
+    /// unbounded.
+    from: Option<String>,
+    /// Same format; inclusive.
+    to: Option<String>,
+}
+
+impl SummaryParams {
+    /// Validated (from_ms, to_ms).
+    pub(crate) fn parse(&self) -> Result<(Option<i64>, Option<i64>), ApiError> {
+        let bound = |name: &str, text: &Option<String>| match text.as_deref() {
+            None | Some("") => Ok(None),
+            Some(text) => parse_ms(text)
+                .map(Some)
+                .map_err(|error| ApiError::new(Code::InvalidQuery, format!("`{name}`: {error}"))),
+        };
+        Ok((bound("from", &self.from)?, bound("to", &self.to)?))
     }
 }

@@ -74,6 +74,12 @@ error_codes! {
     IdempotencyKeyReused = UNPROCESSABLE_ENTITY, "idempotency_key_reused";
     /// The movement would overflow a balance.
     BalanceOverflow = UNPROCESSABLE_ENTITY, "balance_overflow";
+    /// No payment with this correlation id.
+    PaymentNotFound = NOT_FOUND, "payment_not_found";
+    /// An admin endpoint without the right `Authorization: Bearer <admin token>`.
+    Unauthorized = UNAUTHORIZED, "unauthorized";
+    /// An admin endpoint while no admin token is configured (and not in `--dev` mode).
+    AdminDisabled = FORBIDDEN, "admin_disabled";
     /// No such route.
     NotFound = NOT_FOUND, "not_found";
     /// The route exists but not with this method.

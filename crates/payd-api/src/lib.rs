@@ -29,22 +29,50 @@ use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
 use metrics_exporter_prometheus::PrometheusHandle;
-use payd_ports::LedgerStore;
+use payd_ports::{LedgerStore, PaymentStore};
 
 pub use crate::error::{ApiError, Code};
 pub use crate::extract::BODY_LIMIT;
 pub use crate::metrics::install_metrics_recorder;
 pub use crate::openapi::openapi;
 
-use crate::routes::{Ctx, accounts, card, merchants, ops};
+use crate::routes::{Ctx, accounts, card, merchants, ops, payments};
 
 /// What the API needs from the process.
 #[derive(Clone)]
 pub struct AppState {
     /// The ledger.
     pub store: Arc<dyn LedgerStore>,
+    /// The gateway's payments.
+    pub payments: Arc<dyn PaymentStore>,
+    /// Called after each accepted payment (wakes the gateway's worker).
+    pub on_payment_accepted: Arc<dyn Fn() + Send + Sync>,
+    /// Who may call admin endpoints (`POST /purge-payments`).
+    pub admin: AdminAccess,
     /// Renders `GET /metrics` (see [`install_metrics_recorder`]).
     pub metrics: PrometheusHandle,
+}
+
+/// Who may call the admin endpoints.
+#[derive(Clone, PartialEq, Eq)]
+pub enum AdminAccess {
+    /// Anyone: `--dev` mode, for local development and tests only.
+    Open,
+    /// Whoever sends `Authorization: Bearer <token>`.
+    Token(String),
+    /// Nobody (no token configured): admin endpoints answer `admin_disabled`.
+    Closed,
+}
+
+impl std::fmt::Debug for AdminAccess {
+    // Never print the token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AdminAccess::Open => f.write_str("Open"),
+            AdminAccess::Token(_) => f.write_str("Token(<redacted>)"),
+            AdminAccess::Closed => f.write_str("Closed"),
+        }
+    }
 }
 
 impl std::fmt::Debug for AppState {
@@ -67,6 +95,9 @@ pub fn router(state: AppState) -> Router {
         });
     let ctx = Arc::new(Ctx {
         store: state.store,
+        payments: state.payments,
+        on_payment_accepted: state.on_payment_accepted,
+        admin: state.admin,
         metrics: state.metrics,
         openapi_json,
     });
@@ -83,6 +114,10 @@ pub fn router(state: AppState) -> Router {
             "/merchants/{pattern}",
             put(merchants::put).delete(merchants::delete),
         )
+        .route("/payments", post(payments::accept))
+        .route("/payments/{correlationId}", get(payments::get))
+        .route("/payments-summary", get(payments::summary))
+        .route("/purge-payments", post(payments::purge))
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))

@@ -4,13 +4,14 @@
 
 use utoipa::OpenApi;
 
-use crate::routes::{accounts, card, merchants, ops};
+use crate::routes::{accounts, card, merchants, ops, payments};
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "payd",
-        description = "payd payment engine: card authorization, accounts, deposits and merchant overrides. \
+        description = "payd payment engine: card authorization, accounts, deposits, merchant overrides, \
+            and a payment gateway that forwards payments to a default or a fallback processor. \
             Money is a JSON number with at most two decimals (exact, never rounded); a decimal string is \
             accepted too. Every error is `{\"code\", \"message\"}` with a stable snake_case `code`, \
             except on the card route, which always answers HTTP 200 with `00`, `51` or `07`.",
@@ -26,6 +27,10 @@ use crate::routes::{accounts, card, merchants, ops};
         merchants::list,
         merchants::put,
         merchants::delete,
+        payments::accept,
+        payments::get,
+        payments::summary,
+        payments::purge,
         ops::health,
         ops::ready,
         ops::metrics,
@@ -35,6 +40,7 @@ use crate::routes::{accounts, card, merchants, ops};
         (name = "card", description = "Card authorization (levels L1–L4)."),
         (name = "accounts", description = "Accounts, balances, deposits and ledger entries."),
         (name = "merchants", description = "Merchant overrides of the MCC (L3)."),
+        (name = "payments", description = "The payment gateway: accept, forward to processors, summarize."),
         (name = "ops", description = "Probes, metrics and this document."),
     ),
 )]

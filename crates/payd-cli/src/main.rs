@@ -6,6 +6,8 @@
 //!   - `serve`: the HTTP API and the embedded SQLite store in one process (the default way
 //!     to run payd);
 //!   - `migrate`: opens the store, applies pending schema migrations, and exits;
+//!   - `processor-sim`: a simulated payment processor (the processors' API of the gateway
+//!     spec), for development, tests and benchmarks;
 //!   - `openapi`: prints the OpenAPI document generated from the code.
 //! - `serve.rs`: the server's lifecycle: bind, serve, and the graceful shutdown on
 //!   SIGTERM/SIGINT (stop accepting, finish in-flight requests, drain and commit the writer).
@@ -37,6 +39,9 @@ enum Command {
     Serve(ServeArgs),
     /// Apply pending schema migrations to the embedded store, then exit.
     Migrate(StoreArgs),
+    /// Run a simulated payment processor (default role: 127.0.0.1:8001, fee 5%; fallback
+    /// role: 127.0.0.1:8002, fee 15%).
+    ProcessorSim(SimArgs),
     /// Print the OpenAPI document (JSON) generated from the code.
     Openapi,
 }
@@ -70,8 +75,168 @@ struct ServeArgs {
     /// Tokio worker threads for HTTP (0 = one per core).
     #[arg(long, env = "PAYD_HTTP_THREADS", default_value_t = 0)]
     http_threads: usize,
+    /// Admin token for `POST /purge-payments` (`Authorization: Bearer <token>`). Without it
+    /// (and without --dev) admin endpoints are disabled.
+    #[arg(long, env = "PAYD_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Development mode: admin endpoints need no token. Never in production.
+    #[arg(long, env = "PAYD_DEV")]
+    dev: bool,
     #[command(flatten)]
     store: StoreArgs,
+    #[command(flatten)]
+    gateway: GatewayArgs,
+}
+
+/// The payment gateway: processors, bounds, routing thresholds.
+#[derive(Debug, Args)]
+struct GatewayArgs {
+    /// Base URL of the default (cheaper) payment processor.
+    #[arg(
+        long,
+        env = "PAYD_DEFAULT_PROCESSOR_URL",
+        default_value = "http://127.0.0.1:8001"
+    )]
+    default_processor_url: String,
+    /// Base URL of the fallback payment processor.
+    #[arg(
+        long,
+        env = "PAYD_FALLBACK_PROCESSOR_URL",
+        default_value = "http://127.0.0.1:8002"
+    )]
+    fallback_processor_url: String,
+    /// Timeout of one payment submission; past it the outcome is unknown, in ms.
+    #[arg(long, env = "PAYD_PROCESSOR_TIMEOUT_MS", default_value_t = 10_000)]
+    processor_timeout_ms: u64,
+    /// Most calls in flight per processor.
+    #[arg(long, env = "PAYD_PROCESSOR_IN_FLIGHT_MAX", default_value_t = 256)]
+    processor_in_flight_max: u32,
+    /// Interval between health polls of one processor (its endpoint allows one per 5 s), in ms.
+    #[arg(long, env = "PAYD_HEALTH_INTERVAL_MS", default_value_t = 5_000)]
+    health_interval_ms: u64,
+    /// Route new payments to the fallback when the default would need longer than this to
+    /// drain the backlog (and the fallback is much faster), in ms.
+    #[arg(long, env = "PAYD_DRAIN_TARGET_MS", default_value_t = 2_000)]
+    drain_target_ms: u64,
+    /// How many times faster the fallback must be to take payments from a slow default.
+    #[arg(long, env = "PAYD_FALLBACK_SPEEDUP_MIN", default_value_t = 3)]
+    fallback_speedup_min: u64,
+    /// Consecutive failures that open a processor's circuit breaker.
+    #[arg(long, env = "PAYD_BREAKER_FAILURES", default_value_t = 5)]
+    breaker_failures: u32,
+    /// First open period of a breaker (doubles up to 10x on repeated failures), in ms.
+    #[arg(long, env = "PAYD_BREAKER_OPEN_MS", default_value_t = 500)]
+    breaker_open_ms: u64,
+    /// After this long since the last uncertain call, a 404 from the processor proves a
+    /// payment was not booked there and frees it for the other processor, in ms. Must exceed
+    /// the processors' longest delay plus --processor-timeout-ms' margin.
+    #[arg(long, env = "PAYD_SETTLE_MS", default_value_t = 15_000)]
+    settle_ms: i64,
+}
+
+impl GatewayArgs {
+    fn config(
+        &self,
+    ) -> anyhow::Result<(
+        payd_processors::HttpProcessorsConfig,
+        payd_engine::GatewayConfig,
+    )> {
+        anyhow::ensure!(
+            self.processor_in_flight_max >= 1,
+            "--processor-in-flight-max must be at least 1"
+        );
+        anyhow::ensure!(
+            self.health_interval_ms >= 1,
+            "--health-interval-ms must be at least 1"
+        );
+        anyhow::ensure!(self.settle_ms >= 0, "--settle-ms must not be negative");
+        let timeout_ms = i64::try_from(self.processor_timeout_ms)
+            .context("--processor-timeout-ms is too large")?;
+        let clients = payd_processors::HttpProcessorsConfig {
+            default_url: self.default_processor_url.clone(),
+            fallback_url: self.fallback_processor_url.clone(),
+            submit_timeout_ms: self.processor_timeout_ms,
+            in_flight_max: self.processor_in_flight_max as usize,
+            ..payd_processors::HttpProcessorsConfig::default()
+        };
+        let defaults = payd_engine::GatewayConfig::default();
+        let engine = payd_engine::GatewayConfig {
+            in_flight_max: self.processor_in_flight_max,
+            // A live worker's lease must outlast its call, so it never expires mid-call.
+            lease_ms: timeout_ms.saturating_mul(2).max(defaults.lease_ms),
+            settle_ms: self.settle_ms.max(timeout_ms),
+            health_interval_ms: self.health_interval_ms,
+            breaker: payd_domain::gateway::breaker::BreakerConfig {
+                failure_threshold: self.breaker_failures.max(1),
+                open_ms: self.breaker_open_ms,
+                open_cap_ms: self.breaker_open_ms.saturating_mul(10),
+                ..defaults.breaker
+            },
+            routing: payd_domain::gateway::routing::RoutingPolicy {
+                drain_target_ms: self.drain_target_ms,
+                fallback_speedup_min: self.fallback_speedup_min,
+            },
+            ..defaults
+        };
+        Ok((clients, engine))
+    }
+}
+
+/// `payd processor-sim`.
+#[derive(Debug, Args)]
+struct SimArgs {
+    /// Which processor to play: sets the default port and fee.
+    #[arg(long, env = "PAYD_SIM_ROLE", value_enum, default_value = "default")]
+    role: payd_processor_sim::Role,
+    /// Address to listen on (default: 127.0.0.1:8001 for `default`, :8002 for `fallback`).
+    #[arg(long, env = "PAYD_SIM_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Fee per payment as a fraction of its amount, e.g. 0.05 (default: 0.05 / 0.15 by role).
+    #[arg(long, env = "PAYD_SIM_FEE")]
+    fee: Option<String>,
+    /// Admin token expected in `X-Rinha-Token`.
+    #[arg(
+        long,
+        env = "PAYD_SIM_TOKEN",
+        default_value = "123",
+        hide_env_values = true
+    )]
+    token: String,
+    /// Delay applied before booking each payment, in ms (changeable at runtime).
+    #[arg(long, env = "PAYD_SIM_DELAY_MS", default_value_t = 0)]
+    delay_ms: u64,
+    /// Start in failure mode (every payment answers 500).
+    #[arg(long, env = "PAYD_SIM_FAILING")]
+    failing: bool,
+    /// The health endpoint answers once per this interval, for all callers, in ms.
+    #[arg(long, env = "PAYD_SIM_HEALTH_INTERVAL_MS", default_value_t = 5_000)]
+    health_interval_ms: u64,
+    /// Payments processed at once beyond which new ones get 429.
+    #[arg(long, env = "PAYD_SIM_MAX_IN_FLIGHT", default_value_t = 1_000)]
+    max_in_flight: usize,
+}
+
+impl SimArgs {
+    fn config(&self) -> anyhow::Result<payd_processor_sim::SimConfig> {
+        let mut config = payd_processor_sim::SimConfig::for_role(self.role);
+        if let Some(listen) = self.listen {
+            config.listen = listen;
+        }
+        if let Some(fee) = &self.fee {
+            config.fee_bps = payd_processor_sim::parse_fee(fee)
+                .map_err(|error| anyhow::anyhow!("invalid --fee {fee:?}: {error}"))?;
+        }
+        anyhow::ensure!(
+            self.max_in_flight >= 1,
+            "--max-in-flight must be at least 1"
+        );
+        config.token = self.token.clone();
+        config.delay_ms = self.delay_ms;
+        config.failing = self.failing;
+        config.health_interval_ms = self.health_interval_ms;
+        config.max_in_flight = self.max_in_flight;
+        Ok(config)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -128,6 +293,7 @@ fn main() -> anyhow::Result<()> {
             println!("payd: store at {} is migrated", args.data_dir.display());
             Ok(())
         }
+        Command::ProcessorSim(args) => serve::run_sim(args.config()?),
         Command::Openapi => {
             let document = payd_api::openapi();
             println!("{}", serde_json::to_string_pretty(&document)?);

@@ -1,15 +1,18 @@
 //! `payd serve`: the API and the embedded store in one process.
 //!
 //! Shutdown order matters for "durable before acknowledged": first stop accepting and let
-//! in-flight requests finish (each waits for its group commit), then stop the writer, which
-//! commits and answers whatever is still queued before its thread exits.
+//! in-flight requests finish (each waits for its group commit), then stop the gateway (its
+//! calls in flight finish and record their outcomes), then stop the writer, which commits and
+//! answers whatever is still queued before its thread exits.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use payd_api::AppState;
-use payd_ports::LedgerStore;
+use payd_api::{AdminAccess, AppState};
+use payd_engine::{Gateway, TokioClock};
+use payd_ports::{LedgerStore, PaymentStore, ProcessorClient};
+use payd_processors::HttpProcessors;
 use payd_sqlite::SqliteStore;
 use tokio::net::TcpListener;
 
@@ -37,8 +40,29 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     let local = listener.local_addr()?;
+
+    let (processors_config, gateway_config) = args.gateway.config()?;
+    let processors: Arc<dyn ProcessorClient> = Arc::new(HttpProcessors::new(&processors_config)?);
+    let gateway = Gateway::new(
+        store.clone() as Arc<dyn PaymentStore>,
+        processors,
+        Arc::new(TokioClock::new()),
+        gateway_config,
+    );
+    let (stop_gateway, gateway_stopped) = tokio::sync::watch::channel(false);
+    let gateway_task = tokio::spawn(gateway.clone().run(gateway_stopped));
+
+    let admin = match (&args.admin_token, args.dev) {
+        (Some(token), _) if !token.is_empty() => AdminAccess::Token(token.clone()),
+        (_, true) => AdminAccess::Open,
+        _ => AdminAccess::Closed,
+    };
+    let wake = gateway.clone();
     let state = AppState {
         store: store.clone() as Arc<dyn LedgerStore>,
+        payments: store.clone() as Arc<dyn PaymentStore>,
+        on_payment_accepted: Arc::new(move || wake.wake()),
+        admin,
         metrics,
     };
     let app = payd_api::router(state);
@@ -62,7 +86,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             tokio::time::sleep(grace).await;
         } => tracing::warn!(grace_ms = args.shutdown_grace_ms, "In-flight requests did not finish in time."),
     }
-    tracing::info!("HTTP stopped; draining the writer.");
+    tracing::info!("HTTP stopped; stopping the gateway.");
+    let _ = stop_gateway.send(true);
+    if let Err(error) = gateway_task.await {
+        tracing::error!(%error, "The gateway task failed.");
+    }
+    tracing::info!("Gateway stopped; draining the writer.");
     let writer = store.clone();
     tokio::task::spawn_blocking(move || writer.shutdown()).await?;
     tracing::info!("Payd stopped cleanly.");
@@ -95,4 +124,18 @@ async fn shutdown_signal() {
         () = ctrl_c => tracing::info!("SIGINT received; shutting down."),
         () = terminate => tracing::info!("SIGTERM received; shutting down."),
     }
+}
+
+/// `payd processor-sim`: serves the simulator until SIGTERM/SIGINT.
+pub(crate) fn run_sim(config: payd_processor_sim::SimConfig) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("payd-sim")
+        .build()?;
+    runtime.block_on(async move {
+        let listen = config.listen;
+        payd_processor_sim::run(config, shutdown_signal())
+            .await
+            .with_context(|| format!("running the processor simulator on {listen}"))
+    })
 }

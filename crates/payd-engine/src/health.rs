@@ -36,6 +36,8 @@ struct State {
     report: Option<(HealthReport, i64)>,
     /// When a real call last succeeded.
     last_success_ms: i64,
+    /// When a real call last failed.
+    last_failure_ms: i64,
     /// Latencies of recent calls, in ms (timeouts included: they are the slowest calls).
     latencies_ms: VecDeque<u64>,
 }
@@ -48,6 +50,7 @@ impl ProcessorHealth {
                 breaker: Breaker::new(breaker),
                 report: None,
                 last_success_ms: i64::MIN,
+                last_failure_ms: i64::MIN,
                 latencies_ms: VecDeque::with_capacity(LATENCY_WINDOW),
             }),
         }
@@ -105,16 +108,24 @@ impl ProcessorHealth {
                 state.breaker.on_success();
                 state.last_success_ms = now_ms;
             }
-            Outcome::Rejected | Outcome::Unknown => state.breaker.on_failure(now_ms),
+            Outcome::Rejected | Outcome::Unknown => {
+                state.breaker.on_failure(now_ms);
+                state.last_failure_ms = now_ms;
+            }
         }
     }
 
-    /// Records a health-endpoint report; a failing processor's breaker is opened.
-    pub fn on_report(&self, report: HealthReport, now_ms: i64) {
+    /// Records a health-endpoint report: a failing processor's breaker is opened; a healthy
+    /// report with no failed call since the previous poll closes it at once, instead of
+    /// waiting for probes (slowness is the routing policy's business, not the breaker's).
+    pub fn on_report(&self, report: HealthReport, now_ms: i64, interval_ms: u64) {
         let mut state = self.lock();
         state.report = Some((report, now_ms));
+        let interval_ms = i64::try_from(interval_ms).unwrap_or(i64::MAX);
         if report.failing {
             state.breaker.trip(now_ms);
+        } else if state.last_failure_ms < now_ms.saturating_sub(interval_ms) {
+            state.breaker.reset();
         }
     }
 
@@ -167,7 +178,7 @@ pub async fn poll_health(
                     .set(if report.failing { 1.0 } else { 0.0 });
                 metrics::gauge!("payd_processor_reported_min_response_ms", "processor" => processor.as_str())
                     .set(report.min_response_ms as f64);
-                health.on_report(report, clock.now_ms());
+                health.on_report(report, clock.now_ms(), interval_ms);
             }
             Err(HealthError::RateLimited) => {
                 tracing::debug!(%processor, "Health endpoint rate-limited this poll.");
@@ -191,7 +202,7 @@ mod tests {
     #[test]
     fn failing_report_opens_and_a_newer_success_overrides_it() {
         let health = ProcessorHealth::new(BreakerConfig::default());
-        health.on_report(report(true), 1_000);
+        health.on_report(report(true), 1_000, 5_000);
         let view = health.view(1_000, 10);
         assert_eq!(view.admission, Admission::Refused);
         assert!(view.reported_failing);
@@ -203,6 +214,25 @@ mod tests {
         assert!(
             !health.view(later + 5, 10).reported_failing,
             "success newer than the report"
+        );
+    }
+
+    #[test]
+    fn a_healthy_report_closes_the_breaker_unless_calls_failed_recently() {
+        let config = BreakerConfig {
+            failure_threshold: 1,
+            ..BreakerConfig::default()
+        };
+        let health = ProcessorHealth::new(config);
+        health.on_outcome(Outcome::Rejected, 1, 10_000);
+        assert_eq!(health.view(10_000, 1).admission, Admission::Refused);
+        health.on_report(report(false), 12_000, 5_000);
+        assert!(health.reopens_at_ms().is_some(), "failed 2 s ago: still open");
+        health.on_report(report(false), 16_000, 5_000);
+        assert_eq!(
+            health.view(16_000, 1).admission,
+            Admission::Open,
+            "no failure for a poll interval"
         );
     }
 

@@ -5,6 +5,7 @@ pub(crate) mod accounts;
 pub(crate) mod card;
 pub(crate) mod merchants;
 pub(crate) mod ops;
+pub(crate) mod payments;
 
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use axum::body::Bytes;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::PrometheusHandle;
-use payd_ports::LedgerStore;
+use payd_ports::{LedgerStore, PaymentStore};
 use serde::Serialize;
 
 use crate::error::{ApiError, Code};
@@ -20,6 +21,9 @@ use crate::error::{ApiError, Code};
 /// What handlers share: the [`crate::AppState`] plus things computed once at startup.
 pub(crate) struct Ctx {
     pub(crate) store: Arc<dyn LedgerStore>,
+    pub(crate) payments: Arc<dyn PaymentStore>,
+    pub(crate) on_payment_accepted: Arc<dyn Fn() + Send + Sync>,
+    pub(crate) admin: crate::AdminAccess,
     pub(crate) metrics: PrometheusHandle,
     /// `GET /openapi.json`, serialized once: the spec cannot change at runtime.
     pub(crate) openapi_json: Bytes,

@@ -5,6 +5,7 @@
 //! - `concurrency`: L4, hundreds of simultaneous transactions.
 //! - `accounts`: accounts, deposits, entries.
 //! - `merchants`: the override table.
+//! - `payments`: the gateway's intake, status, summary and purge.
 //! - `ops`: probes, metrics, OpenAPI (and its committed snapshot), 404/405, store failures.
 
 mod accounts;
@@ -12,4 +13,5 @@ mod card;
 mod concurrency;
 mod merchants;
 mod ops;
+mod payments;
 mod support;

@@ -3,18 +3,18 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, Request, StatusCode};
-use payd_api::{AppState, install_metrics_recorder, router};
-use payd_domain::{
-    AccountId, Amount, AuthorizationRequest, Balances, Category, Code, MerchantPattern,
-};
+use payd_api::{AdminAccess, AppState, install_metrics_recorder, router};
+use payd_domain::CorrelationId;
+use payd_domain::{AccountId, AuthorizationRequest, Category, Code, MerchantPattern};
 use payd_ports::{
-    AccountView, DepositReceipt, DepositRequest, EntryPage, EntryQuery, LedgerError, LedgerStore,
-    NewAccount,
+    AccountView, DepositReceipt, DepositRequest, EntryPage, EntryQuery, Intake, LedgerError,
+    LedgerStore, NewAccount, NewPayment, PaymentRecord, PaymentStore, PaymentSummary, Transition,
 };
 use payd_sqlite::{SqliteConfig, SqliteStore};
 use serde::Deserialize;
@@ -27,6 +27,8 @@ use tower::ServiceExt;
 pub(crate) struct App {
     pub(crate) router: Router,
     pub(crate) store: Arc<SqliteStore>,
+    /// How often intake woke the gateway.
+    pub(crate) wakes: Arc<AtomicUsize>,
     _dir: TempDir,
 }
 
@@ -74,15 +76,28 @@ impl Resp {
 
 impl App {
     pub(crate) fn new() -> App {
+        App::with_admin(AdminAccess::Open)
+    }
+
+    /// An app whose admin endpoints are guarded by `admin`.
+    pub(crate) fn with_admin(admin: AdminAccess) -> App {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Arc::new(SqliteStore::open(SqliteConfig::new(dir.path())).expect("open store"));
+        let wakes = Arc::new(AtomicUsize::new(0));
+        let counter = wakes.clone();
         let router = router(AppState {
             store: store.clone(),
+            payments: store.clone(),
+            on_payment_accepted: Arc::new(move || {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }),
+            admin,
             metrics: install_metrics_recorder(),
         });
         App {
             router,
             store,
+            wakes,
             _dir: dir,
         }
     }
@@ -180,13 +195,11 @@ pub(crate) fn balances(food: &str, meal: &str, cash: &str) -> [String; 3] {
     [food.to_owned(), meal.to_owned(), cash.to_owned()]
 }
 
-/// A store that fails every call in a chosen way: for the error paths a healthy SQLite
-/// store cannot produce on demand (overflow, a corrupt stored timestamp).
+/// A store that fails every call with a chosen error: for the error paths a healthy SQLite
+/// store cannot produce on demand (overflow, unavailability of both ports).
 pub(crate) enum Fault {
     /// Every command answers this error.
     Error(LedgerError),
-    /// Deposits succeed with a timestamp no calendar can print (a store bug → `internal`).
-    BadTimestamp,
 }
 
 #[async_trait]
@@ -199,29 +212,12 @@ impl LedgerStore for Fault {
         Err(self.error())
     }
 
-    async fn deposit(&self, deposit: DepositRequest) -> Result<DepositReceipt, LedgerError> {
-        match self {
-            Fault::Error(error) => Err(error.clone()),
-            Fault::BadTimestamp => Ok(DepositReceipt {
-                key: deposit.key,
-                account: deposit.account,
-                category: deposit.category,
-                amount: deposit.amount,
-                available_after: Amount::ZERO,
-                created_at_ms: i64::MAX,
-                replayed: false,
-            }),
-        }
+    async fn deposit(&self, _deposit: DepositRequest) -> Result<DepositReceipt, LedgerError> {
+        Err(self.error())
     }
 
-    async fn account(&self, id: &AccountId) -> Result<Option<AccountView>, LedgerError> {
-        match self {
-            Fault::Error(error) => Err(error.clone()),
-            Fault::BadTimestamp => Ok(Some(AccountView {
-                id: id.clone(),
-                balances: Balances::default(),
-            })),
-        }
+    async fn account(&self, _id: &AccountId) -> Result<Option<AccountView>, LedgerError> {
+        Err(self.error())
     }
 
     async fn entries(&self, _id: &AccountId, _query: EntryQuery) -> Result<EntryPage, LedgerError> {
@@ -247,18 +243,55 @@ impl LedgerStore for Fault {
 
 impl Fault {
     fn error(&self) -> LedgerError {
-        match self {
-            Fault::Error(error) => error.clone(),
-            Fault::BadTimestamp => LedgerError::Unavailable("bad timestamp store".to_owned()),
-        }
+        let Fault::Error(error) = self;
+        error.clone()
     }
 
     /// A router over this faulty store, with a throwaway `App` for its helpers.
     pub(crate) fn router(self) -> Router {
+        let fault = Arc::new(self);
         router(AppState {
-            store: Arc::new(self),
+            store: fault.clone(),
+            payments: fault,
+            on_payment_accepted: Arc::new(|| {}),
+            admin: AdminAccess::Open,
             metrics: install_metrics_recorder(),
         })
+    }
+}
+
+#[async_trait]
+impl PaymentStore for Fault {
+    async fn accept_payment(&self, _payment: NewPayment) -> Result<Intake, LedgerError> {
+        Err(self.error())
+    }
+
+    async fn payment(&self, _id: &CorrelationId) -> Result<Option<PaymentRecord>, LedgerError> {
+        Err(self.error())
+    }
+
+    async fn payments_summary(
+        &self,
+        _: Option<i64>,
+        _: Option<i64>,
+    ) -> Result<PaymentSummary, LedgerError> {
+        Err(self.error())
+    }
+
+    async fn purge_payments(&self) -> Result<u64, LedgerError> {
+        Err(self.error())
+    }
+
+    async fn due_payments(&self, _: i64, _: u32) -> Result<Vec<PaymentRecord>, LedgerError> {
+        Err(self.error())
+    }
+
+    async fn pending_payments(&self) -> Result<u64, LedgerError> {
+        Err(self.error())
+    }
+
+    async fn apply_transitions(&self, _: Vec<Transition>) -> Result<Vec<bool>, LedgerError> {
+        Err(self.error())
     }
 }
 

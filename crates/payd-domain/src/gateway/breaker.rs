@@ -201,6 +201,14 @@ impl Breaker {
         };
     }
 
+    /// Closes the breaker (the health endpoint reports the processor healthy and no call has
+    /// failed since).
+    pub fn reset(&mut self) {
+        self.state = BreakerState::Closed {
+            consecutive_failures: 0,
+        };
+    }
+
     /// Forces the breaker open (e.g. the health endpoint says the processor is failing).
     pub fn trip(&mut self, now_ms: i64) {
         if !matches!(self.state, BreakerState::Open { .. }) {
@@ -306,6 +314,14 @@ mod tests {
         assert_eq!(b.admission(100), Admission::Refused);
         b.on_cancel();
         assert_eq!(b.admission(100), Admission::Probe);
+    }
+
+    #[test]
+    fn reset_closes_from_any_state() {
+        let mut b = Breaker::new(CONFIG);
+        b.trip(0);
+        b.reset();
+        assert_eq!(b.admission(0), Admission::Open);
     }
 
     #[test]
