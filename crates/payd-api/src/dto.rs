@@ -922,8 +922,8 @@ pub(crate) fn parse_payment(bytes: &[u8]) -> Result<(CorrelationId, Amount), Api
         "correlationId",
         required("correlationId", body.correlation_id)?,
     )?;
-    let id = CorrelationId::parse(&id)
-        .map_err(|error| ApiError::invalid("correlationId", &error.to_string()))?;
+    let id =
+        CorrelationId::parse(&id).map_err(|error| ApiError::invalid("correlationId", error))?;
     let amount = positive_amount("amount", required("amount", body.amount)?)?;
     Ok((id, amount))
 }

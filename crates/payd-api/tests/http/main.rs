@@ -8,6 +8,9 @@
 //! - `payments`: the gateway's intake, status, summary and purge.
 //! - `ops`: probes, metrics, OpenAPI (and its committed snapshot), 404/405, store failures.
 
+// Test helpers fail loudly by design: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod accounts;
 mod card;
 mod concurrency;
