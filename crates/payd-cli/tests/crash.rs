@@ -3,84 +3,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test helpers fail loudly by design.
 
+mod support;
+
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-
-/// A `payd serve` child process, killed when dropped so a failing test leaves nothing behind.
-struct Payd {
-    child: Child,
-    url: String,
-}
-
-impl Payd {
-    fn start(data_dir: &Path, durability: &str) -> Payd {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(data_dir.with_extension("log"))
-            .expect("log file");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_payd"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--durability",
-                durability,
-            ])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("spawn payd");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read the listening line");
-        let url = line
-            .trim()
-            .strip_prefix("payd listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
-        Payd { child, url }
-    }
-
-    fn kill_9(&mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reap");
-    }
-
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill -TERM");
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "payd did not exit after SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Payd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use support::Proc;
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -161,7 +92,7 @@ async fn post_transaction(
 async fn acknowledged_transactions_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut payd = Payd::start(&data, "strict");
+    let mut payd = Proc::serve(&data, &["--durability", "strict"]);
     let http = client();
     let accounts = 20;
     let initial_cents = 50_000;
@@ -235,7 +166,7 @@ async fn acknowledged_transactions_survive_kill_9() {
         "the kill should land while requests are in flight"
     );
 
-    let payd = Payd::start(&data, "strict");
+    let payd = Proc::serve(&data, &["--durability", "strict"]);
     let http = client();
     // Balances before any replay: acknowledged approvals must already be there.
     let mut before = HashMap::new();
@@ -305,7 +236,7 @@ async fn acknowledged_transactions_survive_kill_9() {
 async fn sigterm_drains_and_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut payd = Payd::start(&data, "relaxed");
+    let mut payd = Proc::serve(&data, &["--durability", "relaxed"]);
     let http = client();
     open_accounts(&http, &payd.url, 1, 1_000_000).await;
     let sent = Sent {
@@ -325,7 +256,7 @@ async fn sigterm_drains_and_exits_cleanly() {
     assert_eq!(approved, 200);
     let status = payd.terminate();
     assert!(status.success(), "payd exited with {status}");
-    let payd = Payd::start(&data, "relaxed");
+    let payd = Proc::serve(&data, &["--durability", "relaxed"]);
     let cash = cents_of(&cash_of(&http, &payd.url, "acc-0").await);
     assert_eq!(cash, 1_000_000 - 200 * 250);
 }

@@ -6,59 +6,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test helpers fail loudly by design.
 
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use payd_domain::timestamp::format_ms;
 use serde_json::{Value, json};
-
-/// A child process, killed when dropped.
-struct Proc {
-    child: Child,
-    url: String,
-}
-
-impl Proc {
-    fn spawn(args: &[&str], log: &Path, banner: &str) -> Proc {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_payd"))
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("spawn");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix(banner)
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
-        Proc { child, url }
-    }
-
-    fn kill_9(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use support::Proc;
 
 fn sim(role: &str, dir: &Path) -> Proc {
     Proc::spawn(
@@ -69,23 +26,14 @@ fn sim(role: &str, dir: &Path) -> Proc {
 }
 
 fn payd(dir: &Path, default: &Proc, fallback: &Proc) -> Proc {
-    let data = dir.join("data");
-    Proc::spawn(
-        &[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--dev",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--default-processor-url",
-            &default.url,
-            "--fallback-processor-url",
-            &fallback.url,
-        ],
-        &dir.join("payd.log"),
-        "payd listening on ",
-    )
+    let flags = [
+        "--dev",
+        "--default-processor-url",
+        &default.url,
+        "--fallback-processor-url",
+        &fallback.url,
+    ];
+    Proc::serve(&dir.join("data"), &flags)
 }
 
 fn now_ms() -> i64 {
@@ -263,7 +211,7 @@ async fn chaos(kill_during: Option<&str>) {
     );
     let (mut checks, mut first_look_mismatches) = (0, 0);
 
-    let phases: [(&str, u64, Value, Value); 5] = [
+    let phases: [(&str, u64, Value, Value); 6] = [
         (
             "warm-up",
             5,
@@ -281,6 +229,12 @@ async fn chaos(kill_during: Option<&str>) {
             8,
             json!({"delay": 0, "failure": true}),
             json!({"delay": 0, "failure": false}),
+        ),
+        (
+            "fallback failing",
+            5,
+            json!({"delay": 0, "failure": false}),
+            json!({"delay": 0, "failure": true}),
         ),
         (
             "both failing",
@@ -413,7 +367,7 @@ async fn chaos(kill_during: Option<&str>) {
     );
 }
 
-/// Goal: through slow, failing and doubly failing processors, nothing accepted is lost or
+/// Goal: through a slow default, a failing default, a failing fallback and both failing, nothing accepted is lost or
 /// booked twice, and the summary always equals the processors' own records.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_keeps_the_summary_exact_and_books_each_payment_once() {

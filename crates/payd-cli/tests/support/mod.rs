@@ -1,0 +1,81 @@
+//! Child processes of the `payd` binary for the end-to-end tests.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// A `payd` child process (any subcommand), killed when dropped so that a failing test
+/// leaves nothing behind.
+pub(crate) struct Proc {
+    child: Child,
+    /// The base URL it printed on its first line of stdout.
+    pub(crate) url: String,
+}
+
+impl Proc {
+    /// Starts `payd <args>` with stderr appended to `log`, and waits for its first stdout
+    /// line, `<banner><url>`, which says it is listening.
+    pub(crate) fn spawn(args: &[&str], log: &Path, banner: &str) -> Proc {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("log file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_payd"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("spawn payd");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read the listening line");
+        let url = line
+            .trim()
+            .strip_prefix(banner)
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        Proc { child, url }
+    }
+
+    /// `payd serve` on a free port with its data in `data_dir`, plus `extra` flags.
+    pub(crate) fn serve(data_dir: &Path, extra: &[&str]) -> Proc {
+        let data = data_dir.to_str().expect("utf-8 path");
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--data-dir", data];
+        args.extend_from_slice(extra);
+        Proc::spawn(&args, &data_dir.with_extension("log"), "payd listening on ")
+    }
+
+    /// SIGKILL, and reap.
+    pub(crate) fn kill_9(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reap");
+    }
+
+    /// SIGTERM, and wait (at most 20 s) for the exit.
+    #[allow(dead_code)] // Not every test binary that includes this module stops gracefully.
+    pub(crate) fn terminate(&mut self) -> ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "payd did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
