@@ -227,7 +227,10 @@ mod tests {
         health.on_outcome(Outcome::Rejected, 1, 10_000);
         assert_eq!(health.view(10_000, 1).admission, Admission::Refused);
         health.on_report(report(false), 12_000, 5_000);
-        assert!(health.reopens_at_ms().is_some(), "failed 2 s ago: still open");
+        assert!(
+            health.reopens_at_ms().is_some(),
+            "failed 2 s ago: still open"
+        );
         health.on_report(report(false), 16_000, 5_000);
         assert_eq!(
             health.view(16_000, 1).admission,
