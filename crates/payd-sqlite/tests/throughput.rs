@@ -2,6 +2,19 @@
 //!
 //! Ignored by default; run in release:
 //! `cargo test --release -p payd-sqlite --test throughput -- --ignored --nocapture`
+//!
+//! Environment (all optional):
+//! - `PAYD_BENCH_AUTHORIZATIONS` (200000): authorizations measured; longer runs include
+//!   checkpoints.
+//! - `PAYD_BENCH_ACCOUNTS` (1000): accounts the authorizations are spread over (10000 is
+//!   `bench/auth.sh`'s `accounts_10000`, 1 its `hot_account`).
+//! - `PAYD_BENCH_CALLERS` (1024): concurrent callers, like in-flight HTTP requests (64 is
+//!   `bench/auth.sh`'s default connection count, and bounds the group-commit batch alike).
+//! - `PAYD_BENCH_DURABILITY` (both): `strict`, `relaxed` or `both`.
+//!
+//! Instructions per authorization: run the test under callgrind twice with different
+//! `PAYD_BENCH_AUTHORIZATIONS` and divide the difference of the totals by the difference of
+//! the counts (the account openings and the start-up cancel out).
 
 // Tests may unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
@@ -13,17 +26,30 @@ use payd_domain::{AccountId, Amount, AuthorizationRequest, Balances, Code, Mcc, 
 use payd_ports::{LedgerStore, NewAccount};
 use payd_sqlite::{Durability, SqliteConfig, SqliteStore};
 
-const ACCOUNTS: usize = 1_000;
-/// Default count; `PAYD_BENCH_AUTHORIZATIONS` overrides it (longer runs include checkpoints).
-const AUTHORIZATIONS_DEFAULT: usize = 200_000;
-/// Concurrent callers, like in-flight HTTP requests.
-const CALLERS: usize = 1_024;
-
-async fn run(durability: Durability) {
-    let authorizations: usize = std::env::var("PAYD_BENCH_AUTHORIZATIONS")
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or(AUTHORIZATIONS_DEFAULT);
+        .unwrap_or(default)
+}
+
+/// Bytes this process has passed to write(2) and friends so far (`wchar` of /proc/self/io):
+/// WAL frames and checkpoint copies. 0 where /proc is missing.
+fn written_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()
+        .and_then(|io| {
+            io.lines()
+                .find_map(|line| line.strip_prefix("wchar: ").map(str::to_owned))
+        })
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+async fn run(durability: Durability) {
+    let authorizations = env_or("PAYD_BENCH_AUTHORIZATIONS", 200_000);
+    let accounts = env_or("PAYD_BENCH_ACCOUNTS", 1_000).max(1);
+    let callers = env_or("PAYD_BENCH_CALLERS", 1_024).max(1);
     let dir = tempfile::TempDir::new().unwrap();
     let mut config = SqliteConfig::new(dir.path());
     config.durability = durability;
@@ -34,7 +60,7 @@ async fn run(durability: Durability) {
         Amount::from_cents(1 << 40),
     );
     let ids: Arc<Vec<AccountId>> = Arc::new(
-        (0..ACCOUNTS)
+        (0..accounts)
             .map(|i| AccountId::parse(&format!("bench-{i}")).unwrap())
             .collect(),
     );
@@ -54,42 +80,66 @@ async fn run(durability: Durability) {
         Mcc::parse("5812").unwrap(),
         Mcc::parse("5999").unwrap(),
     ];
+    let written_before = written_bytes();
     let started = Instant::now();
-    let callers: Vec<_> = (0..CALLERS)
+    let tasks: Vec<_> = (0..callers)
         .map(|caller| {
             let (store, ids) = (Arc::clone(&store), Arc::clone(&ids));
             tokio::spawn(async move {
                 let mut approved = 0usize;
-                for n in (caller..authorizations).step_by(CALLERS) {
+                let mut latencies = Vec::new();
+                for n in (caller..authorizations).step_by(callers) {
                     // Half carry an id (idempotency lookup + unique index), half do not.
                     let id = (n % 2 == 0)
                         .then(|| TransactionId::parse(&format!("bench-tx-{n}")).unwrap());
+                    // A multiplicative hash spreads consecutive requests over the accounts
+                    // like random picks would (wrk's authorize.lua picks at random).
+                    let account = (n.wrapping_mul(2_654_435_761)) % accounts;
                     let request = AuthorizationRequest {
                         id,
-                        account: ids[n % ACCOUNTS].clone(),
+                        account: ids[account].clone(),
                         amount: Amount::from_cents(1 + (n % 5000) as i64),
                         mcc: mccs[n % 3],
                         merchant: "SUPERMERCADO BENCH        SAO PAULO BR".to_owned(),
                     };
+                    let asked = Instant::now();
                     if store.authorize(request).await.unwrap() == Code::Approved {
                         approved += 1;
                     }
+                    latencies.push(asked.elapsed());
                 }
-                approved
+                (approved, latencies)
             })
         })
         .collect();
     let mut approved = 0;
-    for caller in callers {
-        approved += caller.await.unwrap();
+    let mut latencies = Vec::with_capacity(authorizations);
+    for task in tasks {
+        let (count, mut times) = task.await.unwrap();
+        approved += count;
+        latencies.append(&mut times);
     }
+    latencies.sort_unstable();
+    let percentile = |p: f64| {
+        let at = ((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1));
+        latencies.get(at).map_or(0.0, |d| d.as_secs_f64() * 1e3)
+    };
     let elapsed = started.elapsed();
+    let written = written_bytes().saturating_sub(written_before);
+    // The WAL must stay bounded under sustained load (checkpoints + rewinds keep up).
+    let wal_mib = std::fs::metadata(dir.path().join("payd.sqlite3-wal"))
+        .map_or(0.0, |m| m.len() as f64 / f64::from(1 << 20));
     assert_eq!(approved, authorizations);
     let rate = authorizations as f64 / elapsed.as_secs_f64();
     println!(
-        "{durability:>7}: {authorizations} authorizations, {CALLERS} concurrent callers, {ACCOUNTS} accounts: \
-         {:.2} s, {rate:.0} authorizations/s",
-        elapsed.as_secs_f64()
+        "{durability:>7}: {authorizations} authorizations, {callers} concurrent callers, {accounts} accounts: \
+         {:.2} s, {rate:.0} authorizations/s, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, \
+         {:.0} bytes written per authorization, WAL {wal_mib:.1} MiB",
+        elapsed.as_secs_f64(),
+        percentile(0.5),
+        percentile(0.99),
+        percentile(1.0),
+        written as f64 / authorizations.max(1) as f64
     );
     let stopper = Arc::clone(&store);
     tokio::task::spawn_blocking(move || stopper.shutdown())
@@ -100,6 +150,10 @@ async fn run(durability: Durability) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement; run in release with --ignored --nocapture"]
 async fn authorizations_per_second() {
-    run(Durability::Strict).await;
-    run(Durability::Relaxed).await;
+    let which = std::env::var("PAYD_BENCH_DURABILITY").unwrap_or_default();
+    for durability in [Durability::Strict, Durability::Relaxed] {
+        if which.is_empty() || which == "both" || which == durability.as_str() {
+            run(durability).await;
+        }
+    }
 }
