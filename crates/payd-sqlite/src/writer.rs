@@ -576,9 +576,11 @@ impl Writer {
                     })?;
                 let seq =
                     self.insert_transaction(request, Code::Approved, Some(category), now_ms)?;
+                // Client ids are printable ASCII without spaces, so `transaction <seq>` can
+                // never be mistaken for one.
                 let reference = match &request.id {
                     Some(id) => id.as_str().to_owned(),
-                    None => format!("txn-{seq}"),
+                    None => format!("transaction {seq}"),
                 };
                 let system = self.system.clone();
                 self.insert_movement(

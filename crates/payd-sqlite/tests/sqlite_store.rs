@@ -283,8 +283,9 @@ async fn relaxed_mode_works() {
     store.shutdown();
 }
 
-// Goal: id-less approvals are referenced as `txn-<seq>` in the journal. Method: one
-// id-less approval, then read the newest entry.
+// Goal: id-less approvals are referenced as `transaction <seq>` in the journal, a form no
+// client id can take (client ids have no spaces), even one that looks alike (`txn-1`).
+// Method: an id-less approval next to one whose client id mimics a generated reference.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn id_less_transactions_reference_their_sequence() {
     let dir = TempDir::new().unwrap();
@@ -297,6 +298,12 @@ async fn id_less_transactions_reference_their_sequence() {
         })
         .await
         .unwrap();
+    assert_eq!(
+        store
+            .authorize(auth(Some("transaction"), &acc, 5, "5411", "ANON"))
+            .await,
+        Ok(Code::Approved)
+    );
     assert_eq!(
         store.authorize(auth(None, &acc, 10, "5411", "ANON")).await,
         Ok(Code::Approved)
@@ -314,7 +321,7 @@ async fn id_less_transactions_reference_their_sequence() {
     let reference = &page.entries[0].reference;
     assert!(
         reference
-            .strip_prefix("txn-")
+            .strip_prefix("transaction ")
             .is_some_and(|n| n.parse::<i64>().is_ok()),
         "reference {reference:?}"
     );
