@@ -31,6 +31,9 @@ use tokio::task::JoinSet;
 use crate::health::{ProcessorHealth, poll_health};
 use crate::{Clock, GatewayConfig};
 
+/// How stale the backlog count used for routing may be, in ms.
+const BACKLOG_REFRESH_MS: i64 = 250;
+
 /// What one step did (for the loop's pacing, and for tests).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StepReport {
@@ -76,6 +79,8 @@ pub struct Gateway {
     busy: Mutex<HashSet<CorrelationId>>,
     /// Woken by intake (new work) and by finished calls (a slot is free).
     wake: Notify,
+    /// The last backlog count and when it was taken.
+    backlog: Mutex<Option<(u64, i64)>>,
     /// State of a xorshift generator for backoff jitter (the domain takes randomness as an
     /// argument; statistical quality is irrelevant here).
     jitter: Mutex<u64>,
@@ -116,6 +121,7 @@ impl Gateway {
             slots: [slots(), slots()],
             busy: Mutex::new(HashSet::new()),
             wake: Notify::new(),
+            backlog: Mutex::new(None),
             jitter: Mutex::new(seed),
         })
     }
@@ -146,6 +152,27 @@ impl Gateway {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(id);
+    }
+
+    /// The number of payments not final yet, refreshed at most every [`BACKLOG_REFRESH_MS`]:
+    /// routing only needs its order of magnitude, and counting costs a scan of the backlog.
+    async fn backlog(&self, now_ms: i64) -> Result<u64, LedgerError> {
+        let cached = *self
+            .backlog
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((count, at_ms)) = cached
+            && now_ms.saturating_sub(at_ms) < BACKLOG_REFRESH_MS
+        {
+            return Ok(count);
+        }
+        let count = self.store.pending_payments().await?;
+        metrics::gauge!("payd_gateway_backlog").set(count as f64);
+        *self
+            .backlog
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((count, now_ms));
+        Ok(count)
     }
 
     /// Recovers after a restart: every payment still `processing` belonged to a worker of a
@@ -280,8 +307,7 @@ impl Gateway {
         if due.is_empty() {
             return Ok(report);
         }
-        let backlog = self.store.pending_payments().await?;
-        metrics::gauge!("payd_gateway_backlog").set(backlog as f64);
+        let backlog = self.backlog(now_ms).await?;
         let mut planned = Vec::with_capacity(due.len());
         for record in due {
             if !self

@@ -322,8 +322,10 @@ impl PaymentStore for SqliteStore {
     }
 
     async fn pending_payments(&self) -> Result<u64, LedgerError> {
+        // On the blocking pool: a count over the backlog grows with it (thousands of rows
+        // while processors are down) and must not stall an HTTP worker thread.
         self.readers
-            .inline(|conn| payments::pending(conn).map_err(reader::sql_error))
+            .blocking(|conn| payments::pending(conn).map_err(reader::sql_error))
             .await
     }
 
