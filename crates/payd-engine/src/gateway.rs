@@ -516,8 +516,14 @@ impl Gateway {
                 let latency = started.elapsed();
                 let now_ms = self.clock.now_ms();
                 let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
-                self.health(processor)
-                    .on_outcome(outcome, latency_ms, now_ms);
+                let health = self.health(processor);
+                health.on_outcome(outcome, latency_ms, now_ms);
+                let (rejected_percent, unknown_percent) = health.failure_rates_percent();
+                let name = processor.as_str();
+                metrics::gauge!("payd_processor_rejected_percent", "processor" => name)
+                    .set(f64::from(rejected_percent));
+                metrics::gauge!("payd_processor_unknown_percent", "processor" => name)
+                    .set(f64::from(unknown_percent));
                 metrics::counter!("payd_gateway_calls_total", "processor" => processor.as_str(), "outcome" => outcome_name(outcome)).increment(1);
                 metrics::histogram!("payd_gateway_call_seconds", "processor" => processor.as_str())
                     .record(latency.as_secs_f64());

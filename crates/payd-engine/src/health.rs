@@ -40,6 +40,8 @@ struct State {
     last_failure_ms: i64,
     /// Latencies of recent calls, in ms (timeouts included: they are the slowest calls).
     latencies_ms: VecDeque<u64>,
+    /// Outcomes of the same recent calls, for the error and timeout rates.
+    outcomes: VecDeque<Outcome>,
 }
 
 impl ProcessorHealth {
@@ -52,6 +54,7 @@ impl ProcessorHealth {
                 last_success_ms: i64::MIN,
                 last_failure_ms: i64::MIN,
                 latencies_ms: VecDeque::with_capacity(LATENCY_WINDOW),
+                outcomes: VecDeque::with_capacity(LATENCY_WINDOW),
             }),
         }
     }
@@ -101,8 +104,10 @@ impl ProcessorHealth {
         let mut state = self.lock();
         if state.latencies_ms.len() == LATENCY_WINDOW {
             state.latencies_ms.pop_front();
+            state.outcomes.pop_front();
         }
         state.latencies_ms.push_back(latency_ms);
+        state.outcomes.push_back(outcome);
         match outcome {
             Outcome::Booked | Outcome::AlreadyBooked => {
                 state.breaker.on_success();
@@ -113,6 +118,23 @@ impl ProcessorHealth {
                 state.last_failure_ms = now_ms;
             }
         }
+    }
+
+    /// Passive health of the recent calls (the last 64): the share rejected (`5xx`, `429`,
+    /// refused connections) and the share with an unknown outcome (timeouts, cut
+    /// connections), in percent. Exported as metrics for operators; the breaker acts on
+    /// consecutive failures and routing on latency.
+    pub fn failure_rates_percent(&self) -> (u32, u32) {
+        let state = self.lock();
+        let total = state.outcomes.len();
+        if total == 0 {
+            return (0, 0);
+        }
+        let share = |wanted: Outcome| {
+            let count = state.outcomes.iter().filter(|o| **o == wanted).count();
+            u32::try_from(count * 100 / total).unwrap_or(100)
+        };
+        (share(Outcome::Rejected), share(Outcome::Unknown))
     }
 
     /// Records a health-endpoint report: a failing processor's breaker is opened; a healthy
@@ -237,6 +259,26 @@ mod tests {
             Admission::Open,
             "no failure for a poll interval"
         );
+    }
+
+    #[test]
+    fn error_and_timeout_rates_cover_the_recent_window() {
+        let health = ProcessorHealth::new(BreakerConfig::default());
+        assert_eq!(health.failure_rates_percent(), (0, 0));
+        for outcome in [
+            Outcome::Booked,
+            Outcome::Rejected,
+            Outcome::Unknown,
+            Outcome::AlreadyBooked,
+        ] {
+            health.on_outcome(outcome, 1, 0);
+        }
+        assert_eq!(health.failure_rates_percent(), (25, 25));
+        // The window keeps the last 64 calls: 64 successes push the failures out.
+        for _ in 0..64 {
+            health.on_outcome(Outcome::Booked, 1, 0);
+        }
+        assert_eq!(health.failure_rates_percent(), (0, 0));
     }
 
     #[test]
