@@ -450,21 +450,16 @@ pub(crate) struct DepositReceiptBody {
 }
 
 impl DepositReceiptBody {
-    pub(crate) fn new(receipt: &DepositReceipt) -> Result<DepositReceiptBody, ApiError> {
-        Ok(DepositReceiptBody {
+    pub(crate) fn new(receipt: &DepositReceipt) -> DepositReceiptBody {
+        DepositReceiptBody {
             id: receipt.key.to_string(),
             account: receipt.account.to_string(),
             category: receipt.category.into(),
             amount: Money(receipt.amount),
             available_after: Money(receipt.available_after),
-            created_at: rfc3339_millis(receipt.created_at_ms)?,
-        })
+            created_at: format_ms(receipt.created_at_ms),
+        }
     }
-}
-
-/// Formats milliseconds since the Unix epoch as `2026-11-21T13:45:00.123Z`.
-pub(crate) fn rfc3339_millis(ms: i64) -> Result<String, ApiError> {
-    Ok(format_ms(ms))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -562,15 +557,15 @@ pub(crate) struct EntryBody {
 }
 
 impl EntryBody {
-    fn new(entry: &EntryView) -> Result<EntryBody, ApiError> {
-        Ok(EntryBody {
+    fn new(entry: &EntryView) -> EntryBody {
+        EntryBody {
             sequence: entry.sequence,
             category: entry.category.into(),
             amount: Money(entry.amount),
             cause: entry.cause.into(),
             reference: entry.reference.clone(),
-            created_at: rfc3339_millis(entry.created_at_ms)?,
-        })
+            created_at: format_ms(entry.created_at_ms),
+        }
     }
 }
 
@@ -585,15 +580,11 @@ pub(crate) struct EntryPageBody {
 }
 
 impl EntryPageBody {
-    pub(crate) fn new(page: &EntryPage) -> Result<EntryPageBody, ApiError> {
-        Ok(EntryPageBody {
-            entries: page
-                .entries
-                .iter()
-                .map(EntryBody::new)
-                .collect::<Result<_, _>>()?,
+    pub(crate) fn new(page: &EntryPage) -> EntryPageBody {
+        EntryPageBody {
+            entries: page.entries.iter().map(EntryBody::new).collect(),
             next: page.next_before_sequence,
-        })
+        }
     }
 }
 
@@ -888,11 +879,8 @@ mod tests {
 
     #[test]
     fn timestamps() {
-        assert_eq!(rfc3339_millis(0).unwrap(), "1970-01-01T00:00:00.000Z");
-        assert_eq!(
-            rfc3339_millis(1_795_009_500_123).unwrap(),
-            "2026-11-18T13:45:00.123Z"
-        );
+        assert_eq!(format_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(format_ms(1_795_009_500_123), "2026-11-18T13:45:00.123Z");
     }
 }
 

@@ -140,7 +140,7 @@ pub(crate) async fn deposit(
             amount,
         })
         .await?;
-    let mut response = json(StatusCode::CREATED, &DepositReceiptBody::new(&receipt)?)?;
+    let mut response = json(StatusCode::CREATED, &DepositReceiptBody::new(&receipt))?;
     if receipt.replayed {
         response
             .headers_mut()
@@ -180,5 +180,5 @@ pub(crate) async fn entries(
             },
         )
         .await?;
-    json(StatusCode::OK, &EntryPageBody::new(&page)?)
+    json(StatusCode::OK, &EntryPageBody::new(&page))
 }
