@@ -16,11 +16,12 @@ use payd_domain::CorrelationId;
 use payd_domain::gateway::payment::PaymentState;
 use payd_domain::timestamp::{format_ms, parse_ms};
 use payd_domain::{
-    AccountId, Amount, AmountError, AuthorizationRequest, Balances, Category, CategoryBalance,
-    Code as CardCode, EntryCause, IdempotencyKey, Mcc, MerchantPattern, TransactionId,
+    AccountId, Amount, AmountError, AuthorizationRequest, Balances, Bucket, Category,
+    CategoryBalance, Code as CardCode, EntryCause, IdempotencyKey, Mcc, MerchantPattern,
+    TransactionId,
 };
 use payd_ports::{
-    AccountView, DepositReceipt, EntryPage, EntryView, PaymentRecord, PaymentSummary,
+    AccountView, DepositReceipt, EntryPage, EntryView, HoldView, PaymentRecord, PaymentSummary,
     ProcessorTotals,
 };
 use serde::ser::Error as _;
@@ -29,6 +30,8 @@ use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, Code};
+
+pub(crate) mod wallet;
 
 /// Longest card-acceptor (`merchant`) field we accept, in characters. The real field is 40;
 /// the slack is for free-form test clients, the bound keeps stored rows small.
@@ -524,6 +527,20 @@ pub(crate) enum EntryCauseBody {
     Deposit,
     /// An approved card transaction.
     Transaction,
+    /// A withdrawal.
+    Withdrawal,
+    /// A hold placed (available → held).
+    Hold,
+    /// A hold captured (held → out; any rest back to available).
+    Capture,
+    /// A hold voided (held → available).
+    Void,
+    /// A hold expired (held → available).
+    Expiry,
+    /// A transfer between accounts.
+    Transfer,
+    /// A pay-in from the wallet: its hold, then its capture or release.
+    Payment,
 }
 
 impl From<EntryCause> for EntryCauseBody {
@@ -532,6 +549,33 @@ impl From<EntryCause> for EntryCauseBody {
             EntryCause::Opening => EntryCauseBody::Opening,
             EntryCause::Deposit => EntryCauseBody::Deposit,
             EntryCause::Transaction => EntryCauseBody::Transaction,
+            EntryCause::Withdrawal => EntryCauseBody::Withdrawal,
+            EntryCause::Hold => EntryCauseBody::Hold,
+            EntryCause::Capture => EntryCauseBody::Capture,
+            EntryCause::Void => EntryCauseBody::Void,
+            EntryCause::Expiry => EntryCauseBody::Expiry,
+            EntryCause::Transfer => EntryCauseBody::Transfer,
+            EntryCause::Payment => EntryCauseBody::Payment,
+        }
+    }
+}
+
+/// Which part of a balance an entry changed.
+#[derive(Clone, Copy, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = Bucket)]
+pub(crate) enum BucketBody {
+    /// Spendable money.
+    Available,
+    /// Money reserved by holds.
+    Held,
+}
+
+impl From<Bucket> for BucketBody {
+    fn from(bucket: Bucket) -> BucketBody {
+        match bucket {
+            Bucket::Available => BucketBody::Available,
+            Bucket::Held => BucketBody::Held,
         }
     }
 }
@@ -545,11 +589,15 @@ pub(crate) struct EntryBody {
     sequence: i64,
     /// The category balance that changed.
     category: CategoryBody,
-    /// Signed change (negative: money left the account).
+    /// The part of it that changed: `available`, or `held` by holds.
+    bucket: BucketBody,
+    /// Signed change (negative: money left that part of the balance).
     amount: Money,
     /// Why the money moved.
     cause: EntryCauseBody,
-    /// The transaction id, deposit key or account id that caused it.
+    /// What caused it: a transaction id (or `transaction <seq>`), a deposit key, a
+    /// withdrawal, hold or transfer id, a payment's correlation id, or the account id
+    /// (opening).
     reference: String,
     /// Commit time, RFC 3339 UTC with milliseconds.
     #[schema(example = "2026-11-21T13:45:00.123Z")]
@@ -561,6 +609,7 @@ impl EntryBody {
         EntryBody {
             sequence: entry.sequence,
             category: entry.category.into(),
+            bucket: entry.bucket.into(),
             amount: Money(entry.amount),
             cause: entry.cause.into(),
             reference: entry.reference.clone(),
@@ -901,10 +950,28 @@ pub(crate) struct PaymentBody<'a> {
     #[serde(borrow)]
     #[schema(value_type = f64, example = 19.90)]
     amount: Option<&'a RawValue>,
+    /// A pay-in: the wallet account that pays. Its amount is held at once (or the payment
+    /// is refused with `insufficient_funds`), captured when a processor books it and
+    /// released when it definitively fails.
+    #[serde(borrow)]
+    #[schema(value_type = Option<String>, example = "acc-1")]
+    account: Option<&'a RawValue>,
+    /// The category a pay-in is paid from (default `CASH`); only with `account`.
+    #[serde(borrow)]
+    #[schema(value_type = Option<CategoryBody>)]
+    category: Option<&'a RawValue>,
 }
 
-/// Parses a payment body into (correlation id, amount).
-pub(crate) fn parse_payment(bytes: &[u8]) -> Result<(CorrelationId, Amount), ApiError> {
+/// A parsed `POST /payments`.
+pub(crate) struct PaymentRequest {
+    pub(crate) id: CorrelationId,
+    pub(crate) amount: Amount,
+    /// A pay-in's wallet.
+    pub(crate) payer: Option<(AccountId, Category)>,
+}
+
+/// Parses a payment body.
+pub(crate) fn parse_payment(bytes: &[u8]) -> Result<PaymentRequest, ApiError> {
     let body: PaymentBody<'_> = parse_body(bytes)?;
     let id = string(
         "correlationId",
@@ -913,7 +980,15 @@ pub(crate) fn parse_payment(bytes: &[u8]) -> Result<(CorrelationId, Amount), Api
     let id =
         CorrelationId::parse(&id).map_err(|error| ApiError::invalid("correlationId", error))?;
     let amount = positive_amount("amount", required("amount", body.amount)?)?;
-    Ok((id, amount))
+    let payer = match (body.account, body.category) {
+        (None, None) => None,
+        (None, Some(_)) => return Err(ApiError::invalid("category", "only with `account`")),
+        (Some(account), category_raw) => Some((
+            account_id("account", account)?,
+            category_raw.map_or(Ok(Category::Cash), |raw| category("category", raw))?,
+        )),
+    };
+    Ok(PaymentRequest { id, amount, payer })
 }
 
 /// A correlation id from the path.
@@ -953,10 +1028,13 @@ pub(crate) struct PaymentStatusBody {
     processor: Option<&'static str>,
     /// Submissions sent to processors so far.
     attempts: u32,
+    /// A pay-in's hold on its wallet (`active` while the payment is open, `captured` once
+    /// booked, `voided` once it failed); `null` for a plain gateway payment.
+    hold: Option<wallet::HoldViewBody>,
 }
 
-impl From<&PaymentRecord> for PaymentStatusBody {
-    fn from(record: &PaymentRecord) -> PaymentStatusBody {
+impl PaymentStatusBody {
+    pub(crate) fn new(record: &PaymentRecord, hold: Option<&HoldView>) -> PaymentStatusBody {
         PaymentStatusBody {
             correlation_id: record.id.to_string(),
             amount: Money(record.amount),
@@ -964,6 +1042,7 @@ impl From<&PaymentRecord> for PaymentStatusBody {
             status: record.state.name(),
             processor: PaymentState::processor(&record.state).map(|p| p.as_str()),
             attempts: record.attempts,
+            hold: hold.map(wallet::HoldViewBody::from),
         }
     }
 }

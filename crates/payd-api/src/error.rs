@@ -74,6 +74,26 @@ error_codes! {
     IdempotencyKeyReused = UNPROCESSABLE_ENTITY, "idempotency_key_reused";
     /// The movement would overflow a balance.
     BalanceOverflow = UNPROCESSABLE_ENTITY, "balance_overflow";
+    /// The available balance does not cover the amount (holds, withdrawals, pay-ins).
+    InsufficientFunds = UNPROCESSABLE_ENTITY, "insufficient_funds";
+    /// No hold with this id.
+    HoldNotFound = NOT_FOUND, "hold_not_found";
+    /// The hold is already captured, voided or expired.
+    HoldNotActive = CONFLICT, "hold_not_active";
+    /// The hold's time is up; it has been released and can no longer be captured.
+    HoldExpired = CONFLICT, "hold_expired";
+    /// The hold backs a pay-in; it follows its payment.
+    HoldOwnedByPayment = CONFLICT, "hold_owned_by_payment";
+    /// A capture for more than the hold holds.
+    CaptureExceedsHold = UNPROCESSABLE_ENTITY, "capture_exceeds_hold";
+    /// No transfer with this id.
+    TransferNotFound = NOT_FOUND, "transfer_not_found";
+    /// A hold or transfer id that is already taken by another request.
+    ResourceExists = CONFLICT, "resource_exists";
+    /// A request with this idempotency key is still being processed; retry later.
+    IdempotencyRequestInFlight = CONFLICT, "idempotency_request_in_flight";
+    /// The request is well formed but not acceptable (e.g. a transfer to the same account).
+    InvalidRequest = UNPROCESSABLE_ENTITY, "invalid_request";
     /// No payment with this correlation id.
     PaymentNotFound = NOT_FOUND, "payment_not_found";
     /// An admin endpoint without the right `Authorization: Bearer <admin token>`.
@@ -169,6 +189,32 @@ impl From<LedgerError> for ApiError {
                 Code::BalanceOverflow,
                 "the movement would overflow a balance",
             ),
+            LedgerError::InsufficientFunds => ApiError::new(
+                Code::InsufficientFunds,
+                "the available balance does not cover the amount",
+            ),
+            LedgerError::HoldNotFound => ApiError::new(Code::HoldNotFound, "no hold with this id"),
+            LedgerError::HoldNotActive(status) => ApiError::new(
+                Code::HoldNotActive,
+                format!("the hold is already {}", status.as_str()),
+            ),
+            LedgerError::HoldExpired => ApiError::new(
+                Code::HoldExpired,
+                "the hold has expired and its amount was released",
+            ),
+            LedgerError::HoldOwnedByPayment => ApiError::new(
+                Code::HoldOwnedByPayment,
+                "this hold backs a payment; it is captured or released with the payment",
+            ),
+            LedgerError::CaptureExceedsHold => ApiError::new(
+                Code::CaptureExceedsHold,
+                "the capture amount exceeds the held amount",
+            ),
+            LedgerError::ResourceExists => ApiError::new(
+                Code::ResourceExists,
+                "this id is already taken by another request",
+            ),
+            LedgerError::Invalid(reason) => ApiError::new(Code::InvalidRequest, reason),
             LedgerError::Unavailable(reason) => {
                 // Not the client's fault: this is the one ledger error worth a log line.
                 tracing::error!(%reason, "Ledger store unavailable.");
@@ -181,19 +227,26 @@ impl From<LedgerError> for ApiError {
     }
 }
 
+impl ApiError {
+    /// The JSON body of this error.
+    pub(crate) fn body_bytes(&self) -> Vec<u8> {
+        let body = ErrorBody {
+            code: self.code.as_str(),
+            message: self.message.clone(),
+        };
+        // Serializing two strings cannot fail; the fallback keeps this path panic-free.
+        serde_json::to_vec(&body).unwrap_or_else(|_| {
+            br#"{"code":"internal","message":"failed to encode the error"}"#.to_vec()
+        })
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if self.code == Code::Internal {
             tracing::error!(message = %self.message, "Internal error.");
         }
-        let body = ErrorBody {
-            code: self.code.as_str(),
-            message: self.message,
-        };
-        // Serializing two strings cannot fail; the fallback keeps this path panic-free.
-        let bytes = serde_json::to_vec(&body).unwrap_or_else(|_| {
-            br#"{"code":"internal","message":"failed to encode the error"}"#.to_vec()
-        });
+        let bytes = self.body_bytes();
         let mut response = (self.code.status(), bytes).into_response();
         response.headers_mut().insert(
             header::CONTENT_TYPE,

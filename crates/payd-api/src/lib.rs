@@ -9,7 +9,11 @@
 //! - `dto`: wire types and their pure, unit-tested translation to and from domain types
 //!   (exact amount parsing from the raw JSON text; amounts written with two decimals).
 //! - `routes`: the handlers, one module per resource (`card`, `accounts`, `merchants`,
-//!   `ops`); each is parse → call the store → encode.
+//!   `payments`, `wallet` (holds, withdrawals, transfers, events), `ops`); each is parse →
+//!   call the store → encode.
+//! - `idempotency`: the claim of a mutating request (`Idempotency-Key` or the client's
+//!   resource id, with a fingerprint of the request), the in-flight key set (concurrent
+//!   duplicates → 409), and the one renderer whose output the store keeps for replays.
 //! - [`metrics`](mod@metrics): the Prometheus recorder ([`install_metrics_recorder`]) and
 //!   the per-route HTTP metrics layer.
 //! - `openapi`: the generated OpenAPI document ([`openapi()`]).
@@ -19,6 +23,7 @@ pub mod metrics;
 
 mod dto;
 mod extract;
+mod idempotency;
 mod openapi;
 mod routes;
 
@@ -29,14 +34,14 @@ use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
 use metrics_exporter_prometheus::PrometheusHandle;
-use payd_ports::{LedgerStore, PaymentStore};
+use payd_ports::{LedgerStore, PaymentStore, WalletStore};
 
 pub use crate::error::{ApiError, Code};
 pub use crate::extract::BODY_LIMIT;
 pub use crate::metrics::install_metrics_recorder;
 pub use crate::openapi::openapi;
 
-use crate::routes::{Ctx, accounts, card, merchants, ops, payments};
+use crate::routes::{Ctx, accounts, card, merchants, ops, payments, wallet};
 
 /// What the API needs from the process.
 #[derive(Clone)]
@@ -47,10 +52,37 @@ pub struct AppState {
     pub payments: Arc<dyn PaymentStore>,
     /// Called after each accepted payment (wakes the gateway's worker).
     pub on_payment_accepted: Arc<dyn Fn() + Send + Sync>,
+    /// Holds, withdrawals, transfers and events.
+    pub wallet: Arc<dyn WalletStore>,
+    /// Called after each accepted transfer (wakes the transfer settler).
+    pub on_transfer_accepted: Arc<dyn Fn() + Send + Sync>,
+    /// Wallet settings.
+    pub wallet_config: WalletConfig,
     /// Who may call admin endpoints (`POST /purge-payments`).
     pub admin: AdminAccess,
     /// Renders `GET /metrics` (see [`install_metrics_recorder`]).
     pub metrics: PrometheusHandle,
+}
+
+/// The API's wallet settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WalletConfig {
+    /// Lifetime of a hold without `expiresInMs`.
+    pub hold_ttl_ms: u64,
+    /// Longest lifetime a client may ask for.
+    pub hold_ttl_max_ms: u64,
+    /// How long an `Idempotency-Key` is remembered (resource ids: forever).
+    pub idempotency_retention_ms: u64,
+}
+
+impl Default for WalletConfig {
+    fn default() -> WalletConfig {
+        WalletConfig {
+            hold_ttl_ms: 7 * 24 * 3_600_000,
+            hold_ttl_max_ms: 30 * 24 * 3_600_000,
+            idempotency_retention_ms: 24 * 3_600_000,
+        }
+    }
 }
 
 /// Who may call the admin endpoints.
@@ -97,6 +129,10 @@ pub fn router(state: AppState) -> Router {
         store: state.store,
         payments: state.payments,
         on_payment_accepted: state.on_payment_accepted,
+        wallet: state.wallet,
+        on_transfer_accepted: state.on_transfer_accepted,
+        wallet_config: state.wallet_config,
+        in_flight: Arc::default(),
         admin: state.admin,
         metrics: state.metrics,
         openapi_json,
@@ -109,6 +145,14 @@ pub fn router(state: AppState) -> Router {
         .route("/accounts/{id}", get(accounts::get))
         .route("/accounts/{id}/deposits", post(accounts::deposit))
         .route("/accounts/{id}/entries", get(accounts::entries))
+        .route("/accounts/{id}/withdrawals", post(wallet::withdraw))
+        .route("/accounts/{id}/holds", post(wallet::place_hold))
+        .route("/holds/{id}", get(wallet::get_hold))
+        .route("/holds/{id}/capture", post(wallet::capture_hold))
+        .route("/holds/{id}/void", post(wallet::void_hold))
+        .route("/transfers", post(wallet::submit_transfer))
+        .route("/transfers/{id}", get(wallet::get_transfer))
+        .route("/events", get(wallet::events))
         .route("/merchants", get(merchants::list))
         .route(
             "/merchants/{pattern}",

@@ -4,14 +4,17 @@
 
 use utoipa::OpenApi;
 
-use crate::routes::{accounts, card, merchants, ops, payments};
+use crate::routes::{accounts, card, merchants, ops, payments, wallet};
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "payd",
-        description = "payd payment engine: card authorization, accounts, deposits, merchant overrides, \
-            and a payment gateway that forwards payments to a default or a fallback processor. \
+        description = "payd payment engine: card authorization, accounts, deposits and withdrawals, \
+            holds, transfers, merchant overrides, a payment gateway that forwards payments (and pay-ins \
+            from a wallet) to a default or a fallback processor, and an event outbox. \
+            Mutations are idempotent by `Idempotency-Key` (or the client's resource id): a retry with the \
+            same request replays the first response with `Idempotent-Replayed: true`. \
             Money is a JSON number with at most two decimals (exact, never rounded); a decimal string is \
             accepted too. Every error is `{\"code\", \"message\"}` with a stable snake_case `code`, \
             except on the card route, which always answers HTTP 200 with `00`, `51` or `07`.",
@@ -24,6 +27,14 @@ use crate::routes::{accounts, card, merchants, ops, payments};
         accounts::get,
         accounts::deposit,
         accounts::entries,
+        wallet::withdraw,
+        wallet::place_hold,
+        wallet::get_hold,
+        wallet::capture_hold,
+        wallet::void_hold,
+        wallet::submit_transfer,
+        wallet::get_transfer,
+        wallet::events,
         merchants::list,
         merchants::put,
         merchants::delete,
@@ -39,6 +50,9 @@ use crate::routes::{accounts, card, merchants, ops, payments};
     tags(
         (name = "card", description = "Card authorization (levels L1–L4)."),
         (name = "accounts", description = "Accounts, balances, deposits and ledger entries."),
+        (name = "holds", description = "Holds: reserve, capture, void; they expire."),
+        (name = "transfers", description = "Transfers between accounts, settled asynchronously in order."),
+        (name = "events", description = "The outbox of state changes (also delivered to webhooks)."),
         (name = "merchants", description = "Merchant overrides of the MCC (L3)."),
         (name = "payments", description = "The payment gateway: accept, forward to processors, summarize."),
         (name = "ops", description = "Probes, metrics and this document."),

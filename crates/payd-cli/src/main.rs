@@ -6,6 +6,8 @@
 //!   - `serve`: the HTTP API and the embedded SQLite store in one process (the default way
 //!     to run payd);
 //!   - `migrate`: opens the store, applies pending schema migrations, and exits;
+//!   - `audit`: checks the store's invariants on a read-only connection (safe while `serve`
+//!     runs) and prints a report; exit code 0 clean, 1 violations, 2 could not run;
 //!   - `processor-sim`: a simulated payment processor (the processors' API of the gateway
 //!     spec), for development, tests and benchmarks;
 //!   - `openapi`: prints the OpenAPI document generated from the code.
@@ -14,6 +16,7 @@
 
 mod serve;
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -39,6 +42,10 @@ enum Command {
     Serve(ServeArgs),
     /// Apply pending schema migrations to the embedded store, then exit.
     Migrate(StoreArgs),
+    /// Check the store's invariants (ledger balanced, balances equal their entries, holds,
+    /// pay-ins and transfers consistent) read-only, and print a report. Safe while `serve`
+    /// runs. Exit code: 0 clean, 1 violations found, 2 the audit could not run.
+    Audit(AuditArgs),
     /// Run a simulated payment processor (default role: 127.0.0.1:8001, fee 5%; fallback
     /// role: 127.0.0.1:8002, fee 15%).
     ProcessorSim(SimArgs),
@@ -86,6 +93,56 @@ struct ServeArgs {
     store: StoreArgs,
     #[command(flatten)]
     gateway: GatewayArgs,
+    #[command(flatten)]
+    wallet: WalletArgs,
+}
+
+/// Holds, transfers and idempotency.
+#[derive(Debug, Args)]
+struct WalletArgs {
+    /// Lifetime of a hold placed without `expiresInMs`, in ms (default 7 days).
+    #[arg(long, env = "PAYD_HOLD_TTL_MS", default_value_t = 7 * 24 * 3_600_000)]
+    hold_ttl_ms: u64,
+    /// Longest hold lifetime a client may ask for, in ms (default 30 days).
+    #[arg(long, env = "PAYD_HOLD_TTL_MAX_MS", default_value_t = 30 * 24 * 3_600_000)]
+    hold_ttl_max_ms: u64,
+    /// How long an `Idempotency-Key` and its stored response are kept, in ms (default 24 h;
+    /// client-chosen resource ids are kept forever).
+    #[arg(long, env = "PAYD_IDEMPOTENCY_RETENTION_MS", default_value_t = 24 * 3_600_000)]
+    idempotency_retention_ms: u64,
+    /// Pending transfers settled per store command.
+    #[arg(long, env = "PAYD_TRANSFER_BATCH", default_value_t = 4_096)]
+    transfer_batch: u32,
+}
+
+impl WalletArgs {
+    fn api_config(&self) -> anyhow::Result<payd_api::WalletConfig> {
+        anyhow::ensure!(self.hold_ttl_ms > 0, "--hold-ttl-ms must be positive");
+        anyhow::ensure!(
+            self.hold_ttl_ms <= self.hold_ttl_max_ms,
+            "--hold-ttl-ms must not exceed --hold-ttl-max-ms"
+        );
+        anyhow::ensure!(
+            self.idempotency_retention_ms >= 3_600_000,
+            "--idempotency-retention-ms must be at least one hour"
+        );
+        Ok(payd_api::WalletConfig {
+            hold_ttl_ms: self.hold_ttl_ms,
+            hold_ttl_max_ms: self.hold_ttl_max_ms,
+            idempotency_retention_ms: self.idempotency_retention_ms,
+        })
+    }
+
+    fn worker_config(&self) -> anyhow::Result<payd_engine::WalletWorkerConfig> {
+        anyhow::ensure!(
+            (1..=100_000).contains(&self.transfer_batch),
+            "--transfer-batch must be from 1 to 100000"
+        );
+        Ok(payd_engine::WalletWorkerConfig {
+            settle_batch: self.transfer_batch,
+            ..payd_engine::WalletWorkerConfig::default()
+        })
+    }
 }
 
 /// The payment gateway: processors, bounds, routing thresholds.
@@ -262,6 +319,40 @@ struct StoreArgs {
     readers: usize,
 }
 
+/// `payd audit`.
+#[derive(Debug, Args)]
+struct AuditArgs {
+    /// Directory of the embedded SQLite store to audit (never created or changed).
+    #[arg(long, env = "PAYD_DATA_DIR", default_value = "./payd-data")]
+    data_dir: PathBuf,
+}
+
+/// Runs `payd audit` and returns its exit code: 0 clean, 1 violations, 2 could not run.
+fn run_audit(args: &AuditArgs) -> u8 {
+    let path = args.data_dir.join(payd_sqlite::DATABASE_FILE);
+    let report = match payd_sqlite::audit::audit(&path) {
+        Ok(report) => report,
+        Err(error) => {
+            eprintln!("payd audit: {error}");
+            return 2;
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    let written = writeln!(
+        out,
+        "payd audit: {} (schema version {})",
+        path.display(),
+        report.schema_version
+    )
+    .and_then(|()| writeln!(out, "{report}"))
+    .and_then(|()| out.flush());
+    if let Err(error) = written {
+        eprintln!("payd audit: cannot write the report: {error}");
+        return 2;
+    }
+    if report.is_clean() { 0 } else { 1 }
+}
+
 impl StoreArgs {
     /// Validates the flags into the store's configuration; fails fast on bad values.
     fn config(&self) -> anyhow::Result<SqliteConfig> {
@@ -293,6 +384,8 @@ fn main() -> anyhow::Result<()> {
             println!("payd: store at {} is migrated", args.data_dir.display());
             Ok(())
         }
+        // Exit codes 1 and 2 are the audit's own answers, not an error of `main`.
+        Command::Audit(args) => std::process::exit(i32::from(run_audit(&args))),
         Command::ProcessorSim(args) => serve::run_sim(args.config()?),
         Command::Openapi => {
             let document = payd_api::openapi();

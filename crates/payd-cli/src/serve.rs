@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use payd_api::{AdminAccess, AppState};
-use payd_engine::{Gateway, TokioClock};
-use payd_ports::{LedgerStore, PaymentStore, ProcessorClient};
+use payd_engine::{Gateway, TokioClock, WalletWorker};
+use payd_ports::{LedgerStore, PaymentStore, ProcessorClient, WalletStore};
 use payd_processors::HttpProcessors;
 use payd_sqlite::SqliteStore;
 use tokio::net::TcpListener;
@@ -57,11 +57,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         (_, true) => AdminAccess::Open,
         _ => AdminAccess::Closed,
     };
+    let wallet_worker = WalletWorker::new(
+        store.clone() as Arc<dyn WalletStore>,
+        Arc::new(TokioClock::new()),
+        args.wallet.worker_config()?,
+    );
+    let wallet_task = tokio::spawn(wallet_worker.clone().run(stop_gateway.subscribe()));
     let wake = gateway.clone();
     let state = AppState {
         store: store.clone() as Arc<dyn LedgerStore>,
         payments: store.clone() as Arc<dyn PaymentStore>,
         on_payment_accepted: Arc::new(move || wake.wake()),
+        wallet: store.clone() as Arc<dyn WalletStore>,
+        on_transfer_accepted: Arc::new(move || wallet_worker.wake()),
+        wallet_config: args.wallet.api_config()?,
         admin,
         metrics,
     };
@@ -86,10 +95,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             tokio::time::sleep(grace).await;
         } => tracing::warn!(grace_ms = args.shutdown_grace_ms, "In-flight requests did not finish in time."),
     }
-    tracing::info!("HTTP stopped; stopping the gateway.");
+    tracing::info!("HTTP stopped; stopping the gateway and the wallet worker.");
     let _ = stop_gateway.send(true);
     if let Err(error) = gateway_task.await {
         tracing::error!(%error, "The gateway task failed.");
+    }
+    if let Err(error) = wallet_task.await {
+        tracing::error!(%error, "The wallet worker failed.");
     }
     tracing::info!("Gateway stopped; draining the writer.");
     let writer = store.clone();

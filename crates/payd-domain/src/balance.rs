@@ -5,6 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::Amount;
+use crate::ledger::Bucket;
 
 /// The benefit categories a balance can belong to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -138,7 +139,8 @@ impl Balances {
         Ok(next)
     }
 
-    /// Adds `amount` to `category`'s available balance.
+    /// Adds `amount` to `category`'s available balance. The category's total (available +
+    /// held) must fit too: otherwise a hold could never be released back to available.
     pub fn credit(&self, category: Category, amount: Amount) -> Result<Balances, MovementError> {
         debug_assert!(
             !amount.is_negative(),
@@ -146,10 +148,75 @@ impl Balances {
         );
         let mut next = *self;
         let slot = &mut next.0[category.index()];
+        slot.available
+            .checked_add(slot.held)
+            .and_then(|total| total.checked_add(amount))
+            .ok_or(MovementError::Overflow)?;
         slot.available = slot
             .available
             .checked_add(amount)
             .ok_or(MovementError::Overflow)?;
+        Ok(next)
+    }
+
+    /// Moves `amount` of `category` from available to held (a hold is placed):
+    /// [`MovementError::InsufficientFunds`] unless available covers it.
+    pub fn reserve(&self, category: Category, amount: Amount) -> Result<Balances, MovementError> {
+        let mut next = self.debit(category, amount, false)?;
+        let slot = &mut next.0[category.index()];
+        slot.held = slot
+            .held
+            .checked_add(amount)
+            .ok_or(MovementError::Overflow)?;
+        Ok(next)
+    }
+
+    /// Moves `amount` of `category` from held back to available (a hold is voided, expires,
+    /// or is captured for less than its amount).
+    pub fn release(&self, category: Category, amount: Amount) -> Result<Balances, MovementError> {
+        let next = self.settle(category, amount)?;
+        next.credit(category, amount)
+    }
+
+    /// Takes `amount` of `category` out of held (a hold is captured: the money leaves).
+    /// Held can never go below zero: that would mean a hold was spent twice.
+    pub fn settle(&self, category: Category, amount: Amount) -> Result<Balances, MovementError> {
+        debug_assert!(
+            !amount.is_negative(),
+            "movements carry non-negative amounts"
+        );
+        let mut next = *self;
+        let slot = &mut next.0[category.index()];
+        if slot.held < amount {
+            return Err(MovementError::InsufficientFunds);
+        }
+        slot.held = slot
+            .held
+            .checked_sub(amount)
+            .ok_or(MovementError::Overflow)?;
+        Ok(next)
+    }
+
+    /// Applies one journal entry's signed `delta` to a bucket. Available may go below zero
+    /// only with `allow_negative` (system accounts); held never does.
+    pub fn apply(
+        &self,
+        category: Category,
+        bucket: Bucket,
+        delta: Amount,
+        allow_negative: bool,
+    ) -> Result<Balances, MovementError> {
+        let mut next = *self;
+        let slot = &mut next.0[category.index()];
+        let (part, may_go_negative) = match bucket {
+            Bucket::Available => (&mut slot.available, allow_negative),
+            Bucket::Held => (&mut slot.held, false),
+        };
+        let after = part.checked_add(delta).ok_or(MovementError::Overflow)?;
+        if after.is_negative() && !may_go_negative {
+            return Err(MovementError::InsufficientFunds);
+        }
+        *part = after;
         Ok(next)
     }
 
@@ -206,6 +273,77 @@ mod tests {
                 .get(Category::Meal)
                 .available,
             c(1)
+        );
+    }
+
+    #[test]
+    fn reserve_release_settle() {
+        let b = Balances::with_available(c(0), c(0), c(100));
+        let held = b.reserve(Category::Cash, c(60)).unwrap();
+        assert_eq!(
+            held.get(Category::Cash),
+            CategoryBalance {
+                available: c(40),
+                held: c(60)
+            }
+        );
+        assert_eq!(
+            held.reserve(Category::Cash, c(41)),
+            Err(MovementError::InsufficientFunds)
+        );
+        let partly = held.settle(Category::Cash, c(25)).unwrap();
+        assert_eq!(partly.get(Category::Cash).held, c(35));
+        let back = partly.release(Category::Cash, c(35)).unwrap();
+        assert_eq!(
+            back.get(Category::Cash),
+            CategoryBalance {
+                available: c(75),
+                held: c(0)
+            }
+        );
+        assert_eq!(
+            back.settle(Category::Cash, c(1)),
+            Err(MovementError::InsufficientFunds),
+            "held never goes negative"
+        );
+        assert_eq!(
+            b.release(Category::Cash, c(1)),
+            Err(MovementError::InsufficientFunds)
+        );
+    }
+
+    #[test]
+    fn applying_entries() {
+        let b = Balances::with_available(c(0), c(0), c(10));
+        let after = b
+            .apply(Category::Cash, Bucket::Held, c(5), false)
+            .unwrap()
+            .apply(Category::Cash, Bucket::Available, c(-10), false)
+            .unwrap();
+        assert_eq!(
+            after.get(Category::Cash),
+            CategoryBalance {
+                available: c(0),
+                held: c(5)
+            }
+        );
+        assert_eq!(
+            after.apply(Category::Cash, Bucket::Available, c(-1), false),
+            Err(MovementError::InsufficientFunds)
+        );
+        assert!(
+            after
+                .apply(Category::Cash, Bucket::Available, c(-1), true)
+                .is_ok()
+        );
+        assert_eq!(
+            after.apply(Category::Cash, Bucket::Held, c(-6), true),
+            Err(MovementError::InsufficientFunds),
+            "held never goes negative, even for system accounts"
+        );
+        assert_eq!(
+            after.apply(Category::Cash, Bucket::Held, c(i64::MAX), false),
+            Err(MovementError::Overflow)
         );
     }
 

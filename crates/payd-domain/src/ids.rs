@@ -86,6 +86,30 @@ impl AccountId {
     }
 }
 
+/// The id of a hold, a transfer or a webhook: 1–64 characters from `A-Z a-z 0-9 . _ : -`
+/// (URL-safe, so it can appear in a path unescaped). Clients may choose it; the API
+/// generates a UUIDv7 otherwise.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ResourceId(String);
+
+impl ResourceId {
+    /// Longest resource id.
+    pub const LEN_MAX: usize = 64;
+
+    /// Validates a resource id.
+    pub fn parse(text: &str) -> Result<ResourceId, IdError> {
+        check(text, Self::LEN_MAX, ACCOUNT_CHARS, |c| {
+            c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-')
+        })?;
+        Ok(ResourceId(text.to_owned()))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A client-supplied card transaction id (the idempotency key of `POST /transactions`):
 /// 1–128 printable ASCII characters.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -204,7 +228,13 @@ macro_rules! display_as_str {
         }
     )*};
 }
-display_as_str!(AccountId, TransactionId, IdempotencyKey, CorrelationId);
+display_as_str!(
+    AccountId,
+    ResourceId,
+    TransactionId,
+    IdempotencyKey,
+    CorrelationId
+);
 
 #[cfg(test)]
 mod tests {
@@ -235,6 +265,18 @@ mod tests {
         assert!(AccountId::parse(&"a".repeat(64)).is_ok());
         assert!(AccountId::system("external").is_system());
         assert!(!AccountId::parse("x").unwrap().is_system());
+    }
+
+    #[test]
+    fn resource_ids() {
+        assert!(ResourceId::parse("tr-1:a.b_c").is_ok());
+        assert!(ResourceId::parse("@x").is_err());
+        assert!(ResourceId::parse("a/b").is_err());
+        assert_eq!(ResourceId::parse(""), Err(IdError::Empty));
+        assert_eq!(
+            ResourceId::parse(&"a".repeat(65)),
+            Err(IdError::TooLong { max: 64 })
+        );
     }
 
     #[test]

@@ -10,6 +10,10 @@
 //! - [`authorize`]: the L1–L3 card decision and its idempotent replay semantics.
 //! - [`ledger`]: double-entry [`Entry`] pairs for every movement, balanced against a system
 //!   account so that money is provably conserved.
+//! - [`hold`]: holds (place → capture / void / expire) as pure steps returning entries.
+//! - [`transfer`]: transfers between accounts (validated at intake, settled later in
+//!   order) and withdrawals.
+//! - [`event`]: the kinds of state-change events written to the outbox.
 //! - [`timestamp`]: instants as ms since the epoch and their ISO-8601 wire form.
 //! - [`gateway`]: the payment gateway's rules: a payment's lifecycle across processors
 //!   (never booked at two), the circuit breaker, the routing policy, backoff.
@@ -21,15 +25,21 @@
 pub mod amount;
 pub mod authorize;
 pub mod balance;
+pub mod event;
 pub mod gateway;
+pub mod hold;
 pub mod ids;
 pub mod ledger;
 pub mod rules;
 pub mod timestamp;
+pub mod transfer;
 
 pub use amount::{Amount, AmountError};
 pub use authorize::{AuthorizationRequest, Code, Decision, PriorAuthorization, decide};
 pub use balance::{Balances, Category, CategoryBalance, MovementError};
-pub use ids::{AccountId, CorrelationId, IdError, IdempotencyKey, Mcc, TransactionId};
-pub use ledger::{Entry, EntryCause, SYSTEM_ACCOUNT, movement, system_account};
+pub use event::EventKind;
+pub use hold::{Hold, HoldError, HoldStatus, HoldStep};
+pub use ids::{AccountId, CorrelationId, IdError, IdempotencyKey, Mcc, ResourceId, TransactionId};
+pub use ledger::{Bucket, Entry, EntryCause, SYSTEM_ACCOUNT, movement, pair, system_account};
 pub use rules::{MccMap, MerchantPattern, MerchantRules, Rules, merchant_name};
+pub use transfer::{RejectReason, Transfer, TransferInvalid, TransferStatus};

@@ -11,13 +11,17 @@
 //!   the domain's policy, call processors within per-processor in-flight bounds, record
 //!   outcomes, and resolve unknown outcomes at the processor they are bound to.
 //! - [`config`]: [`GatewayConfig`], every threshold and bound, with defaults.
+//! - [`wallet`]: [`WalletWorker`]: settles pending transfers in acceptance order, expires
+//!   holds, purges idempotency keys past their retention.
 
 pub mod clock;
 pub mod config;
 pub mod gateway;
 pub mod health;
+pub mod wallet;
 
 pub use clock::{Clock, TokioClock};
 pub use config::GatewayConfig;
 pub use gateway::Gateway;
 pub use health::ProcessorHealth;
+pub use wallet::{WalletWorker, WalletWorkerConfig};

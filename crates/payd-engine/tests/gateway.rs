@@ -43,6 +43,7 @@ impl PaymentStore for MemoryPayments {
                 state: PaymentState::new(payment.requested_at_ms),
                 attempts: 0,
                 version: 0,
+                hold: None,
             },
         );
         Ok(Intake::Accepted)
@@ -275,6 +276,7 @@ impl Harness {
                 id: id.clone(),
                 amount: Amount::from_cents(1990),
                 requested_at_ms: self.clock.now_ms(),
+                payer: None,
             };
             assert_eq!(
                 self.store.accept_payment(payment).await.unwrap(),

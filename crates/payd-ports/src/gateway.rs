@@ -9,7 +9,7 @@
 use async_trait::async_trait;
 use payd_domain::gateway::payment::PaymentState;
 use payd_domain::gateway::{Outcome, Processor};
-use payd_domain::{Amount, CorrelationId};
+use payd_domain::{AccountId, Amount, Category, CorrelationId, ResourceId};
 
 use crate::LedgerError;
 
@@ -23,6 +23,21 @@ pub struct NewPayment {
     /// The `requestedAt` sent to processors on every attempt (ms since the epoch), fixed at
     /// intake; the summary filters on it.
     pub requested_at_ms: i64,
+    /// For a pay-in: the wallet it is paid from, held at intake.
+    pub payer: Option<Payer>,
+}
+
+/// The wallet a pay-in is paid from. Intake places a hold of the payment's amount in the
+/// same commit as the payment (or refuses it with [`LedgerError::InsufficientFunds`],
+/// queueing nothing); booking captures the hold, a definitive failure voids it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Payer {
+    /// The account paying.
+    pub account: AccountId,
+    /// The category it pays from.
+    pub category: Category,
+    /// The id of the hold to place.
+    pub hold: ResourceId,
 }
 
 /// What intake did with a payment.
@@ -49,6 +64,8 @@ pub struct PaymentRecord {
     pub attempts: u32,
     /// Incremented by every applied transition; the compare-and-set token.
     pub version: u64,
+    /// For a pay-in, the hold that reserves its amount.
+    pub hold: Option<ResourceId>,
 }
 
 /// A state change the engine decided, applied only if the payment is still at
@@ -86,8 +103,9 @@ pub struct PaymentSummary {
 /// Durable storage of gateway payments and their work queue.
 #[async_trait]
 pub trait PaymentStore: Send + Sync + 'static {
-    /// Stores a payment and queues it in one atomic, durable write. A repeat of the same id
-    /// and amount is a [`Intake::Duplicate`]; the same id with another amount is
+    /// Stores a payment and queues it in one atomic, durable write (with its payer's hold,
+    /// for a pay-in). A repeat of the same id, amount and payer account is a
+    /// [`Intake::Duplicate`]; the same id with another amount or payer is
     /// [`LedgerError::IdempotencyKeyReused`].
     async fn accept_payment(&self, payment: NewPayment) -> Result<Intake, LedgerError>;
 

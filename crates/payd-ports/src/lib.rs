@@ -7,6 +7,8 @@
 //!   [`LedgerError`].
 //! - [`gateway`]: [`PaymentStore`] (gateway payments, their queue and summary) and
 //!   [`ProcessorClient`] (calls to the external processors).
+//! - [`wallet`]: [`WalletStore`]: holds, withdrawals, transfers, stored idempotent
+//!   responses ([`Claim`]) and the event outbox.
 //! - `testkit` (feature `testkit`): the conformance suite every [`LedgerStore`]
 //!   implementation must pass; adapters instantiate it with
 //!   [`ledger_store_conformance!`](crate::ledger_store_conformance).
@@ -19,12 +21,17 @@ pub mod payment_testkit;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod wallet;
 
 pub use gateway::{
-    HealthError, HealthReport, Intake, Lookup, NewPayment, PaymentRecord, PaymentStore,
+    HealthError, HealthReport, Intake, Lookup, NewPayment, Payer, PaymentRecord, PaymentStore,
     PaymentSummary, ProcessorClient, ProcessorPayment, ProcessorTotals, Transition,
 };
 pub use store::{
     AccountView, DepositReceipt, DepositRequest, EntryPage, EntryQuery, EntryView, LedgerError,
     LedgerStore, NewAccount,
+};
+pub use wallet::{
+    Claim, Effect, EventView, HoldView, Mutation, NewHold, NewTransfer, NewWithdrawal, Render,
+    Replied, StoredResponse, Sweep, TransferView, WalletStore, WithdrawalReceipt,
 };

@@ -22,6 +22,7 @@ fn payment(n: u64, cents: i64, requested_at_ms: i64) -> NewPayment {
         id: correlation_id(n),
         amount: Amount::from_cents(cents),
         requested_at_ms,
+        payer: None,
     }
 }
 

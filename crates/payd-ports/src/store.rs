@@ -8,8 +8,8 @@
 
 use async_trait::async_trait;
 use payd_domain::{
-    AccountId, Amount, AuthorizationRequest, Balances, Category, Code, EntryCause, IdempotencyKey,
-    MerchantPattern,
+    AccountId, Amount, AuthorizationRequest, Balances, Bucket, Category, Code, EntryCause,
+    HoldStatus, IdempotencyKey, MerchantPattern,
 };
 
 /// Why a ledger command was refused or could not run. Everything but
@@ -28,6 +28,31 @@ pub enum LedgerError {
     /// The movement would overflow a balance (including the system account's).
     #[error("balance would overflow")]
     BalanceOverflow,
+    /// The available balance does not cover the amount (holds, withdrawals, pay-ins).
+    #[error("insufficient funds")]
+    InsufficientFunds,
+    /// No hold with that id.
+    #[error("hold not found")]
+    HoldNotFound,
+    /// The hold is captured, voided or expired already.
+    #[error("hold is {}", .0.as_str())]
+    HoldNotActive(HoldStatus),
+    /// The hold's time is up; it was expired instead of captured or voided.
+    #[error("hold has expired")]
+    HoldExpired,
+    /// The hold backs a pay-in: it is captured or released with its payment, not directly.
+    #[error("hold backs a payment")]
+    HoldOwnedByPayment,
+    /// A capture for more than the hold holds.
+    #[error("capture amount exceeds the held amount")]
+    CaptureExceedsHold,
+    /// A hold or transfer id that is already taken (by a request with another key).
+    #[error("a resource with this id already exists")]
+    ResourceExists,
+    /// A request the store refuses as malformed (the edge validates first; this guards
+    /// against a caller that did not).
+    #[error("invalid request: {0}")]
+    Invalid(String),
     /// The store cannot serve the command now (writer stopped, IO error, shutting down).
     /// Nothing was acknowledged; the effect may or may not have been applied only if the
     /// error came after the commit started, which implementations avoid by answering
@@ -95,6 +120,8 @@ pub struct EntryView {
     pub account: AccountId,
     /// The category balance that changed.
     pub category: Category,
+    /// Which part of it: available, or held by holds.
+    pub bucket: Bucket,
     /// Signed change, in cents (negative = money left the account).
     pub amount: Amount,
     /// Why the money moved.

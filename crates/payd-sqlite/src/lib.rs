@@ -1,6 +1,7 @@
 //! payd's embedded ledger store: [`SqliteStore`], a [`LedgerStore`] on SQLite in WAL mode.
 //!
 //! # Layout
+//! - [`audit`]: `payd audit`, an offline, read-only check of the store's invariants.
 //! - [`config`]: [`SqliteConfig`] and [`Durability`] (strict = fsync per group commit,
 //!   relaxed = survives a process crash).
 //! - `schema`: connections and pragmas, the numbered migrations (`migrations/*.sql`,
@@ -15,6 +16,9 @@
 //! - `payments`: the gateway's payments ([`PaymentStore`]): intake, compare-and-set
 //!   transitions and per-second booked totals (writer side), the due queue and the summary
 //!   (reader side). Migration `0002_payments.sql` holds their tables.
+//! - `wallet`: holds, transfers, withdrawals, the outbox ([`WalletStore`]): row
+//!   conversions and reads here, the writer-side decisions in `writer::wallet`. Migration
+//!   `0003_wallets.sql` holds their tables and the stored idempotent responses.
 //! - `reader`: a small pool of read-only connections for `account`, `entries` and
 //!   `merchants`; reads never touch the write connection.
 //! - this file: [`SqliteStore`] (open, shutdown, the [`LedgerStore`] impl) and [`OpenError`].
@@ -25,10 +29,12 @@
 //! `payd_writer_failed_batches_total` (counter, batches rolled back and retried one by one),
 //! `payd_writer_queue_depth` (gauge, commands waiting when a batch starts).
 
+pub mod audit;
 pub mod config;
 mod payments;
 mod reader;
 mod schema;
+mod wallet;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -39,12 +45,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use payd_domain::CorrelationId;
+use payd_domain::ResourceId;
 use payd_domain::{
     AccountId, AuthorizationRequest, Category, Code, MerchantPattern, MerchantRules, Rules,
 };
 use payd_ports::{
-    AccountView, DepositReceipt, DepositRequest, EntryPage, EntryQuery, Intake, LedgerError,
-    LedgerStore, NewAccount, NewPayment, PaymentRecord, PaymentStore, PaymentSummary, Transition,
+    AccountView, Claim, DepositReceipt, DepositRequest, Effect, EntryPage, EntryQuery, EventView,
+    HoldView, Intake, LedgerError, LedgerStore, Mutation, NewAccount, NewPayment, PaymentRecord,
+    PaymentStore, PaymentSummary, Replied, Sweep, TransferView, Transition, WalletStore,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -334,6 +342,69 @@ impl PaymentStore for SqliteStore {
         transitions: Vec<Transition>,
     ) -> Result<Vec<bool>, LedgerError> {
         self.submit(|reply| Command::Transitions { transitions, reply })
+            .await
+    }
+}
+
+#[async_trait]
+impl WalletStore for SqliteStore {
+    async fn execute(
+        &self,
+        mutation: Mutation,
+        claim: Option<Claim>,
+    ) -> Result<Replied<Effect>, LedgerError> {
+        self.submit(|reply| Command::Execute {
+            mutation,
+            claim,
+            reply,
+        })
+        .await
+    }
+
+    async fn hold(&self, id: &ResourceId) -> Result<Option<HoldView>, LedgerError> {
+        self.readers
+            .inline(|conn| wallet::hold(conn, id).map_err(reader::sql_error))
+            .await
+    }
+
+    async fn transfer(&self, id: &ResourceId) -> Result<Option<TransferView>, LedgerError> {
+        self.readers
+            .inline(|conn| wallet::transfer(conn, id).map_err(reader::sql_error))
+            .await
+    }
+
+    async fn expire_holds(&self, now_ms: i64, limit: u32) -> Result<Sweep, LedgerError> {
+        self.submit(|reply| Command::ExpireHolds {
+            now_ms,
+            limit,
+            reply,
+        })
+        .await
+    }
+
+    async fn settle_transfers(&self, limit: u32) -> Result<Sweep, LedgerError> {
+        self.submit(|reply| Command::SettleTransfers { limit, reply })
+            .await
+    }
+
+    async fn pending_transfers(&self) -> Result<u64, LedgerError> {
+        self.readers
+            .blocking(|conn| wallet::pending_transfers(conn).map_err(reader::sql_error))
+            .await
+    }
+
+    async fn purge_idempotency(&self, now_ms: i64, limit: u32) -> Result<Sweep, LedgerError> {
+        self.submit(|reply| Command::PurgeIdempotency {
+            now_ms,
+            limit,
+            reply,
+        })
+        .await
+    }
+
+    async fn events(&self, after_seq: i64, limit: u32) -> Result<Vec<EventView>, LedgerError> {
+        self.readers
+            .blocking(move |conn| wallet::events(conn, after_seq, limit).map_err(reader::sql_error))
             .await
     }
 }

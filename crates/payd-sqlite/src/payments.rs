@@ -9,7 +9,7 @@
 
 use payd_domain::gateway::Processor;
 use payd_domain::gateway::payment::PaymentState;
-use payd_domain::{Amount, CorrelationId};
+use payd_domain::{Amount, CorrelationId, ResourceId};
 use payd_ports::{Intake, LedgerError, NewPayment, PaymentRecord, PaymentSummary, Transition};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -92,7 +92,7 @@ fn state_from_row(row: &Row<'_>, first: usize) -> rusqlite::Result<PaymentState>
     })
 }
 
-const RECORD_COLUMNS: &str = "id, amount_cents, requested_at_ms, status, processor, due_ms, sent_ms, unknown_since_ms, attempts, version";
+const RECORD_COLUMNS: &str = "id, amount_cents, requested_at_ms, status, processor, due_ms, sent_ms, unknown_since_ms, attempts, version, hold";
 
 fn record_from_row(row: &Row<'_>) -> rusqlite::Result<PaymentRecord> {
     let id: String = row.get(0)?;
@@ -104,15 +104,22 @@ fn record_from_row(row: &Row<'_>) -> rusqlite::Result<PaymentRecord> {
         attempts: row.get(8)?,
         version: u64::try_from(row.get::<_, i64>(9)?)
             .map_err(|_| corrupt("version", "negative"))?,
+        hold: row
+            .get::<_, Option<String>>(10)?
+            .map(|text| ResourceId::parse(&text).map_err(|_| corrupt("payment hold", &text)))
+            .transpose()?,
     })
 }
 
 // === Writes (writer thread, inside its transaction) ===
 
-/// Stores and queues a payment. Same id and amount again: a duplicate, nothing changes.
+/// Stores and queues a payment (`hold`: the pay-in's hold, placed by the caller). Same id
+/// and amount again, for a plain payment: a duplicate, nothing changes. (The writer checks
+/// a pay-in's duplicates before it places the hold.)
 pub(crate) fn accept(
     conn: &Connection,
     payment: &NewPayment,
+    hold: Option<&str>,
     now_ms: i64,
 ) -> rusqlite::Result<Result<Intake, LedgerError>> {
     let (status, processor, due_ms, sent_ms, unknown_since_ms) =
@@ -120,8 +127,8 @@ pub(crate) fn accept(
     let inserted = conn
         .prepare_cached(
             "INSERT INTO payments (id, amount_cents, requested_at_ms, status, processor, due_ms,
-                                   sent_ms, unknown_since_ms, created_at_ms, updated_at_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)
+                                   sent_ms, unknown_since_ms, created_at_ms, updated_at_ms, hold)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10)
              ON CONFLICT (id) DO NOTHING",
         )?
         .execute(params![
@@ -133,28 +140,60 @@ pub(crate) fn accept(
             due_ms,
             sent_ms,
             unknown_since_ms,
-            now_ms
+            now_ms,
+            hold
         ])?;
     if inserted == 1 {
         return Ok(Ok(Intake::Accepted));
     }
-    let amount_cents: i64 = conn
-        .prepare_cached("SELECT amount_cents FROM payments WHERE id = ?1")?
-        .query_row([payment.id.as_str()], |row| row.get(0))?;
-    Ok(if amount_cents == payment.amount.cents() {
-        Ok(Intake::Duplicate)
-    } else {
-        Err(LedgerError::IdempotencyKeyReused)
-    })
+    let (amount_cents, existing_hold) =
+        existing(conn, &payment.id)?.ok_or_else(|| corrupt("payment", "vanished during intake"))?;
+    Ok(
+        if amount_cents == payment.amount.cents() && existing_hold.is_none() && hold.is_none() {
+            Ok(Intake::Duplicate)
+        } else {
+            Err(LedgerError::IdempotencyKeyReused)
+        },
+    )
 }
 
-/// Applies one compare-and-set transition; whether it was applied. A payment that becomes
-/// booked is added to the per-second totals in the same transaction.
+/// A stored payment's amount and hold, if it exists.
+pub(crate) fn existing(
+    conn: &Connection,
+    id: &CorrelationId,
+) -> rusqlite::Result<Option<(i64, Option<String>)>> {
+    conn.prepare_cached("SELECT amount_cents, hold FROM payments WHERE id = ?1")?
+        .query_row([id.as_str()], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()
+}
+
+/// Whether a payment's outcome is already uncertain (unknown, or re-sent after being
+/// unknown), so that becoming unknown again is not news.
+pub(crate) fn is_uncertain(conn: &Connection, id: &CorrelationId) -> rusqlite::Result<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT 1 FROM payments WHERE id = ?1
+                AND (status = 'unknown' OR unknown_since_ms IS NOT NULL)",
+        )?
+        .query_row([id.as_str()], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+/// What an applied transition reports back.
+pub(crate) struct Applied {
+    pub(crate) amount_cents: i64,
+    /// The pay-in's hold.
+    pub(crate) hold: Option<String>,
+}
+
+/// Applies one compare-and-set transition; `None` if it was not applied. A payment that
+/// becomes booked is added to the per-second totals in the same transaction.
 pub(crate) fn transition(
     conn: &Connection,
     change: &Transition,
     now_ms: i64,
-) -> rusqlite::Result<bool> {
+) -> rusqlite::Result<Option<Applied>> {
     let (status, processor, due_ms, sent_ms, unknown_since_ms) = state_columns(&change.next);
     let updated = conn
         .prepare_cached(
@@ -162,7 +201,7 @@ pub(crate) fn transition(
                 SET status = ?3, processor = ?4, due_ms = ?5, sent_ms = ?6, unknown_since_ms = ?7,
                     attempts = attempts + ?8, version = version + 1, updated_at_ms = ?9
               WHERE id = ?1 AND version = ?2 AND status <> 'booked' AND status <> 'failed'
-             RETURNING amount_cents, requested_at_ms",
+             RETURNING amount_cents, requested_at_ms, hold",
         )?
         .query_row(
             params![
@@ -176,11 +215,17 @@ pub(crate) fn transition(
                 u32::from(change.counts_attempt),
                 now_ms
             ],
-            |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)),
+            |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, i64>(1)?,
+                    row.get::<_, Option<String>>(2)?,
+                ))
+            },
         )
         .optional()?;
-    let Some((amount_cents, requested_at_ms)) = updated else {
-        return Ok(false);
+    let Some((amount_cents, requested_at_ms, hold)) = updated else {
+        return Ok(None);
     };
     if let PaymentState::Booked { processor } = change.next {
         conn.prepare_cached(
@@ -191,12 +236,15 @@ pub(crate) fn transition(
         )?
         .execute(params![processor.as_str(), requested_at_ms.div_euclid(1_000), amount_cents])?;
     }
-    Ok(true)
+    Ok(Some(Applied { amount_cents, hold }))
 }
 
-/// Deletes every payment and total; how many payments there were.
+/// Deletes every plain payment and every booked total (test resets); how many payments
+/// were deleted. Pay-ins are kept: their holds and journal entries refer to them.
 pub(crate) fn purge(conn: &Connection) -> rusqlite::Result<u64> {
-    let deleted = conn.prepare_cached("DELETE FROM payments")?.execute([])?;
+    let deleted = conn
+        .prepare_cached("DELETE FROM payments WHERE hold IS NULL")?
+        .execute([])?;
     conn.prepare_cached("DELETE FROM payment_totals")?
         .execute([])?;
     Ok(deleted as u64)

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use payd_domain::{AccountId, Amount, Category, EntryCause, MerchantPattern};
+use payd_domain::{AccountId, Amount, Bucket, Category, EntryCause, MerchantPattern};
 use payd_ports::{AccountView, EntryPage, EntryQuery, EntryView, LedgerError};
 use rusqlite::{Connection, OptionalExtension};
 use tokio::sync::Semaphore;
@@ -163,7 +163,7 @@ pub(crate) fn entries(
             return Ok(None);
         };
         let mut statement = conn.prepare_cached(
-            "SELECT sequence, category, amount_cents, cause, reference, created_at_ms
+            "SELECT sequence, category, amount_cents, cause, reference, created_at_ms, bucket
              FROM entries WHERE account = ?1 AND sequence < ?2
              ORDER BY sequence DESC LIMIT ?3",
         )?;
@@ -178,12 +178,13 @@ pub(crate) fn entries(
                     row.get::<_, String>(3)?,
                     row.get::<_, String>(4)?,
                     row.get::<_, i64>(5)?,
+                    row.get::<_, i64>(6)?,
                 ))
             },
         )?;
         let mut entries = Vec::with_capacity(limit as usize + 1);
         for row in rows {
-            let (sequence, category, amount, cause, reference, created_at_ms) = row?;
+            let (sequence, category, amount, cause, reference, created_at_ms, bucket) = row?;
             let category: Category = schema::category_from_text(&category)?;
             let cause =
                 EntryCause::parse(&cause).ok_or_else(|| schema::corrupt("entry cause", &cause))?;
@@ -191,6 +192,11 @@ pub(crate) fn entries(
                 sequence,
                 account: id.clone(),
                 category,
+                bucket: if bucket == 0 {
+                    Bucket::Available
+                } else {
+                    Bucket::Held
+                },
                 amount: Amount::from_cents(amount),
                 cause,
                 reference,

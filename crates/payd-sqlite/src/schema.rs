@@ -32,6 +32,11 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0002_payments.sql"),
         seed: seed_nothing,
     },
+    Migration {
+        version: 3,
+        sql: include_str!("../migrations/0003_wallets.sql"),
+        seed: seed_nothing,
+    },
 ];
 
 /// The newest schema version this build knows.

@@ -4,36 +4,34 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use payd_domain::AccountId;
-use payd_ports::{DepositRequest, EntryQuery, NewAccount};
+use payd_ports::{DepositRequest, EntryQuery, Mutation, NewAccount};
 
-use super::{Shared, json};
+use super::{Shared, json, now_ms};
 use crate::dto::{
     AccountBody, DepositBody, DepositReceiptBody, EntriesParams, EntryPageBody, NewAccountBody,
     idempotency_key, parse_deposit, parse_new_account, path_account,
 };
 use crate::error::{ApiError, Code, ErrorBody};
 use crate::extract::{JsonBytes, PathParam, QueryParams};
-
-/// The header that makes a deposit idempotent.
-pub(crate) const IDEMPOTENCY_KEY: &str = "idempotency-key";
-/// Set on a response that replays an earlier identical request.
-pub(crate) const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
+use crate::idempotency::{self, IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, InFlight, Request};
 
 /// Opens an account.
 ///
 /// The id is generated (a UUIDv7) when absent. Initial balances are credited as `opening`
-/// entries. Unknown balance keys are refused.
+/// entries. Unknown balance keys are refused. With an `Idempotency-Key` header a retry
+/// replays the first answer (without one, a retry with the same id is `account_exists`).
 #[utoipa::path(
     post,
     path = "/accounts",
     operation_id = "open_account",
     tag = "accounts",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Optional; 1–255 printable ASCII characters")),
     request_body(content = NewAccountBody<'_>, content_type = "application/json"),
     responses(
         (status = 201, description = "Opened.", body = AccountBody,
             headers(("Location" = String, description = "`/accounts/{id}`"))),
         (status = 400, description = "`malformed_json`", body = ErrorBody),
-        (status = 409, description = "`account_exists`", body = ErrorBody),
+        (status = 409, description = "`account_exists`, `idempotency_request_in_flight`", body = ErrorBody),
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
         (status = 422, description = "`invalid_field`, `invalid_amount`, `balance_overflow`", body = ErrorBody),
@@ -42,6 +40,7 @@ pub(crate) const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
 )]
 pub(crate) async fn create(
     State(ctx): State<Shared>,
+    headers: HeaderMap,
     JsonBytes(body): JsonBytes,
 ) -> Result<Response, ApiError> {
     let (id, balances) = parse_new_account(&body)?;
@@ -49,17 +48,51 @@ pub(crate) async fn create(
         Some(id) => id,
         None => generated_id()?,
     };
-    let view = ctx.store.open_account(NewAccount { id, balances }).await?;
-    let mut response = json(StatusCode::CREATED, &AccountBody::from(&view))?;
-    // Account ids are restricted to URL-safe characters, so no escaping is needed.
-    let location = HeaderValue::try_from(format!("/accounts/{}", view.id)).map_err(|error| {
-        ApiError::new(
-            Code::Internal,
-            format!("account id not usable in a header: {error}"),
-        )
-    })?;
-    response.headers_mut().insert(header::LOCATION, location);
+    let claimed = idempotency::claim(
+        &ctx.in_flight,
+        ctx.wallet_config.idempotency_retention_ms,
+        now_ms(),
+        Request {
+            headers: &headers,
+            method: "POST",
+            path: "/accounts",
+            body: &body,
+            resource_key: None,
+            key_required: false,
+        },
+    )?;
+    let (claim, _guard) = match claimed {
+        Some((claim, guard)) => (Some(claim), Some(guard)),
+        None => (None, None),
+    };
+    let (stored, replayed) = idempotency::stored(
+        ctx.wallet
+            .execute(Mutation::OpenAccount(NewAccount { id, balances }), claim)
+            .await,
+    )?;
+    // The body names the account (a replay's too: its id may have been generated).
+    let opened = (stored.status == StatusCode::CREATED.as_u16())
+        .then(|| serde_json::from_slice::<OpenedId>(&stored.body).ok())
+        .flatten();
+    let mut response = idempotency::to_response(stored, replayed)?;
+    if let Some(opened) = opened {
+        // Account ids are restricted to URL-safe characters, so no escaping is needed.
+        let location =
+            HeaderValue::try_from(format!("/accounts/{}", opened.id)).map_err(|error| {
+                ApiError::new(
+                    Code::Internal,
+                    format!("account id not usable in a header: {error}"),
+                )
+            })?;
+        response.headers_mut().insert(header::LOCATION, location);
+    }
     Ok(response)
+}
+
+/// The id in an opened account's body.
+#[derive(serde::Deserialize)]
+struct OpenedId {
+    id: String,
 }
 
 /// A UUIDv7: unique without coordination, and time-ordered so ids sort by creation.
@@ -116,6 +149,7 @@ pub(crate) async fn get(
             headers(("Idempotent-Replayed" = String, description = "`true` on a replay"))),
         (status = 400, description = "`malformed_json`, `idempotency_key_missing`, `invalid_idempotency_key`, `invalid_path`", body = ErrorBody),
         (status = 404, description = "`account_not_found`", body = ErrorBody),
+        (status = 409, description = "`idempotency_request_in_flight`", body = ErrorBody),
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
         (status = 422, description = "`invalid_field`, `missing_field`, `invalid_amount`, `idempotency_key_reused`, `balance_overflow`", body = ErrorBody),
@@ -130,6 +164,9 @@ pub(crate) async fn deposit(
 ) -> Result<Response, ApiError> {
     let account = path_account(&id)?;
     let key = idempotency_key(headers.get(IDEMPOTENCY_KEY).map(HeaderValue::as_bytes))?;
+    // Concurrent duplicates are refused (a deposit's key shares the namespace of every
+    // other `Idempotency-Key`); its first answer is kept by the deposits table itself.
+    let _guard = InFlight::enter(&ctx.in_flight, &format!("key:{key}"))?;
     let (category, amount) = parse_deposit(&body)?;
     let receipt = ctx
         .store

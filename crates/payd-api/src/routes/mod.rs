@@ -6,14 +6,17 @@ pub(crate) mod card;
 pub(crate) mod merchants;
 pub(crate) mod ops;
 pub(crate) mod payments;
+pub(crate) mod wallet;
 
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::PrometheusHandle;
-use payd_ports::{LedgerStore, PaymentStore};
+use payd_domain::ResourceId;
+use payd_ports::{LedgerStore, PaymentStore, WalletStore};
 use serde::Serialize;
 
 use crate::error::{ApiError, Code};
@@ -23,6 +26,11 @@ pub(crate) struct Ctx {
     pub(crate) store: Arc<dyn LedgerStore>,
     pub(crate) payments: Arc<dyn PaymentStore>,
     pub(crate) on_payment_accepted: Arc<dyn Fn() + Send + Sync>,
+    pub(crate) wallet: Arc<dyn WalletStore>,
+    pub(crate) on_transfer_accepted: Arc<dyn Fn() + Send + Sync>,
+    pub(crate) wallet_config: crate::WalletConfig,
+    /// Idempotency keys of requests being processed.
+    pub(crate) in_flight: Arc<crate::idempotency::InFlight>,
     pub(crate) admin: crate::AdminAccess,
     pub(crate) metrics: PrometheusHandle,
     /// `GET /openapi.json`, serialized once: the spec cannot change at runtime.
@@ -51,4 +59,17 @@ pub(crate) fn json<T: Serialize>(status: StatusCode, value: &T) -> Result<Respon
         )
     })?;
     Ok(json_bytes(status, bytes))
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// A UUIDv7 resource id: unique without coordination, and time-ordered.
+pub(crate) fn generated_resource_id() -> Result<ResourceId, ApiError> {
+    ResourceId::parse(&uuid::Uuid::now_v7().to_string())
+        .map_err(|error| ApiError::new(Code::Internal, format!("generated id invalid: {error}")))
 }

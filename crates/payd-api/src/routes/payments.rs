@@ -4,14 +4,12 @@
 //! write (the store's group commit); the gateway engine is then woken to forward it. The
 //! correlation id is the idempotency key: a repeat is accepted again and never queued twice.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
-use payd_ports::NewPayment;
+use payd_ports::{NewPayment, Payer};
 
-use super::{Shared, json};
+use super::{Shared, generated_resource_id, json, now_ms};
 use crate::AdminAccess;
 use crate::dto::{
     PaymentAcceptedBody, PaymentBody, PaymentStatusBody, SummaryBody, SummaryParams, parse_payment,
@@ -20,18 +18,16 @@ use crate::dto::{
 use crate::error::{ApiError, Code, ErrorBody};
 use crate::extract::{JsonBytes, PathParam, QueryParams};
 
-/// Milliseconds since the Unix epoch: the payment's `requestedAt`, fixed here, once.
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 /// Accepts a payment for asynchronous forwarding to a processor.
 ///
 /// `202` means the payment is durably stored and queued. Repeating a correlation id with
 /// the same amount is accepted again and changes nothing; with another amount it is
 /// `idempotency_key_reused`.
+///
+/// With `account` it is a pay-in from that wallet: the amount is held in the same commit
+/// (`insufficient_funds` at once otherwise, and nothing is queued), captured when a
+/// processor books the payment, released when it definitively fails, and kept held while
+/// the outcome is unknown.
 #[utoipa::path(
     post,
     path = "/payments",
@@ -43,7 +39,8 @@ fn now_ms() -> i64 {
         (status = 400, description = "`malformed_json`", body = ErrorBody),
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
-        (status = 422, description = "`invalid_field`, `missing_field`, `invalid_amount`, `idempotency_key_reused`", body = ErrorBody),
+        (status = 404, description = "`account_not_found` (pay-in)", body = ErrorBody),
+        (status = 422, description = "`invalid_field`, `missing_field`, `invalid_amount`, `idempotency_key_reused`, `insufficient_funds` (pay-in)", body = ErrorBody),
         (status = 503, description = "`store_unavailable`", body = ErrorBody),
     ),
 )]
@@ -51,13 +48,22 @@ pub(crate) async fn accept(
     State(ctx): State<Shared>,
     JsonBytes(body): JsonBytes,
 ) -> Result<Response, ApiError> {
-    let (id, amount) = parse_payment(&body)?;
-    let correlation_id = id.to_string();
+    let request = parse_payment(&body)?;
+    let correlation_id = request.id.to_string();
+    let payer = match request.payer {
+        Some((account, category)) => Some(Payer {
+            account,
+            category,
+            hold: generated_resource_id()?,
+        }),
+        None => None,
+    };
     ctx.payments
         .accept_payment(NewPayment {
-            id,
-            amount,
+            id: request.id,
+            amount: request.amount,
             requested_at_ms: now_ms(),
+            payer,
         })
         .await?;
     (ctx.on_payment_accepted)();
@@ -90,7 +96,16 @@ pub(crate) async fn get(
 ) -> Result<Response, ApiError> {
     let id = path_correlation_id(&id)?;
     match ctx.payments.payment(&id).await? {
-        Some(record) => json(StatusCode::OK, &PaymentStatusBody::from(&record)),
+        Some(record) => {
+            let hold = match &record.hold {
+                Some(id) => ctx.wallet.hold(id).await?,
+                None => None,
+            };
+            json(
+                StatusCode::OK,
+                &PaymentStatusBody::new(&record, hold.as_ref()),
+            )
+        }
         None => Err(ApiError::new(
             Code::PaymentNotFound,
             format!("no payment with correlation id `{id}`"),

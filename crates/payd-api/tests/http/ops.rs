@@ -150,10 +150,20 @@ async fn every_error_code_is_documented_in_the_table() {
         "not_ready",
         "store_unavailable",
         "internal",
+        "insufficient_funds",
+        "hold_not_found",
+        "hold_not_active",
+        "hold_expired",
+        "hold_owned_by_payment",
+        "capture_exceeds_hold",
+        "transfer_not_found",
+        "resource_exists",
+        "idempotency_request_in_flight",
+        "invalid_request",
     ] {
         assert!(names.contains(&expected), "{expected}");
     }
-    assert_eq!(names.len(), 23);
+    assert_eq!(names.len(), 33);
 }
 
 #[tokio::test]
@@ -232,12 +242,20 @@ async fn openapi_lists_every_path() {
         ("/ready", &["get"]),
         ("/metrics", &["get"]),
         ("/openapi.json", &["get"]),
+        ("/accounts/{id}/withdrawals", &["post"]),
+        ("/accounts/{id}/holds", &["post"]),
+        ("/holds/{id}", &["get"]),
+        ("/holds/{id}/capture", &["post"]),
+        ("/holds/{id}/void", &["post"]),
+        ("/transfers", &["post"]),
+        ("/transfers/{id}", &["get"]),
+        ("/events", &["get"]),
     ] {
         for method in methods {
             assert!(paths[path].get(*method).is_some(), "{method} {path}");
         }
     }
-    assert_eq!(paths.len(), 16);
+    assert_eq!(paths.len(), 24);
     let schemas = spec["components"]["schemas"].as_object().unwrap();
     for schema in [
         "AuthorizationRequest",

@@ -9,12 +9,15 @@ use async_trait::async_trait;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, Request, StatusCode};
-use payd_api::{AdminAccess, AppState, install_metrics_recorder, router};
-use payd_domain::CorrelationId;
+use payd_api::{AdminAccess, AppState, WalletConfig, install_metrics_recorder, router};
 use payd_domain::{AccountId, AuthorizationRequest, Category, Code, MerchantPattern};
+use payd_domain::{CorrelationId, ResourceId};
 use payd_ports::{
     AccountView, DepositReceipt, DepositRequest, EntryPage, EntryQuery, Intake, LedgerError,
     LedgerStore, NewAccount, NewPayment, PaymentRecord, PaymentStore, PaymentSummary, Transition,
+};
+use payd_ports::{
+    Claim, Effect, EventView, HoldView, Mutation, Replied, Sweep, TransferView, WalletStore,
 };
 use payd_sqlite::{SqliteConfig, SqliteStore};
 use serde::Deserialize;
@@ -91,6 +94,9 @@ impl App {
             on_payment_accepted: Arc::new(move || {
                 counter.fetch_add(1, Ordering::Relaxed);
             }),
+            wallet: store.clone(),
+            on_transfer_accepted: Arc::new(|| {}),
+            wallet_config: WalletConfig::default(),
             admin,
             metrics: install_metrics_recorder(),
         });
@@ -252,8 +258,11 @@ impl Fault {
         let fault = Arc::new(self);
         router(AppState {
             store: fault.clone(),
-            payments: fault,
+            payments: fault.clone(),
             on_payment_accepted: Arc::new(|| {}),
+            wallet: fault,
+            on_transfer_accepted: Arc::new(|| {}),
+            wallet_config: WalletConfig::default(),
             admin: AdminAccess::Open,
             metrics: install_metrics_recorder(),
         })
@@ -291,6 +300,45 @@ impl PaymentStore for Fault {
     }
 
     async fn apply_transitions(&self, _: Vec<Transition>) -> Result<Vec<bool>, LedgerError> {
+        Err(self.error())
+    }
+}
+
+#[async_trait]
+impl WalletStore for Fault {
+    async fn execute(
+        &self,
+        _mutation: Mutation,
+        _claim: Option<Claim>,
+    ) -> Result<Replied<Effect>, LedgerError> {
+        Err(self.error())
+    }
+
+    async fn hold(&self, _id: &ResourceId) -> Result<Option<HoldView>, LedgerError> {
+        Err(self.error())
+    }
+
+    async fn transfer(&self, _id: &ResourceId) -> Result<Option<TransferView>, LedgerError> {
+        Err(self.error())
+    }
+
+    async fn expire_holds(&self, _: i64, _: u32) -> Result<Sweep, LedgerError> {
+        Err(self.error())
+    }
+
+    async fn settle_transfers(&self, _: u32) -> Result<Sweep, LedgerError> {
+        Err(self.error())
+    }
+
+    async fn pending_transfers(&self) -> Result<u64, LedgerError> {
+        Err(self.error())
+    }
+
+    async fn purge_idempotency(&self, _: i64, _: u32) -> Result<Sweep, LedgerError> {
+        Err(self.error())
+    }
+
+    async fn events(&self, _: i64, _: u32) -> Result<Vec<EventView>, LedgerError> {
         Err(self.error())
     }
 }

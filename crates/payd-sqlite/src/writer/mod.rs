@@ -18,19 +18,21 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use payd_domain::{
-    AccountId, Amount, AuthorizationRequest, Balances, Category, Code, Decision, EntryCause, Mcc,
-    MerchantPattern, MerchantRules, MovementError, PriorAuthorization, Rules, decide, movement,
-    system_account,
+    AccountId, Amount, AuthorizationRequest, Balances, Bucket, Category, Code, Decision, Entry,
+    EntryCause, Mcc, MerchantPattern, MerchantRules, MovementError, PriorAuthorization, Rules,
+    decide, movement, system_account,
 };
 use payd_ports::{
-    AccountView, DepositReceipt, DepositRequest, Intake, LedgerError, NewAccount, NewPayment,
-    Transition,
+    AccountView, Claim, DepositReceipt, DepositRequest, Effect, Intake, LedgerError, Mutation,
+    NewAccount, NewPayment, Replied, Sweep, Transition,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::payments;
 use crate::schema::{self, balance_values, balances_from_row};
+
+mod wallet;
 
 /// A reply channel for one command.
 type Reply<T> = oneshot::Sender<Result<T, LedgerError>>;
@@ -69,6 +71,25 @@ pub(crate) enum Command {
     PurgePayments {
         reply: Reply<u64>,
     },
+    Execute {
+        mutation: Mutation,
+        claim: Option<Claim>,
+        reply: Reply<Replied<Effect>>,
+    },
+    ExpireHolds {
+        now_ms: i64,
+        limit: u32,
+        reply: Reply<Sweep>,
+    },
+    SettleTransfers {
+        limit: u32,
+        reply: Reply<Sweep>,
+    },
+    PurgeIdempotency {
+        now_ms: i64,
+        limit: u32,
+        reply: Reply<Sweep>,
+    },
     /// Sent by `shutdown`: close the queue, finish what is in it, exit.
     Stop,
 }
@@ -83,6 +104,8 @@ enum Answer {
     Intake(Result<Intake, LedgerError>),
     Applied(Vec<bool>),
     Count(u64),
+    Executed(Result<Replied<Effect>, LedgerError>),
+    Swept(Sweep),
 }
 
 impl Command {
@@ -130,6 +153,20 @@ impl Command {
             Command::PurgePayments { reply } => {
                 let _ = reply.send(outcome.and_then(|a| match a {
                     Answer::Count(count) => Ok(count),
+                    _ => Err(mismatch()),
+                }));
+            }
+            Command::Execute { reply, .. } => {
+                let _ = reply.send(outcome.and_then(|a| match a {
+                    Answer::Executed(result) => result,
+                    _ => Err(mismatch()),
+                }));
+            }
+            Command::ExpireHolds { reply, .. }
+            | Command::SettleTransfers { reply, .. }
+            | Command::PurgeIdempotency { reply, .. } => {
+                let _ = reply.send(outcome.and_then(|a| match a {
+                    Answer::Swept(sweep) => Ok(sweep),
                     _ => Err(mismatch()),
                 }));
             }
@@ -525,15 +562,31 @@ impl Writer {
             } => Answer::Flag(self.put_merchant(pattern, *category)?),
             Command::DeleteMerchant { pattern, .. } => Answer::Flag(self.delete_merchant(pattern)?),
             Command::AcceptPayment { payment, .. } => {
-                Answer::Intake(payments::accept(&self.conn, payment, now_ms)?)
+                Answer::Intake(self.accept_payment(payment, now_ms)?)
             }
             Command::Transitions { transitions, .. } => Answer::Applied(
                 transitions
                     .iter()
-                    .map(|change| payments::transition(&self.conn, change, now_ms))
-                    .collect::<rusqlite::Result<Vec<bool>>>()?,
+                    .map(|change| self.transition(change, now_ms))
+                    .collect::<Result<Vec<bool>, Failure>>()?,
             ),
             Command::PurgePayments { .. } => Answer::Count(payments::purge(&self.conn)?),
+            Command::Execute {
+                mutation, claim, ..
+            } => Answer::Executed(self.execute(mutation, claim.as_ref(), now_ms)?),
+            Command::ExpireHolds {
+                now_ms: at_ms,
+                limit,
+                ..
+            } => Answer::Swept(self.expire_holds(*at_ms, *limit, now_ms)?),
+            Command::SettleTransfers { limit, .. } => {
+                Answer::Swept(self.settle_transfers(*limit, now_ms)?)
+            }
+            Command::PurgeIdempotency {
+                now_ms: at_ms,
+                limit,
+                ..
+            } => Answer::Swept(wallet::purge_idempotency(&self.conn, *at_ms, *limit)?),
             Command::Stop => Answer::Flag(false),
         })
     }
@@ -950,9 +1003,7 @@ impl Writer {
         Ok(self.conn.last_insert_rowid())
     }
 
-    /// The two entries of one movement (domain [`movement`]). Two executions of a one-row
-    /// INSERT rather than one two-row INSERT: a statement that may write several rows and
-    /// abort on a CHECK needs a statement journal, which cost more than the second call.
+    /// The two entries of one movement (domain [`movement`]); balances are the caller's.
     #[allow(clippy::too_many_arguments)]
     fn insert_movement(
         &mut self,
@@ -964,24 +1015,43 @@ impl Writer {
         reference: &str,
         now_ms: i64,
     ) -> Result<(), Failure> {
+        self.insert_entries(
+            &movement(source, target, category, amount),
+            cause,
+            reference,
+            now_ms,
+        )
+    }
+
+    /// Journal rows for `entries`, whose accounts are loaded. One execution of a one-row
+    /// INSERT per entry rather than one multi-row INSERT: a statement that may write
+    /// several rows and abort on a CHECK needs a statement journal, which cost more.
+    fn insert_entries(
+        &mut self,
+        entries: &[Entry],
+        cause: EntryCause,
+        reference: &str,
+        now_ms: i64,
+    ) -> Result<(), Failure> {
         let mut statement = self.conn.prepare_cached(
-            "INSERT INTO entries (account, category, amount_cents, cause, reference, created_at_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO entries (account, category, bucket, amount_cents, cause, reference, created_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
-        for leg in movement(source, target, category, amount) {
-            let num = match self.cache.get(&leg.account) {
+        for entry in entries {
+            let num = match self.cache.get(&entry.account) {
                 Some(cached) => cached.num,
                 None => {
                     return Err(Failure::Invariant(format!(
                         "account {} is not loaded",
-                        leg.account
+                        entry.account
                     )));
                 }
             };
             statement.execute(params![
                 num,
-                category.as_str(),
-                leg.amount.cents(),
+                entry.category.as_str(),
+                i64::from(entry.bucket == Bucket::Held),
+                entry.amount.cents(),
                 cause.as_str(),
                 reference,
                 now_ms

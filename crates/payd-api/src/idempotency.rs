@@ -1,0 +1,242 @@
+//! Idempotent mutations: the claim a request makes, requests in flight, and the one
+//! renderer of mutation outcomes.
+//!
+//! A mutating request is identified by its `Idempotency-Key` header (remembered for the
+//! retention period, `--idempotency-retention-ms`) or, without one, by the resource id the
+//! client chose (`hold:<id>`, `transfer:<id>`: remembered forever). The claim carries a
+//! SHA-256 fingerprint of method, path and body, and [`render`]: the store runs the
+//! mutation and stores what `render` makes of its outcome in the same commit
+//! (`payd_ports::wallet`), so a retry replays exactly the first response.
+//!
+//! While a request holds a key, another request with the same key is refused with
+//! `409 idempotency_request_in_flight` ([`InFlight`]); without that, the second would wait
+//! behind the first in the store and replay it, which looks the same to a patient client
+//! but hides a client bug (two concurrent senders of one key). One process owns the
+//! embedded store, so an in-process set is the whole truth here.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
+use payd_ports::{Claim, Effect, LedgerError, Replied, StoredResponse};
+use sha2::{Digest, Sha256};
+
+use crate::dto::AccountBody;
+use crate::dto::idempotency_key;
+use crate::dto::wallet::{HoldViewBody, TransferViewBody, WithdrawalBody};
+use crate::error::{ApiError, Code};
+use crate::routes::json_bytes;
+
+/// The header carrying the key.
+pub(crate) const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// Set on a response that replays an earlier identical request.
+pub(crate) const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
+
+/// Keys of requests being processed now.
+#[derive(Debug, Default)]
+pub(crate) struct InFlight(Mutex<HashSet<String>>);
+
+/// Holds a key while its request runs; releases it on drop (also when the client hangs
+/// up and the handler's future is dropped).
+#[derive(Debug)]
+pub(crate) struct InFlightGuard {
+    set: Arc<InFlight>,
+    key: String,
+}
+
+impl InFlight {
+    /// Takes `key`, or `idempotency_request_in_flight` if another request holds it.
+    pub(crate) fn enter(set: &Arc<InFlight>, key: &str) -> Result<InFlightGuard, ApiError> {
+        let mut keys = set
+            .0
+            .lock()
+            .map_err(|_| ApiError::new(Code::Internal, "in-flight key set poisoned"))?;
+        if !keys.insert(key.to_owned()) {
+            return Err(ApiError::new(
+                Code::IdempotencyRequestInFlight,
+                "a request with this idempotency key is still being processed; retry it later",
+            ));
+        }
+        Ok(InFlightGuard {
+            set: Arc::clone(set),
+            key: key.to_owned(),
+        })
+    }
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        if let Ok(mut keys) = self.set.0.lock() {
+            keys.remove(&self.key);
+        }
+    }
+}
+
+/// SHA-256 over method, path and body, hex.
+pub(crate) fn fingerprint(method: &str, path: &str, body: &[u8]) -> String {
+    let mut hasher = Sha256::new();
+    for part in [method.as_bytes(), b" ", path.as_bytes(), b"\n", body] {
+        hasher.update(part);
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// How a request identifies itself.
+pub(crate) struct Request<'a> {
+    pub(crate) headers: &'a HeaderMap,
+    pub(crate) method: &'static str,
+    pub(crate) path: &'a str,
+    pub(crate) body: &'a [u8],
+    /// `kind:id` when the client chose the resource's id.
+    pub(crate) resource_key: Option<String>,
+    /// Whether the header is required (withdrawals, like deposits).
+    pub(crate) key_required: bool,
+}
+
+/// The claim of `request` (none when it has neither a header key nor a client id), with
+/// its in-flight guard.
+pub(crate) fn claim(
+    in_flight: &Arc<InFlight>,
+    retention_ms: u64,
+    now_ms: i64,
+    request: Request<'_>,
+) -> Result<Option<(Claim, InFlightGuard)>, ApiError> {
+    let header = request
+        .headers
+        .get(IDEMPOTENCY_KEY)
+        .map(HeaderValue::as_bytes);
+    let (key, expires_at_ms) = if header.is_some() || request.key_required {
+        let key = idempotency_key(header)?;
+        let retention = i64::try_from(retention_ms).unwrap_or(i64::MAX);
+        (format!("key:{key}"), Some(now_ms.saturating_add(retention)))
+    } else if let Some(resource) = request.resource_key {
+        (resource, None)
+    } else {
+        return Ok(None);
+    };
+    let guard = InFlight::enter(in_flight, &key)?;
+    Ok(Some((
+        Claim {
+            key,
+            fingerprint: fingerprint(request.method, request.path, request.body),
+            expires_at_ms,
+            render,
+        },
+        guard,
+    )))
+}
+
+/// The response to a mutation's outcome: the one function that makes both a fresh answer
+/// and the bytes stored for its replays.
+pub(crate) fn render(outcome: &Result<Effect, LedgerError>) -> StoredResponse {
+    let encoded = match outcome {
+        Ok(Effect::Account(view)) => encode(StatusCode::CREATED, &AccountBody::from(view)),
+        // A hold step answers the hold: 201 when placed, 200 after capture or void.
+        Ok(Effect::Hold(view)) => {
+            let status = if view.hold.status == payd_domain::HoldStatus::Active {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            encode(status, &HoldViewBody::from(view))
+        }
+        Ok(Effect::Withdrawal(receipt)) => {
+            encode(StatusCode::CREATED, &WithdrawalBody::from(receipt))
+        }
+        Ok(Effect::Transfer(view)) => encode(StatusCode::ACCEPTED, &TransferViewBody::from(view)),
+        Err(error) => Err(ApiError::from(error.clone())),
+    };
+    let error = match encoded {
+        Ok(response) => return response,
+        Err(error) => error,
+    };
+    StoredResponse {
+        status: error.status().as_u16(),
+        body: error.body_bytes(),
+    }
+}
+
+fn encode<T: serde::Serialize>(status: StatusCode, body: &T) -> Result<StoredResponse, ApiError> {
+    serde_json::to_vec(body)
+        .map(|body| StoredResponse {
+            status: status.as_u16(),
+            body,
+        })
+        .map_err(|error| ApiError::new(Code::Internal, format!("failed to encode: {error}")))
+}
+
+/// The response of a mutation's reply, and whether it is a replay. Errors the store did
+/// not store (the store was unavailable, the key was reused) are plain [`ApiError`]s.
+pub(crate) fn stored(
+    replied: Result<Replied<Effect>, LedgerError>,
+) -> Result<(StoredResponse, bool), ApiError> {
+    match replied {
+        Ok(Replied::Fresh(effect)) => Ok((render(&Ok(effect)), false)),
+        Ok(Replied::Replayed(stored)) => Ok((stored, true)),
+        Err(error @ (LedgerError::Unavailable(_) | LedgerError::IdempotencyKeyReused)) => {
+            Err(error.into())
+        }
+        // A refusal: answered exactly as it was stored.
+        Err(error) => Ok((render(&Err(error)), false)),
+    }
+}
+
+/// The HTTP response of a stored response.
+pub(crate) fn to_response(stored: StoredResponse, replayed: bool) -> Result<Response, ApiError> {
+    let status = StatusCode::from_u16(stored.status)
+        .map_err(|_| ApiError::new(Code::Internal, "stored response has an invalid status"))?;
+    let mut response = json_bytes(status, stored.body);
+    if replayed {
+        response
+            .headers_mut()
+            .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+/// The HTTP response of a mutation's reply.
+pub(crate) fn respond(replied: Result<Replied<Effect>, LedgerError>) -> Result<Response, ApiError> {
+    let (stored, replayed) = stored(replied)?;
+    to_response(stored, replayed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_cover_method_path_and_body() {
+        let base = fingerprint("POST", "/transfers", b"{}");
+        assert_eq!(base.len(), 64);
+        assert_eq!(base, fingerprint("POST", "/transfers", b"{}"));
+        assert_ne!(base, fingerprint("POST", "/transfers", b"{ }"));
+        assert_ne!(base, fingerprint("POST", "/holds/x/void", b"{}"));
+        assert_ne!(base, fingerprint("PUT", "/transfers", b"{}"));
+    }
+
+    #[test]
+    fn one_request_per_key_at_a_time() {
+        let set = Arc::new(InFlight::default());
+        let first = InFlight::enter(&set, "k").unwrap();
+        assert_eq!(
+            InFlight::enter(&set, "k").unwrap_err().code,
+            Code::IdempotencyRequestInFlight
+        );
+        assert!(InFlight::enter(&set, "other").is_ok());
+        drop(first);
+        assert!(InFlight::enter(&set, "k").is_ok(), "released on drop");
+    }
+
+    #[test]
+    fn refusals_render_like_errors() {
+        let stored = render(&Err(LedgerError::InsufficientFunds));
+        assert_eq!(stored.status, 422);
+        let body: serde_json::Value = serde_json::from_slice(&stored.body).unwrap();
+        assert_eq!(body["code"], "insufficient_funds");
+    }
+}
