@@ -2,6 +2,9 @@
 //! acceptance order, expiring holds whose time is up, and forgetting idempotency keys whose
 //! retention ended. Everything it acts on is stored, so a restart loses nothing: the first
 //! pass after start picks up whatever was pending or due.
+//!
+//! Metrics: `payd_transfers_settled_total` (counter: completed + rejected),
+//! `payd_holds_expired_total` (counter).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,6 +92,7 @@ impl WalletWorker {
                 .settle_transfers(self.config.settle_batch)
                 .await?;
             settled += u64::from(sweep.done);
+            metrics::counter!("payd_transfers_settled_total").increment(u64::from(sweep.done));
             if !sweep.more {
                 return Ok(settled);
             }
@@ -102,6 +106,7 @@ impl WalletWorker {
                 .store
                 .expire_holds(self.clock.now_ms(), self.config.expiry_batch)
                 .await?;
+            metrics::counter!("payd_holds_expired_total").increment(u64::from(sweep.done));
             if !sweep.more {
                 return Ok(sweep);
             }
