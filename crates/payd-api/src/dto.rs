@@ -1019,9 +1019,9 @@ pub(crate) struct PaymentStatusBody {
     /// The instant sent to processors on every attempt, fixed at intake.
     #[schema(example = "2026-11-21T13:45:00.123Z")]
     requested_at: String,
-    /// `queued`, `processing`, `unknown` (bound to its processor until resolved), `booked`
-    /// or `failed`.
-    #[schema(example = "booked")]
+    /// `pending` (queued, not sent yet), `processing` (sent), `unknown` (bound to its
+    /// processor until resolved), `succeeded` (booked by a processor) or `failed`.
+    #[schema(example = "succeeded")]
     status: &'static str,
     /// The processor it is at, bound to, or booked by; `null` while free.
     #[schema(example = "default")]
@@ -1033,13 +1033,24 @@ pub(crate) struct PaymentStatusBody {
     hold: Option<wallet::HoldViewBody>,
 }
 
+/// A payment's wire status (the wallet spec's names; the store's are `queued` and `booked`).
+pub(crate) const fn payment_status(state: &PaymentState) -> &'static str {
+    match state {
+        PaymentState::Queued { .. } => "pending",
+        PaymentState::Processing { .. } => "processing",
+        PaymentState::Unknown { .. } => "unknown",
+        PaymentState::Booked { .. } => "succeeded",
+        PaymentState::Failed => "failed",
+    }
+}
+
 impl PaymentStatusBody {
     pub(crate) fn new(record: &PaymentRecord, hold: Option<&HoldView>) -> PaymentStatusBody {
         PaymentStatusBody {
             correlation_id: record.id.to_string(),
             amount: Money(record.amount),
             requested_at: format_ms(record.requested_at_ms),
-            status: record.state.name(),
+            status: payment_status(&record.state),
             processor: PaymentState::processor(&record.state).map(|p| p.as_str()),
             attempts: record.attempts,
             hold: hold.map(wallet::HoldViewBody::from),

@@ -88,7 +88,7 @@ error_codes! {
     CaptureExceedsHold = UNPROCESSABLE_ENTITY, "capture_exceeds_hold";
     /// No transfer with this id.
     TransferNotFound = NOT_FOUND, "transfer_not_found";
-    /// A hold or transfer id that is already taken by another request.
+    /// A hold, transfer or webhook id that is already taken by another request.
     ResourceExists = CONFLICT, "resource_exists";
     /// A request with this idempotency key is still being processed; retry later.
     IdempotencyRequestInFlight = CONFLICT, "idempotency_request_in_flight";
@@ -96,6 +96,8 @@ error_codes! {
     InvalidRequest = UNPROCESSABLE_ENTITY, "invalid_request";
     /// No payment with this correlation id.
     PaymentNotFound = NOT_FOUND, "payment_not_found";
+    /// No webhook with this id.
+    WebhookNotFound = NOT_FOUND, "webhook_not_found";
     /// An admin endpoint without the right `Authorization: Bearer <admin token>`.
     Unauthorized = UNAUTHORIZED, "unauthorized";
     /// An admin endpoint while no admin token is configured (and not in `--dev` mode).

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
-use payd_ports::{Claim, Effect, LedgerError, Replied, StoredResponse};
+use payd_ports::{Claim, Effect, HEADER_KEY_PREFIX, LedgerError, Replied, StoredResponse};
 use sha2::{Digest, Sha256};
 
 use crate::dto::AccountBody;
@@ -73,10 +73,21 @@ impl Drop for InFlightGuard {
     }
 }
 
-/// SHA-256 over method, path and body, hex.
+/// SHA-256 over method, path and the body's canonical JSON (object keys sorted, no
+/// whitespace), hex: a retry that reformats its JSON is still the same request. A body that
+/// is not JSON is hashed as it is (such a request is refused before it is claimed anyway).
 pub(crate) fn fingerprint(method: &str, path: &str, body: &[u8]) -> String {
+    let canonical = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|value| serde_json::to_vec(&value).ok());
     let mut hasher = Sha256::new();
-    for part in [method.as_bytes(), b" ", path.as_bytes(), b"\n", body] {
+    for part in [
+        method.as_bytes(),
+        b" ",
+        path.as_bytes(),
+        b"\n",
+        canonical.as_deref().unwrap_or(body),
+    ] {
         hasher.update(part);
     }
     hasher
@@ -113,7 +124,10 @@ pub(crate) fn claim(
     let (key, expires_at_ms) = if header.is_some() || request.key_required {
         let key = idempotency_key(header)?;
         let retention = i64::try_from(retention_ms).unwrap_or(i64::MAX);
-        (format!("key:{key}"), Some(now_ms.saturating_add(retention)))
+        (
+            format!("{HEADER_KEY_PREFIX}{key}"),
+            Some(now_ms.saturating_add(retention)),
+        )
     } else if let Some(resource) = request.resource_key {
         (resource, None)
     } else {
@@ -214,7 +228,15 @@ mod tests {
         let base = fingerprint("POST", "/transfers", b"{}");
         assert_eq!(base.len(), 64);
         assert_eq!(base, fingerprint("POST", "/transfers", b"{}"));
-        assert_ne!(base, fingerprint("POST", "/transfers", b"{ }"));
+        assert_eq!(
+            fingerprint("POST", "/t", br#"{"b": 1, "a": "x"}"#),
+            fingerprint("POST", "/t", br#"{"a":"x","b":1}"#),
+            "formatting and key order do not matter"
+        );
+        assert_ne!(
+            fingerprint("POST", "/t", br#"{"a":"x","b":1}"#),
+            fingerprint("POST", "/t", br#"{"a":"x","b":2}"#)
+        );
         assert_ne!(base, fingerprint("POST", "/holds/x/void", b"{}"));
         assert_ne!(base, fingerprint("PUT", "/transfers", b"{}"));
     }

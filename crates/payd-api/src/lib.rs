@@ -9,8 +9,8 @@
 //! - `dto`: wire types and their pure, unit-tested translation to and from domain types
 //!   (exact amount parsing from the raw JSON text; amounts written with two decimals).
 //! - `routes`: the handlers, one module per resource (`card`, `accounts`, `merchants`,
-//!   `payments`, `wallet` (holds, withdrawals, transfers, events), `ops`); each is parse →
-//!   call the store → encode.
+//!   `payments`, `wallet` (holds, withdrawals, transfers, events), `webhooks`, `ops`);
+//!   each is parse → call the store → encode.
 //! - `idempotency`: the claim of a mutating request (`Idempotency-Key` or the client's
 //!   resource id, with a fingerprint of the request), the in-flight key set (concurrent
 //!   duplicates → 409), and the one renderer whose output the store keeps for replays.
@@ -34,14 +34,14 @@ use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
 use metrics_exporter_prometheus::PrometheusHandle;
-use payd_ports::{LedgerStore, PaymentStore, WalletStore};
+use payd_ports::{LedgerStore, PaymentStore, WalletStore, WebhookStore};
 
 pub use crate::error::{ApiError, Code};
 pub use crate::extract::BODY_LIMIT;
 pub use crate::metrics::install_metrics_recorder;
 pub use crate::openapi::openapi;
 
-use crate::routes::{Ctx, accounts, card, merchants, ops, payments, wallet};
+use crate::routes::{Ctx, accounts, card, merchants, ops, payments, wallet, webhooks};
 
 /// What the API needs from the process.
 #[derive(Clone)]
@@ -58,6 +58,8 @@ pub struct AppState {
     pub on_transfer_accepted: Arc<dyn Fn() + Send + Sync>,
     /// Wallet settings.
     pub wallet_config: WalletConfig,
+    /// Registered webhooks and their delivery attempts.
+    pub webhooks: Arc<dyn WebhookStore>,
     /// Who may call admin endpoints (`POST /purge-payments`).
     pub admin: AdminAccess,
     /// Renders `GET /metrics` (see [`install_metrics_recorder`]).
@@ -132,6 +134,7 @@ pub fn router(state: AppState) -> Router {
         wallet: state.wallet,
         on_transfer_accepted: state.on_transfer_accepted,
         wallet_config: state.wallet_config,
+        webhooks: state.webhooks,
         in_flight: Arc::default(),
         admin: state.admin,
         metrics: state.metrics,
@@ -153,6 +156,12 @@ pub fn router(state: AppState) -> Router {
         .route("/transfers", post(wallet::submit_transfer))
         .route("/transfers/{id}", get(wallet::get_transfer))
         .route("/events", get(wallet::events))
+        .route("/webhooks", post(webhooks::create).get(webhooks::list))
+        .route(
+            "/webhooks/{id}",
+            get(webhooks::get).delete(webhooks::delete),
+        )
+        .route("/webhooks/{id}/deliveries", get(webhooks::deliveries))
         .route("/merchants", get(merchants::list))
         .route(
             "/merchants/{pattern}",

@@ -4,7 +4,7 @@
 
 use utoipa::OpenApi;
 
-use crate::routes::{accounts, card, merchants, ops, payments, wallet};
+use crate::routes::{accounts, card, merchants, ops, payments, wallet, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -35,6 +35,11 @@ use crate::routes::{accounts, card, merchants, ops, payments, wallet};
         wallet::submit_transfer,
         wallet::get_transfer,
         wallet::events,
+        webhooks::create,
+        webhooks::list,
+        webhooks::get,
+        webhooks::delete,
+        webhooks::deliveries,
         merchants::list,
         merchants::put,
         merchants::delete,
@@ -53,6 +58,7 @@ use crate::routes::{accounts, card, merchants, ops, payments, wallet};
         (name = "holds", description = "Holds: reserve, capture, void; they expire."),
         (name = "transfers", description = "Transfers between accounts, settled asynchronously in order."),
         (name = "events", description = "The outbox of state changes (also delivered to webhooks)."),
+        (name = "webhooks", description = "Endpoints that receive every event, signed (HMAC-SHA256), retried for at least 24 h."),
         (name = "merchants", description = "Merchant overrides of the MCC (L3)."),
         (name = "payments", description = "The payment gateway: accept, forward to processors, summarize."),
         (name = "ops", description = "Probes, metrics and this document."),

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use payd_api::{AdminAccess, AppState};
-use payd_engine::{Gateway, TokioClock, WalletWorker};
-use payd_ports::{LedgerStore, PaymentStore, ProcessorClient, WalletStore};
-use payd_processors::HttpProcessors;
+use payd_engine::{Gateway, TokioClock, WalletWorker, WebhookDeliverer, WebhookDelivererConfig};
+use payd_ports::{LedgerStore, PaymentStore, ProcessorClient, WalletStore, WebhookStore};
+use payd_processors::{HttpProcessors, HttpWebhookConfig, HttpWebhookSender};
 use payd_sqlite::SqliteStore;
 use tokio::net::TcpListener;
 
@@ -63,6 +63,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.wallet.worker_config()?,
     );
     let wallet_task = tokio::spawn(wallet_worker.clone().run(stop_gateway.subscribe()));
+    let webhook_config = WebhookDelivererConfig::default();
+    let webhook_sender = HttpWebhookSender::new(&HttpWebhookConfig {
+        timeout_ms: webhook_config.request_timeout_ms,
+        ..HttpWebhookConfig::default()
+    })?;
+    let deliverer = WebhookDeliverer::new(
+        store.clone() as Arc<dyn WebhookStore>,
+        Arc::new(webhook_sender),
+        Arc::new(TokioClock::new()),
+        webhook_config,
+    );
+    let webhook_task = tokio::spawn(deliverer.run(stop_gateway.subscribe()));
     let wake = gateway.clone();
     let state = AppState {
         store: store.clone() as Arc<dyn LedgerStore>,
@@ -71,6 +83,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         wallet: store.clone() as Arc<dyn WalletStore>,
         on_transfer_accepted: Arc::new(move || wallet_worker.wake()),
         wallet_config: args.wallet.api_config()?,
+        webhooks: store.clone() as Arc<dyn WebhookStore>,
         admin,
         metrics,
     };
@@ -95,13 +108,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             tokio::time::sleep(grace).await;
         } => tracing::warn!(grace_ms = args.shutdown_grace_ms, "In-flight requests did not finish in time."),
     }
-    tracing::info!("HTTP stopped; stopping the gateway and the wallet worker.");
+    tracing::info!(
+        "HTTP stopped; stopping the gateway, the wallet worker and the webhook deliverer."
+    );
     let _ = stop_gateway.send(true);
     if let Err(error) = gateway_task.await {
         tracing::error!(%error, "The gateway task failed.");
     }
     if let Err(error) = wallet_task.await {
         tracing::error!(%error, "The wallet worker failed.");
+    }
+    // Requests in flight finish (each within its timeout) and their attempts are recorded.
+    if let Err(error) = webhook_task.await {
+        tracing::error!(%error, "The webhook deliverer failed.");
     }
     tracing::info!("Gateway stopped; draining the writer.");
     let writer = store.clone();

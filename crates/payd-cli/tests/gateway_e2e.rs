@@ -300,7 +300,7 @@ async fn chaos(kill_during: Option<&str>) {
                 "acknowledged payment {id} is unknown to payd"
             );
             let body: Value = response.json().await.unwrap();
-            if body["status"] != "booked" {
+            if body["status"] != "succeeded" {
                 still.push(id);
             }
         }

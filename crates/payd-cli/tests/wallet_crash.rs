@@ -108,7 +108,7 @@ async fn send(http: &reqwest::Client, url: &str, id: &str, op: &Op) -> Option<Ac
 }
 
 fn uuid(worker: usize, n: usize) -> String {
-    format!("00000000-0000-4000-8000-{:04x}{:08x}", worker, n)
+    format!("00000000-0000-4000-8000-{worker:04x}{n:08x}")
 }
 
 /// Goal: every acknowledged wallet operation survives `kill -9` exactly once, and the
@@ -207,7 +207,7 @@ async fn acknowledged_wallet_operations_survive_kill_9() {
     let url = payd.url.clone();
     // Let the restarted engine settle transfers and resolve every pay-in.
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut expected = vec![INITIAL_CENTS; ACCOUNTS];
+    let mut expected = [INITIAL_CENTS; ACCOUNTS];
     let index = |name: &str| name.trim_start_matches("acc-").parse::<usize>().unwrap();
     let (mut transfers, mut pay_ins, mut cards) = (0, 0, 0);
     for (id, op) in &sent {
@@ -268,7 +268,7 @@ async fn acknowledged_wallet_operations_survive_kill_9() {
                         break None;
                     }
                     let record: Value = response.json().await.unwrap();
-                    if record["status"] == "booked" || record["status"] == "failed" {
+                    if record["status"] == "succeeded" || record["status"] == "failed" {
                         break Some(record);
                     }
                     assert!(
@@ -281,7 +281,7 @@ async fn acknowledged_wallet_operations_survive_kill_9() {
                     pay_ins += 1;
                     let hold = &record["hold"];
                     assert_eq!(hold["account"], account.as_str());
-                    if record["status"] == "booked" {
+                    if record["status"] == "succeeded" {
                         assert_eq!(hold["status"], "captured", "{id}");
                         expected[index(account)] -= cents;
                     } else {

@@ -15,6 +15,8 @@
 //!   order) and withdrawals.
 //! - [`event`]: the kinds of state-change events written to the outbox.
 //! - [`timestamp`]: instants as ms since the epoch and their ISO-8601 wire form.
+//! - [`webhook`]: webhook deliveries: the HMAC-SHA256 signature (sign and verify) and the
+//!   retry schedule.
 //! - [`gateway`]: the payment gateway's rules: a payment's lifecycle across processors
 //!   (never booked at two), the circuit breaker, the routing policy, backoff.
 //!
@@ -33,6 +35,7 @@ pub mod ledger;
 pub mod rules;
 pub mod timestamp;
 pub mod transfer;
+pub mod webhook;
 
 pub use amount::{Amount, AmountError};
 pub use authorize::{AuthorizationRequest, Code, Decision, PriorAuthorization, decide};

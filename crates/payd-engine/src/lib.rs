@@ -13,15 +13,20 @@
 //! - [`config`]: [`GatewayConfig`], every threshold and bound, with defaults.
 //! - [`wallet`]: [`WalletWorker`]: settles pending transfers in acceptance order, expires
 //!   holds, purges idempotency keys past their retention.
+//! - [`webhooks`]: [`WebhookDeliverer`]: POSTs outbox events, signed, to registered
+//!   webhooks through the `WebhookSender` port; bounded concurrency and timeouts, retries
+//!   with capped jittered backoff for at least a day, every attempt recorded.
 
 pub mod clock;
 pub mod config;
 pub mod gateway;
 pub mod health;
 pub mod wallet;
+pub mod webhooks;
 
 pub use clock::{Clock, TokioClock};
 pub use config::GatewayConfig;
 pub use gateway::Gateway;
 pub use health::ProcessorHealth;
 pub use wallet::{WalletWorker, WalletWorkerConfig};
+pub use webhooks::{WebhookDeliverer, WebhookDelivererConfig};

@@ -9,6 +9,8 @@
 //!   [`ProcessorClient`] (calls to the external processors).
 //! - [`wallet`]: [`WalletStore`]: holds, withdrawals, transfers, stored idempotent
 //!   responses ([`Claim`]) and the event outbox.
+//! - [`webhooks`]: [`WebhookStore`] (registered webhooks, the delivery schedule and the
+//!   attempt log) and [`WebhookSender`] (one signed HTTP POST).
 //! - `testkit` (feature `testkit`): the conformance suite every [`LedgerStore`]
 //!   implementation must pass; adapters instantiate it with
 //!   [`ledger_store_conformance!`](crate::ledger_store_conformance).
@@ -22,6 +24,7 @@ pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod wallet;
+pub mod webhooks;
 
 pub use gateway::{
     HealthError, HealthReport, Intake, Lookup, NewPayment, Payer, PaymentRecord, PaymentStore,
@@ -32,6 +35,11 @@ pub use store::{
     LedgerStore, NewAccount,
 };
 pub use wallet::{
-    Claim, Effect, EventView, HoldView, Mutation, NewHold, NewTransfer, NewWithdrawal, Render,
-    Replied, StoredResponse, Sweep, TransferView, WalletStore, WithdrawalReceipt,
+    Claim, Effect, EventView, HEADER_KEY_PREFIX, HoldView, Mutation, NewHold, NewTransfer,
+    NewWithdrawal, Render, Replied, StoredResponse, Sweep, TransferView, WalletStore,
+    WithdrawalReceipt,
+};
+pub use webhooks::{
+    Attempt, AttemptOutcome, AttemptResult, AttemptView, Delivery, DeliveryStatus, DeliveryView,
+    Leased, NewWebhook, SendOutcome, WebhookRequest, WebhookSender, WebhookStore, WebhookView,
 };

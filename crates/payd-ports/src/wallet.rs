@@ -31,10 +31,16 @@ pub struct StoredResponse {
 /// and its replay are the same bytes.
 pub type Render = fn(&Result<Effect, LedgerError>) -> StoredResponse;
 
+/// The prefix of a [`Claim::key`] made from an `Idempotency-Key` header; the key itself
+/// follows. Resource-id claims use `<kind>:<id>` (`transfer:tr-1`). Deposits keep their
+/// header keys in their own receipts, and stores check both, so one key serves one request.
+pub const HEADER_KEY_PREFIX: &str = "key:";
+
 /// An idempotency claim on a mutation.
 #[derive(Clone, Debug)]
 pub struct Claim {
-    /// The key: the `Idempotency-Key` header, or a resource's own id (`transfer:<id>`).
+    /// The key: [`HEADER_KEY_PREFIX`] + the `Idempotency-Key` header, or a resource's own
+    /// id (`transfer:<id>`).
     pub key: String,
     /// A digest of what the request asks (method, path, body): same key and another
     /// fingerprint is a reused key.

@@ -4,6 +4,8 @@
 //! # Layout
 //! - `lib.rs`: [`HttpProcessors`] (one pooled keep-alive client and one in-flight bound per
 //!   processor, a timeout on every call) and its [`HttpProcessorsConfig`].
+//! - [`webhook`]: [`HttpWebhookSender`], the `payd_ports::WebhookSender` adapter: signed
+//!   event POSTs to webhook URLs, no redirects, a timeout on every request.
 //! - [`wire`]: the pure half: request bodies and the mapping from an HTTP answer (or its
 //!   absence) to an explicit outcome, unit-tested without a network.
 //!
@@ -12,7 +14,10 @@
 //! after the request may have been sent is `Unknown`: the processor applies its delay before
 //! booking, so it may still book it seconds later.
 
+pub mod webhook;
 pub mod wire;
+
+pub use webhook::{HttpWebhookConfig, HttpWebhookSender};
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -87,9 +87,10 @@ CREATE TABLE idempotency (
 CREATE INDEX idempotency_expiring ON idempotency (expires_at_ms) WHERE expires_at_ms IS NOT NULL;
 
 -- The outbox: one row per state change, in the same commit as the change. The public id of
--- event `seq` is `evt_<seq>`; events are never deleted, so a seq is never reused.
+-- event `seq` is `evt_<seq>`. Events are never deleted, so the rowid (max + 1) is never
+-- reused and grows with commit order; AUTOINCREMENT would only add a write per event.
 CREATE TABLE events (
-    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq             INTEGER PRIMARY KEY,
     kind            TEXT    NOT NULL,
     subject         TEXT    NOT NULL,
     payload         TEXT    NOT NULL,

@@ -19,6 +19,9 @@
 //! - `wallet`: holds, transfers, withdrawals, the outbox ([`WalletStore`]): row
 //!   conversions and reads here, the writer-side decisions in `writer::wallet`. Migration
 //!   `0003_wallets.sql` holds their tables and the stored idempotent responses.
+//! - `webhooks`: registered webhooks, one delivery per (webhook, event) scheduled from a
+//!   per-webhook cursor into the outbox, leases of due deliveries and the attempt log
+//!   ([`WebhookStore`]). Migration `0004_webhooks.sql` holds their tables.
 //! - `reader`: a small pool of read-only connections for `account`, `entries` and
 //!   `merchants`; reads never touch the write connection.
 //! - this file: [`SqliteStore`] (open, shutdown, the [`LedgerStore`] impl) and [`OpenError`].
@@ -35,6 +38,7 @@ mod payments;
 mod reader;
 mod schema;
 mod wallet;
+mod webhooks;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -53,6 +57,9 @@ use payd_ports::{
     AccountView, Claim, DepositReceipt, DepositRequest, Effect, EntryPage, EntryQuery, EventView,
     HoldView, Intake, LedgerError, LedgerStore, Mutation, NewAccount, NewPayment, PaymentRecord,
     PaymentStore, PaymentSummary, Replied, Sweep, TransferView, Transition, WalletStore,
+};
+use payd_ports::{
+    Attempt, AttemptView, DeliveryView, Leased, NewWebhook, WebhookStore, WebhookView,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -405,6 +412,121 @@ impl WalletStore for SqliteStore {
     async fn events(&self, after_seq: i64, limit: u32) -> Result<Vec<EventView>, LedgerError> {
         self.readers
             .blocking(move |conn| wallet::events(conn, after_seq, limit).map_err(reader::sql_error))
+            .await
+    }
+}
+
+impl SqliteStore {
+    /// Runs one webhook command on the writer.
+    async fn webhook_command(
+        &self,
+        command: webhooks::WebhookCommand,
+    ) -> Result<webhooks::WebhookAnswer, LedgerError> {
+        self.submit(|reply| Command::Webhook { command, reply })
+            .await
+    }
+}
+
+fn mismatched_webhook_answer() -> LedgerError {
+    unavailable("internal error: mismatched webhook answer")
+}
+
+#[async_trait]
+impl WebhookStore for SqliteStore {
+    async fn create_webhook(&self, webhook: NewWebhook) -> Result<WebhookView, LedgerError> {
+        match self
+            .webhook_command(webhooks::WebhookCommand::Create(webhook))
+            .await?
+        {
+            webhooks::WebhookAnswer::Created(result) => result,
+            _ => Err(mismatched_webhook_answer()),
+        }
+    }
+
+    async fn webhooks(&self) -> Result<Vec<WebhookView>, LedgerError> {
+        self.readers
+            .blocking(|conn| webhooks::webhooks(conn).map_err(reader::sql_error))
+            .await
+    }
+
+    async fn webhook(&self, id: &ResourceId) -> Result<Option<WebhookView>, LedgerError> {
+        self.readers
+            .inline(|conn| webhooks::webhook(conn, id).map_err(reader::sql_error))
+            .await
+    }
+
+    async fn delete_webhook(&self, id: &ResourceId) -> Result<bool, LedgerError> {
+        match self
+            .webhook_command(webhooks::WebhookCommand::Delete(id.clone()))
+            .await?
+        {
+            webhooks::WebhookAnswer::Deleted(deleted) => Ok(deleted),
+            _ => Err(mismatched_webhook_answer()),
+        }
+    }
+
+    async fn lease_deliveries(
+        &self,
+        now_ms: i64,
+        limit: u32,
+        lease_ms: i64,
+    ) -> Result<Leased, LedgerError> {
+        // An idle deliverer polls often: answer from a read connection when there is
+        // nothing to schedule or lease, and leave the writer alone.
+        let idle = self
+            .readers
+            .inline(|conn| webhooks::idle(conn, now_ms).map_err(reader::sql_error))
+            .await?;
+        if let Some(next_due_ms) = idle {
+            return Ok(Leased {
+                deliveries: Vec::new(),
+                more: false,
+                next_due_ms,
+            });
+        }
+        match self
+            .webhook_command(webhooks::WebhookCommand::Lease {
+                now_ms,
+                limit,
+                lease_ms,
+            })
+            .await?
+        {
+            webhooks::WebhookAnswer::Leased(leased) => Ok(leased),
+            _ => Err(mismatched_webhook_answer()),
+        }
+    }
+
+    async fn record_attempt(&self, attempt: Attempt) -> Result<bool, LedgerError> {
+        match self
+            .webhook_command(webhooks::WebhookCommand::Record(attempt))
+            .await?
+        {
+            webhooks::WebhookAnswer::Recorded(updated) => Ok(updated),
+            _ => Err(mismatched_webhook_answer()),
+        }
+    }
+
+    async fn delivery_attempts(
+        &self,
+        webhook: &ResourceId,
+        limit: u32,
+    ) -> Result<Vec<AttemptView>, LedgerError> {
+        let webhook = webhook.clone();
+        self.readers
+            .blocking(move |conn| {
+                webhooks::attempts(conn, &webhook, limit).map_err(reader::sql_error)
+            })
+            .await
+    }
+
+    async fn delivery(
+        &self,
+        webhook: &ResourceId,
+        event_seq: i64,
+    ) -> Result<Option<DeliveryView>, LedgerError> {
+        self.readers
+            .inline(|conn| webhooks::delivery(conn, webhook, event_seq).map_err(reader::sql_error))
             .await
     }
 }

@@ -37,6 +37,11 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0003_wallets.sql"),
         seed: seed_nothing,
     },
+    Migration {
+        version: 4,
+        sql: include_str!("../migrations/0004_webhooks.sql"),
+        seed: seed_nothing,
+    },
 ];
 
 /// The newest schema version this build knows.

@@ -1,4 +1,4 @@
-//! Authorizations per second through the store alone (no HTTP), strict and relaxed.
+//! Authorizations and transfers per second through the store alone (no HTTP).
 //!
 //! Ignored by default; run in release:
 //! `cargo test --release -p payd-sqlite --test throughput -- --ignored --nocapture`
@@ -156,4 +156,125 @@ async fn authorizations_per_second() {
             run(durability).await;
         }
     }
+}
+
+fn stored(
+    outcome: &Result<payd_ports::Effect, payd_ports::LedgerError>,
+) -> payd_ports::StoredResponse {
+    // About the size of the API's transfer body.
+    payd_ports::StoredResponse {
+        status: if outcome.is_ok() { 202 } else { 422 },
+        body: vec![b'x'; 260],
+    }
+}
+
+/// Transfers through the store alone: accepted (each under a resource-id claim, like
+/// `POST /transfers` with a client id) by `PAYD_BENCH_CALLERS` callers while one settler
+/// settles them in batches of 4096, as the engine's wallet worker does.
+/// `PAYD_BENCH_TRANSFERS` (200000) transfers over `PAYD_BENCH_ACCOUNTS` accounts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement; run in release with --ignored --nocapture"]
+async fn transfers_per_second() {
+    use payd_domain::{Category, ResourceId, Transfer};
+    use payd_ports::{Claim, Mutation, NewTransfer, WalletStore};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let transfers = env_or("PAYD_BENCH_TRANSFERS", 200_000);
+    let accounts = env_or("PAYD_BENCH_ACCOUNTS", 10_000).max(2);
+    let callers = env_or("PAYD_BENCH_CALLERS", 64).max(1);
+    let dir = tempfile::TempDir::new().unwrap();
+    let store = Arc::new(SqliteStore::open(SqliteConfig::new(dir.path())).unwrap());
+    let rich = Balances::with_available(Amount::ZERO, Amount::ZERO, Amount::from_cents(1 << 40));
+    let ids: Arc<Vec<AccountId>> = Arc::new(
+        (0..accounts)
+            .map(|i| AccountId::parse(&format!("bench-{i}")).unwrap())
+            .collect(),
+    );
+    for id in ids.iter() {
+        store
+            .open_account(NewAccount {
+                id: id.clone(),
+                balances: rich,
+            })
+            .await
+            .unwrap();
+    }
+    let accepting = Arc::new(AtomicBool::new(true));
+    let settler = {
+        let (store, accepting) = (Arc::clone(&store), Arc::clone(&accepting));
+        tokio::spawn(async move {
+            let mut settled = 0_u64;
+            loop {
+                let sweep = store.settle_transfers(4_096).await.unwrap();
+                settled += u64::from(sweep.done);
+                if sweep.done == 0 {
+                    if !accepting.load(Ordering::Relaxed) {
+                        return settled;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                }
+            }
+        })
+    };
+    let written_before = written_bytes();
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..callers)
+        .map(|caller| {
+            let (store, ids) = (Arc::clone(&store), Arc::clone(&ids));
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                for n in (caller..transfers).step_by(callers) {
+                    let from = (n.wrapping_mul(2_654_435_761)) % accounts;
+                    let to = (from + 1 + n % (accounts - 1)) % accounts;
+                    let id = format!("bench-tr-{n}");
+                    let mutation = Mutation::SubmitTransfer(NewTransfer {
+                        transfer: Transfer {
+                            id: ResourceId::parse(&id).unwrap(),
+                            from: ids[from].clone(),
+                            to: ids[to].clone(),
+                            category: Category::Cash,
+                            amount: Amount::from_cents(1 + (n % 999) as i64),
+                        },
+                        description: None,
+                    });
+                    let claim = Claim {
+                        key: format!("transfer:{id}"),
+                        fingerprint: format!("{n:064x}"),
+                        expires_at_ms: None,
+                        render: stored,
+                    };
+                    let asked = Instant::now();
+                    store.execute(mutation, Some(claim)).await.unwrap();
+                    latencies.push(asked.elapsed());
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies = Vec::with_capacity(transfers);
+    for task in tasks {
+        latencies.append(&mut task.await.unwrap());
+    }
+    let accepted_in = started.elapsed();
+    accepting.store(false, Ordering::Relaxed);
+    let settled = settler.await.unwrap();
+    let drained_in = started.elapsed();
+    latencies.sort_unstable();
+    let p99 = latencies
+        .get(latencies.len() * 99 / 100)
+        .map_or(0.0, |d| d.as_secs_f64() * 1e3);
+    assert_eq!(settled, transfers as u64);
+    let written = written_bytes().saturating_sub(written_before);
+    println!(
+        "strict: {transfers} transfers, {callers} callers, {accounts} accounts: accepted {:.0}/s \
+         (p99 {p99:.2} ms), all completed after {:.2} s ({:.0}/s), {:.0} bytes written per transfer",
+        transfers as f64 / accepted_in.as_secs_f64(),
+        drained_in.as_secs_f64(),
+        transfers as f64 / drained_in.as_secs_f64(),
+        written as f64 / transfers as f64
+    );
+    let stopper = Arc::clone(&store);
+    tokio::task::spawn_blocking(move || stopper.shutdown())
+        .await
+        .unwrap();
 }

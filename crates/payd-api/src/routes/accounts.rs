@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use payd_domain::AccountId;
-use payd_ports::{DepositRequest, EntryQuery, Mutation, NewAccount};
+use payd_ports::{DepositRequest, EntryQuery, HEADER_KEY_PREFIX, Mutation, NewAccount};
 
 use super::{Shared, json, now_ms};
 use crate::dto::{
@@ -166,7 +166,7 @@ pub(crate) async fn deposit(
     let key = idempotency_key(headers.get(IDEMPOTENCY_KEY).map(HeaderValue::as_bytes))?;
     // Concurrent duplicates are refused (a deposit's key shares the namespace of every
     // other `Idempotency-Key`); its first answer is kept by the deposits table itself.
-    let _guard = InFlight::enter(&ctx.in_flight, &format!("key:{key}"))?;
+    let _guard = InFlight::enter(&ctx.in_flight, &format!("{HEADER_KEY_PREFIX}{key}"))?;
     let (category, amount) = parse_deposit(&body)?;
     let receipt = ctx
         .store

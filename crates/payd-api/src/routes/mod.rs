@@ -7,6 +7,7 @@ pub(crate) mod merchants;
 pub(crate) mod ops;
 pub(crate) mod payments;
 pub(crate) mod wallet;
+pub(crate) mod webhooks;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -16,7 +17,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::PrometheusHandle;
 use payd_domain::ResourceId;
-use payd_ports::{LedgerStore, PaymentStore, WalletStore};
+use payd_ports::{LedgerStore, PaymentStore, WalletStore, WebhookStore};
 use serde::Serialize;
 
 use crate::error::{ApiError, Code};
@@ -29,6 +30,7 @@ pub(crate) struct Ctx {
     pub(crate) wallet: Arc<dyn WalletStore>,
     pub(crate) on_transfer_accepted: Arc<dyn Fn() + Send + Sync>,
     pub(crate) wallet_config: crate::WalletConfig,
+    pub(crate) webhooks: Arc<dyn WebhookStore>,
     /// Idempotency keys of requests being processed.
     pub(crate) in_flight: Arc<crate::idempotency::InFlight>,
     pub(crate) admin: crate::AdminAccess,

@@ -6,6 +6,7 @@
 //! - `accounts`: accounts, deposits, entries.
 //! - `merchants`: the override table.
 //! - `payments`: the gateway's intake, status, summary and purge.
+//! - `webhooks`: registration, listing, deletion and the attempt log of webhooks.
 //! - `ops`: probes, metrics, OpenAPI (and its committed snapshot), 404/405, store failures.
 
 // Test helpers fail loudly by design: a panic is the failure report.
@@ -18,3 +19,5 @@ mod merchants;
 mod ops;
 mod payments;
 mod support;
+mod wallet;
+mod webhooks;

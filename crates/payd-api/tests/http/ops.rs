@@ -160,10 +160,11 @@ async fn every_error_code_is_documented_in_the_table() {
         "resource_exists",
         "idempotency_request_in_flight",
         "invalid_request",
+        "webhook_not_found",
     ] {
         assert!(names.contains(&expected), "{expected}");
     }
-    assert_eq!(names.len(), 33);
+    assert_eq!(names.len(), 34);
 }
 
 #[tokio::test]
@@ -250,12 +251,15 @@ async fn openapi_lists_every_path() {
         ("/transfers", &["post"]),
         ("/transfers/{id}", &["get"]),
         ("/events", &["get"]),
+        ("/webhooks", &["post", "get"]),
+        ("/webhooks/{id}", &["get", "delete"]),
+        ("/webhooks/{id}/deliveries", &["get"]),
     ] {
         for method in methods {
             assert!(paths[path].get(*method).is_some(), "{method} {path}");
         }
     }
-    assert_eq!(paths.len(), 24);
+    assert_eq!(paths.len(), 27);
     let schemas = spec["components"]["schemas"].as_object().unwrap();
     for schema in [
         "AuthorizationRequest",

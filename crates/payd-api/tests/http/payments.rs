@@ -61,7 +61,7 @@ async fn accepts_stores_and_wakes_the_gateway() {
     let payment = app.get(&format!("/payments/{ID}")).await;
     assert_eq!(payment.status, 200);
     let json = payment.json();
-    assert_eq!(json["status"], "queued");
+    assert_eq!(json["status"], "pending");
     assert_eq!(json["processor"], serde_json::Value::Null);
     assert_eq!(json["attempts"], 0);
     assert!(

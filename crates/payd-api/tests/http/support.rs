@@ -17,6 +17,9 @@ use payd_ports::{
     LedgerStore, NewAccount, NewPayment, PaymentRecord, PaymentStore, PaymentSummary, Transition,
 };
 use payd_ports::{
+    Attempt, AttemptView, DeliveryView, Leased, NewWebhook, WebhookStore, WebhookView,
+};
+use payd_ports::{
     Claim, Effect, EventView, HoldView, Mutation, Replied, Sweep, TransferView, WalletStore,
 };
 use payd_sqlite::{SqliteConfig, SqliteStore};
@@ -97,6 +100,7 @@ impl App {
             wallet: store.clone(),
             on_transfer_accepted: Arc::new(|| {}),
             wallet_config: WalletConfig::default(),
+            webhooks: store.clone(),
             admin,
             metrics: install_metrics_recorder(),
         });
@@ -260,9 +264,10 @@ impl Fault {
             store: fault.clone(),
             payments: fault.clone(),
             on_payment_accepted: Arc::new(|| {}),
-            wallet: fault,
+            wallet: fault.clone(),
             on_transfer_accepted: Arc::new(|| {}),
             wallet_config: WalletConfig::default(),
+            webhooks: fault,
             admin: AdminAccess::Open,
             metrics: install_metrics_recorder(),
         })
@@ -343,6 +348,45 @@ impl WalletStore for Fault {
     }
 }
 
+#[async_trait]
+impl WebhookStore for Fault {
+    async fn create_webhook(&self, _: NewWebhook) -> Result<WebhookView, LedgerError> {
+        Err(self.error())
+    }
+
+    async fn webhooks(&self) -> Result<Vec<WebhookView>, LedgerError> {
+        Err(self.error())
+    }
+
+    async fn webhook(&self, _: &ResourceId) -> Result<Option<WebhookView>, LedgerError> {
+        Err(self.error())
+    }
+
+    async fn delete_webhook(&self, _: &ResourceId) -> Result<bool, LedgerError> {
+        Err(self.error())
+    }
+
+    async fn lease_deliveries(&self, _: i64, _: u32, _: i64) -> Result<Leased, LedgerError> {
+        Err(self.error())
+    }
+
+    async fn record_attempt(&self, _: Attempt) -> Result<bool, LedgerError> {
+        Err(self.error())
+    }
+
+    async fn delivery_attempts(
+        &self,
+        _: &ResourceId,
+        _: u32,
+    ) -> Result<Vec<AttemptView>, LedgerError> {
+        Err(self.error())
+    }
+
+    async fn delivery(&self, _: &ResourceId, _: i64) -> Result<Option<DeliveryView>, LedgerError> {
+        Err(self.error())
+    }
+}
+
 /// Sends one request to a bare router.
 pub(crate) async fn send(
     router: &Router,
@@ -363,5 +407,31 @@ pub(crate) async fn send(
         status: parts.status,
         headers: parts.headers,
         body,
+    }
+}
+
+impl App {
+    /// An app whose wallet port is `wrap(store)`: a test double around the real store (e.g.
+    /// one that pauses `execute`); every other port is the store itself.
+    pub(crate) fn with_wallet(wrap: impl FnOnce(Arc<SqliteStore>) -> Arc<dyn WalletStore>) -> App {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(SqliteStore::open(SqliteConfig::new(dir.path())).expect("open store"));
+        let router = router(AppState {
+            store: store.clone(),
+            payments: store.clone(),
+            on_payment_accepted: Arc::new(|| {}),
+            wallet: wrap(store.clone()),
+            on_transfer_accepted: Arc::new(|| {}),
+            wallet_config: WalletConfig::default(),
+            webhooks: store.clone(),
+            admin: AdminAccess::Open,
+            metrics: install_metrics_recorder(),
+        });
+        App {
+            router,
+            store,
+            wakes: Arc::new(AtomicUsize::new(0)),
+            _dir: dir,
+        }
     }
 }

@@ -90,6 +90,10 @@ pub(crate) enum Command {
         limit: u32,
         reply: Reply<Sweep>,
     },
+    Webhook {
+        command: crate::webhooks::WebhookCommand,
+        reply: Reply<crate::webhooks::WebhookAnswer>,
+    },
     /// Sent by `shutdown`: close the queue, finish what is in it, exit.
     Stop,
 }
@@ -106,6 +110,7 @@ enum Answer {
     Count(u64),
     Executed(Result<Replied<Effect>, LedgerError>),
     Swept(Sweep),
+    Webhook(crate::webhooks::WebhookAnswer),
 }
 
 impl Command {
@@ -167,6 +172,12 @@ impl Command {
             | Command::PurgeIdempotency { reply, .. } => {
                 let _ = reply.send(outcome.and_then(|a| match a {
                     Answer::Swept(sweep) => Ok(sweep),
+                    _ => Err(mismatch()),
+                }));
+            }
+            Command::Webhook { reply, .. } => {
+                let _ = reply.send(outcome.and_then(|a| match a {
+                    Answer::Webhook(answer) => Ok(answer),
                     _ => Err(mismatch()),
                 }));
             }
@@ -587,6 +598,9 @@ impl Writer {
                 limit,
                 ..
             } => Answer::Swept(wallet::purge_idempotency(&self.conn, *at_ms, *limit)?),
+            Command::Webhook { command, .. } => {
+                Answer::Webhook(crate::webhooks::apply(&self.conn, command, now_ms)?)
+            }
             Command::Stop => Answer::Flag(false),
         })
     }
@@ -727,6 +741,9 @@ impl Writer {
         deposit: &DepositRequest,
         now_ms: i64,
     ) -> Result<Result<DepositReceipt, LedgerError>, Failure> {
+        if wallet::header_key_claimed(&self.conn, deposit.key.as_str())? {
+            return Ok(Err(LedgerError::IdempotencyKeyReused));
+        }
         if let Some(first) = self.prior_deposit(deposit)? {
             let same_body = first.account == deposit.account
                 && first.category == deposit.category

@@ -10,8 +10,9 @@ use payd_domain::{
     ResourceId, TransferStatus, hold, transfer,
 };
 use payd_ports::{
-    Claim, Effect, HoldView, Intake, LedgerError, Mutation, NewHold, NewPayment, NewTransfer,
-    NewWithdrawal, Replied, StoredResponse, Sweep, TransferView, Transition, WithdrawalReceipt,
+    Claim, Effect, HEADER_KEY_PREFIX, HoldView, Intake, LedgerError, Mutation, NewHold, NewPayment,
+    NewTransfer, NewWithdrawal, Replied, StoredResponse, Sweep, TransferView, Transition,
+    WithdrawalReceipt,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::json;
@@ -38,6 +39,24 @@ fn movement_error(error: MovementError) -> LedgerError {
         MovementError::InsufficientFunds => LedgerError::InsufficientFunds,
         MovementError::Overflow => LedgerError::BalanceOverflow,
     }
+}
+
+fn deposit_key_exists(conn: &Connection, key: &str) -> Result<bool, Failure> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM deposits WHERE key = ?1")?
+        .query_row([key], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+/// Whether an `Idempotency-Key` is held by a stored wallet response (so a deposit cannot
+/// reuse it).
+pub(super) fn header_key_claimed(conn: &Connection, key: &str) -> Result<bool, Failure> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM idempotency WHERE key = ?1")?
+        .query_row([format!("{HEADER_KEY_PREFIX}{key}")], |_| Ok(()))
+        .optional()?
+        .is_some())
 }
 
 /// Deletes up to `limit` idempotency keys whose retention ended at `now_ms`.
@@ -91,6 +110,13 @@ impl Writer {
                     Err(LedgerError::IdempotencyKeyReused)
                 });
             }
+        }
+        // Deposits keep their keys (and receipts) in their own table; an `Idempotency-Key`
+        // is one namespace, so a key a deposit used is taken for anything else.
+        if let Some(key) = claim.and_then(|claim| claim.key.strip_prefix(HEADER_KEY_PREFIX))
+            && deposit_key_exists(&self.conn, key)?
+        {
+            return Ok(Err(LedgerError::IdempotencyKeyReused));
         }
         let outcome = self.mutate(mutation, now_ms)?;
         if let Some(claim) = claim
