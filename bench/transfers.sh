@@ -9,6 +9,7 @@
 # then `payd audit` on the store.
 #
 # usage: bench/transfers.sh [duration_s=10] [connections=64] [modes="strict relaxed"]
+# env: ACCOUNTS (10000), PAYD_EXTRA (extra `payd serve` flags, e.g. "--transfer-coalesce-ms 5")
 # needs: wrk (apt-get install wrk), python3, curl
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -17,6 +18,7 @@ duration="${1:-10}"
 connections="${2:-64}"
 modes="${3:-strict relaxed}"
 accounts="${ACCOUNTS:-10000}"
+PAYD_EXTRA="${PAYD_EXTRA:-}"
 threads=2
 port="${BENCH_PORT:-19998}"
 export BENCH_DIR="$here" ACCOUNTS="$accounts"
@@ -33,7 +35,7 @@ printf '\n%s, %s cores, %s; wrk -t%s -c%s -d%ss on the same cores, %s accounts\n
   "$(date -u +%Y-%m-%dT%H:%MZ)" "$(nproc)" "$(uname -m)" "$threads" "$connections" "$duration" "$accounts"
 for mode in $modes; do
   data="$(mktemp -d)"
-  "$payd" serve --listen "127.0.0.1:$port" --data-dir "$data" --durability "$mode" --log warn \
+  "$payd" serve --listen "127.0.0.1:$port" --data-dir "$data" --durability "$mode" --log warn $PAYD_EXTRA \
     >/dev/null 2>"$data.log" &
   pid=$!
   trap 'kill $pid 2>/dev/null || true' EXIT

@@ -113,6 +113,11 @@ struct WalletArgs {
     /// Pending transfers settled per store command.
     #[arg(long, env = "PAYD_TRANSFER_BATCH", default_value_t = 4_096)]
     transfer_batch: u32,
+    /// Pause after a settling pass that found work, in ms, so that the next pass settles
+    /// more transfers in one commit (fewer bytes written per transfer, more throughput;
+    /// intake waits behind bigger commits, so a longer tail).
+    #[arg(long, env = "PAYD_TRANSFER_COALESCE_MS", default_value_t = 0)]
+    transfer_coalesce_ms: u64,
 }
 
 impl WalletArgs {
@@ -138,8 +143,13 @@ impl WalletArgs {
             (1..=100_000).contains(&self.transfer_batch),
             "--transfer-batch must be from 1 to 100000"
         );
+        anyhow::ensure!(
+            self.transfer_coalesce_ms <= 1_000,
+            "--transfer-coalesce-ms must be at most 1000"
+        );
         Ok(payd_engine::WalletWorkerConfig {
             settle_batch: self.transfer_batch,
+            settle_coalesce_ms: self.transfer_coalesce_ms,
             ..payd_engine::WalletWorkerConfig::default()
         })
     }

@@ -9,6 +9,12 @@
 //! commit as the effect*, so there is no moment where the effect exists without its
 //! response or the reverse. Refusals (insufficient funds, hold not active, ...) are stored
 //! too: a retry gets the same answer. [`LedgerError::Unavailable`] never is.
+//!
+//! A claim made by the id the client chose for the resource it creates (a transfer's or a
+//! hold's; kept forever) may be kept by the resource itself: the store records the
+//! fingerprint in the resource and renders the replay from the resource's creation values,
+//! which are exactly what the first response was rendered from. That saves a second random
+//! write per creation; refusals are still stored as responses.
 
 use async_trait::async_trait;
 use payd_domain::{

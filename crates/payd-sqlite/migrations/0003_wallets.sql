@@ -26,6 +26,9 @@ CREATE INDEX entries_by_account ON entries (account, sequence);
 
 -- Holds. `payment` is the correlation id of the pay-in the hold backs (its capture or
 -- release follows the payment's outcome; it never expires while the payment is open).
+-- `fingerprint`: the request's, when the client chose the id; the id is then the
+-- idempotency key, kept forever, and the row itself is the stored first response (which
+-- is rendered again from the row's creation values), so no `idempotency` row is written.
 CREATE TABLE holds (
     id              TEXT    PRIMARY KEY NOT NULL,
     account         TEXT    NOT NULL,
@@ -36,6 +39,7 @@ CREATE TABLE holds (
                                             OR status = 'voided' OR status = 'expired'),
     expires_at_ms   INTEGER,
     payment         TEXT,
+    fingerprint     TEXT,
     created_at_ms   INTEGER NOT NULL,
     updated_at_ms   INTEGER NOT NULL,
     CHECK ((status = 'captured') = (captured_cents > 0))
@@ -44,6 +48,7 @@ CREATE INDEX holds_expiring ON holds (expires_at_ms)
     WHERE status = 'active' AND expires_at_ms IS NOT NULL;
 
 -- Transfers, settled in `seq` order (acceptance order), so in order per account.
+-- `fingerprint` as for holds.
 CREATE TABLE transfers (
     seq             INTEGER PRIMARY KEY,
     id              TEXT    NOT NULL UNIQUE,
@@ -54,6 +59,7 @@ CREATE TABLE transfers (
     description     TEXT,
     status          TEXT    NOT NULL CHECK (status = 'pending' OR status = 'completed' OR status = 'rejected'),
     reason          TEXT,
+    fingerprint     TEXT,
     created_at_ms   INTEGER NOT NULL,
     updated_at_ms   INTEGER NOT NULL,
     CHECK (from_account <> to_account),

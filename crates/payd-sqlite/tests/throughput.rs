@@ -170,8 +170,9 @@ fn stored(
 
 /// Transfers through the store alone: accepted (each under a resource-id claim, like
 /// `POST /transfers` with a client id) by `PAYD_BENCH_CALLERS` callers while one settler
-/// settles them in batches of 4096, as the engine's wallet worker does.
-/// `PAYD_BENCH_TRANSFERS` (200000) transfers over `PAYD_BENCH_ACCOUNTS` accounts.
+/// settles them in batches of up to 4096, pausing `PAYD_BENCH_SETTLE_GAP_MS` (20) after each
+/// pass that found work, as the engine's wallet worker does. `PAYD_BENCH_TRANSFERS`
+/// (200000) transfers over `PAYD_BENCH_ACCOUNTS` (10000) accounts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement; run in release with --ignored --nocapture"]
 async fn transfers_per_second() {
@@ -182,6 +183,10 @@ async fn transfers_per_second() {
     let transfers = env_or("PAYD_BENCH_TRANSFERS", 200_000);
     let accounts = env_or("PAYD_BENCH_ACCOUNTS", 10_000).max(2);
     let callers = env_or("PAYD_BENCH_CALLERS", 64).max(1);
+    let gap_ms = env_or("PAYD_BENCH_SETTLE_GAP_MS", 20) as u64;
+    let batch = env_or("PAYD_BENCH_SETTLE_BATCH", 4_096) as u32;
+    // 1: settle only once every transfer is accepted (isolates the cost of each side).
+    let settle_after = env_or("PAYD_BENCH_SETTLE_AFTER", 0) == 1;
     let dir = tempfile::TempDir::new().unwrap();
     let store = Arc::new(SqliteStore::open(SqliteConfig::new(dir.path())).unwrap());
     let rich = Balances::with_available(Amount::ZERO, Amount::ZERO, Amount::from_cents(1 << 40));
@@ -204,14 +209,25 @@ async fn transfers_per_second() {
         let (store, accepting) = (Arc::clone(&store), Arc::clone(&accepting));
         tokio::spawn(async move {
             let mut settled = 0_u64;
+            while settle_after && accepting.load(Ordering::Relaxed) {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            let settle_started = Instant::now();
             loop {
-                let sweep = store.settle_transfers(4_096).await.unwrap();
+                if settle_after && settled > 0 && settled % 100_000 < u64::from(batch) {
+                    println!(
+                        "settled {settled} in {:.2} s",
+                        settle_started.elapsed().as_secs_f64()
+                    );
+                }
+                let sweep = store.settle_transfers(batch).await.unwrap();
                 settled += u64::from(sweep.done);
-                if sweep.done == 0 {
-                    if !accepting.load(Ordering::Relaxed) {
-                        return settled;
-                    }
-                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                if sweep.done == 0 && !accepting.load(Ordering::Relaxed) {
+                    return settled;
+                }
+                if !sweep.more {
+                    let pause_ms = if sweep.done == 0 { 1 } else { gap_ms };
+                    tokio::time::sleep(std::time::Duration::from_millis(pause_ms)).await;
                 }
             }
         })
@@ -266,7 +282,7 @@ async fn transfers_per_second() {
     assert_eq!(settled, transfers as u64);
     let written = written_bytes().saturating_sub(written_before);
     println!(
-        "strict: {transfers} transfers, {callers} callers, {accounts} accounts: accepted {:.0}/s \
+        "strict: {transfers} transfers, {callers} callers, {accounts} accounts, settle gap {gap_ms} ms, batch {batch}: accepted {:.0}/s \
          (p99 {p99:.2} ms), all completed after {:.2} s ({:.0}/s), {:.0} bytes written per transfer",
         transfers as f64 / accepted_in.as_secs_f64(),
         drained_in.as_secs_f64(),

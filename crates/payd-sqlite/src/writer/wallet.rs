@@ -59,6 +59,19 @@ pub(super) fn header_key_claimed(conn: &Connection, key: &str) -> Result<bool, F
         .is_some())
 }
 
+/// `claim` if it is made by the id of the resource `mutation` creates (a transfer or a
+/// hold the client named; such claims are kept forever): the resource row keeps it.
+fn resource_claim<'a>(mutation: &Mutation, claim: Option<&'a Claim>) -> Option<&'a Claim> {
+    claim.filter(|claim| {
+        claim.expires_at_ms.is_none()
+            && !claim.key.starts_with(HEADER_KEY_PREFIX)
+            && matches!(
+                mutation,
+                Mutation::SubmitTransfer(_) | Mutation::PlaceHold(_)
+            )
+    })
+}
+
 /// Deletes up to `limit` idempotency keys whose retention ended at `now_ms`.
 pub(super) fn purge_idempotency(
     conn: &Connection,
@@ -111,6 +124,12 @@ impl Writer {
                 });
             }
         }
+        let resource_claim = resource_claim(mutation, claim);
+        if let Some(claim) = resource_claim
+            && let Some(replayed) = self.replay_creation(mutation, claim)?
+        {
+            return Ok(replayed);
+        }
         // Deposits keep their keys (and receipts) in their own table; an `Idempotency-Key`
         // is one namespace, so a key a deposit used is taken for anything else.
         if let Some(key) = claim.and_then(|claim| claim.key.strip_prefix(HEADER_KEY_PREFIX))
@@ -118,8 +137,13 @@ impl Writer {
         {
             return Ok(Err(LedgerError::IdempotencyKeyReused));
         }
-        let outcome = self.mutate(mutation, now_ms)?;
+        let fingerprint = resource_claim.map(|claim| claim.fingerprint.as_str());
+        let outcome = self.mutate(mutation, fingerprint, now_ms)?;
+        // A resource created under its own id keeps the claim in its row; refusals (and
+        // every other claim) are stored here.
+        let kept_by_resource = resource_claim.is_some() && outcome.is_ok();
         if let Some(claim) = claim
+            && !kept_by_resource
             && !matches!(outcome, Err(LedgerError::Unavailable(_)))
         {
             let response = (claim.render)(&outcome);
@@ -140,16 +164,84 @@ impl Writer {
         Ok(outcome.map(Replied::Fresh))
     }
 
+    /// Replays the first response to a resource created under `claim` (its own id): the
+    /// response is rendered again from the row's creation values, which are exactly what
+    /// the first response was rendered from. `None`: no such resource, or one created
+    /// without this kind of claim (the mutation then answers `ResourceExists`).
+    fn replay_creation(
+        &self,
+        mutation: &Mutation,
+        claim: &Claim,
+    ) -> Result<Option<Result<Replied<Effect>, LedgerError>>, Failure> {
+        let (fingerprint, created) = match mutation {
+            Mutation::SubmitTransfer(new) => {
+                let row = self
+                    .conn
+                    .prepare_cached(&format!(
+                        "SELECT {TRANSFER_COLUMNS}, fingerprint FROM transfers WHERE id = ?1"
+                    ))?
+                    .query_row([new.transfer.id.as_str()], |row| {
+                        Ok((transfer_from_row(row)?, row.get::<_, Option<String>>(10)?))
+                    })
+                    .optional()?;
+                let Some((view, fingerprint)) = row else {
+                    return Ok(None);
+                };
+                let created = TransferView {
+                    status: TransferStatus::Pending,
+                    updated_at_ms: view.created_at_ms,
+                    ..view
+                };
+                (fingerprint, Effect::Transfer(created))
+            }
+            Mutation::PlaceHold(new) => {
+                let row = self
+                    .conn
+                    .prepare_cached(&format!(
+                        "SELECT {HOLD_COLUMNS}, fingerprint FROM holds WHERE id = ?1"
+                    ))?
+                    .query_row([new.id.as_str()], |row| {
+                        Ok((hold_from_row(row)?, row.get::<_, Option<String>>(10)?))
+                    })
+                    .optional()?;
+                let Some((view, fingerprint)) = row else {
+                    return Ok(None);
+                };
+                let created = HoldView {
+                    hold: Hold {
+                        status: HoldStatus::Active,
+                        captured: Amount::ZERO,
+                        ..view.hold
+                    },
+                    updated_at_ms: view.created_at_ms,
+                    ..view
+                };
+                (fingerprint, Effect::Hold(created))
+            }
+            _ => return Ok(None),
+        };
+        Ok(match fingerprint {
+            None => None,
+            Some(first) if first == claim.fingerprint => {
+                Some(Ok(Replied::Replayed((claim.render)(&Ok(created)))))
+            }
+            Some(_) => Some(Err(LedgerError::IdempotencyKeyReused)),
+        })
+    }
+
     fn mutate(
         &mut self,
         mutation: &Mutation,
+        fingerprint: Option<&str>,
         now_ms: i64,
     ) -> Result<Result<Effect, LedgerError>, Failure> {
         Ok(match mutation {
             Mutation::OpenAccount(account) => {
                 self.open_account(account, now_ms)?.map(Effect::Account)
             }
-            Mutation::PlaceHold(new) => self.place_hold(new, None, now_ms)?.map(Effect::Hold),
+            Mutation::PlaceHold(new) => self
+                .place_hold(new, None, fingerprint, now_ms)?
+                .map(Effect::Hold),
             Mutation::CaptureHold { id, amount } => self
                 .finish_hold(id, now_ms, |hold| {
                     hold::capture(hold, *amount, &payd_domain::system_account(), now_ms)
@@ -161,9 +253,9 @@ impl Writer {
             Mutation::Withdraw(withdrawal) => {
                 self.withdraw(withdrawal, now_ms)?.map(Effect::Withdrawal)
             }
-            Mutation::SubmitTransfer(new) => {
-                self.submit_transfer(new, now_ms)?.map(Effect::Transfer)
-            }
+            Mutation::SubmitTransfer(new) => self
+                .submit_transfer(new, fingerprint, now_ms)?
+                .map(Effect::Transfer),
         })
     }
 
@@ -212,6 +304,7 @@ impl Writer {
         &mut self,
         new: &NewHold,
         payment: Option<&payd_domain::CorrelationId>,
+        fingerprint: Option<&str>,
         now_ms: i64,
     ) -> Result<Result<HoldView, LedgerError>, Failure> {
         if self.load_hold(&new.id)?.is_some() {
@@ -246,8 +339,8 @@ impl Writer {
         self.conn
             .prepare_cached(
                 "INSERT INTO holds (id, account, category, amount_cents, captured_cents, status,
-                                    expires_at_ms, payment, created_at_ms, updated_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, 0, 'active', ?5, ?6, ?7, ?7)",
+                                    expires_at_ms, payment, fingerprint, created_at_ms, updated_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, 0, 'active', ?5, ?6, ?7, ?8, ?8)",
             )?
             .execute(params![
                 hold.id.as_str(),
@@ -256,6 +349,7 @@ impl Writer {
                 hold.amount.cents(),
                 hold.expires_at_ms,
                 payment.map(|p| p.as_str()),
+                fingerprint,
                 now_ms
             ])?;
         Ok(Ok(HoldView {
@@ -473,6 +567,7 @@ impl Writer {
     fn submit_transfer(
         &mut self,
         new: &NewTransfer,
+        fingerprint: Option<&str>,
         now_ms: i64,
     ) -> Result<Result<TransferView, LedgerError>, Failure> {
         let transfer = &new.transfer;
@@ -483,8 +578,8 @@ impl Writer {
             .conn
             .prepare_cached(
                 "INSERT INTO transfers (id, from_account, to_account, category, amount_cents,
-                                        description, status, created_at_ms, updated_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7)
+                                        description, status, fingerprint, created_at_ms, updated_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?8, ?8)
                  ON CONFLICT (id) DO NOTHING",
             )?
             .execute(params![
@@ -494,6 +589,7 @@ impl Writer {
                 transfer.category.as_str(),
                 transfer.amount.cents(),
                 new.description,
+                fingerprint,
                 now_ms
             ])?;
         if inserted != 1 {
@@ -615,7 +711,7 @@ impl Writer {
             amount: payment.amount,
             expires_at_ms: i64::MAX,
         };
-        if let Err(error) = self.place_hold(&new_hold, Some(&payment.id), now_ms)? {
+        if let Err(error) = self.place_hold(&new_hold, Some(&payment.id), None, now_ms)? {
             return Ok(Err(error));
         }
         Ok(payments::accept(
