@@ -125,11 +125,6 @@ impl Writer {
             }
         }
         let resource_claim = resource_claim(mutation, claim);
-        if let Some(claim) = resource_claim
-            && let Some(replayed) = self.replay_creation(mutation, claim)?
-        {
-            return Ok(replayed);
-        }
         // Deposits keep their keys (and receipts) in their own table; an `Idempotency-Key`
         // is one namespace, so a key a deposit used is taken for anything else.
         if let Some(key) = claim.and_then(|claim| claim.key.strip_prefix(HEADER_KEY_PREFIX))
@@ -139,6 +134,12 @@ impl Writer {
         }
         let fingerprint = resource_claim.map(|claim| claim.fingerprint.as_str());
         let outcome = self.mutate(mutation, fingerprint, now_ms)?;
+        // The id is taken: by this very request before (a replay), or by another.
+        if let (Some(claim), Err(LedgerError::ResourceExists)) = (resource_claim, &outcome)
+            && let Some(replayed) = self.replay_creation(mutation, claim)?
+        {
+            return Ok(replayed);
+        }
         // A resource created under its own id keeps the claim in its row; refusals (and
         // every other claim) are stored here.
         let kept_by_resource = resource_claim.is_some() && outcome.is_ok();
@@ -606,17 +607,19 @@ impl Writer {
 
     /// Settles up to `limit` pending transfers in acceptance order.
     pub(super) fn settle_transfers(&mut self, limit: u32, now_ms: i64) -> Result<Sweep, Failure> {
-        let pending: Vec<TransferView> = {
+        // With the row number: the update below finds the row by it, not through the id
+        // index.
+        let pending: Vec<(i64, TransferView)> = {
             let mut statement = self.conn.prepare_cached(&format!(
-                "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE status = 'pending'
+                "SELECT {TRANSFER_COLUMNS}, seq FROM transfers WHERE status = 'pending'
                   ORDER BY seq LIMIT ?1"
             ))?;
             statement
-                .query_map([limit], transfer_from_row)?
+                .query_map([limit], |row| Ok((row.get(10)?, transfer_from_row(row)?)))?
                 .collect::<rusqlite::Result<_>>()?
         };
         let done = u32::try_from(pending.len()).unwrap_or(u32::MAX);
-        for view in pending {
+        for (seq, view) in pending {
             let transfer = &view.transfer;
             let from = self.balances(&transfer.from)?;
             let to = self.balances(&transfer.to)?;
@@ -641,14 +644,9 @@ impl Writer {
             self.conn
                 .prepare_cached(
                     "UPDATE transfers SET status = ?2, reason = ?3, updated_at_ms = ?4
-                      WHERE id = ?1 AND status = 'pending'",
+                      WHERE seq = ?1 AND status = 'pending'",
                 )?
-                .execute(params![
-                    transfer.id.as_str(),
-                    status.as_str(),
-                    reason,
-                    now_ms
-                ])?;
+                .execute(params![seq, status.as_str(), reason, now_ms])?;
             let kind = match status {
                 TransferStatus::Completed => EventKind::TransferCompleted,
                 _ => EventKind::TransferRejected,
