@@ -217,6 +217,9 @@ impl From<LedgerError> for ApiError {
                 "this id is already taken by another request",
             ),
             LedgerError::Invalid(reason) => ApiError::new(Code::InvalidRequest, reason),
+            LedgerError::WebhookNotFound => {
+                ApiError::new(Code::WebhookNotFound, "no webhook with this id")
+            }
             LedgerError::Unavailable(reason) => {
                 // Not the client's fault: this is the one ledger error worth a log line.
                 tracing::error!(%reason, "Ledger store unavailable.");

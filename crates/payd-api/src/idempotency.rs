@@ -18,7 +18,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use payd_ports::{Claim, Effect, HEADER_KEY_PREFIX, LedgerError, Replied, StoredResponse};
 use sha2::{Digest, Sha256};
 
@@ -27,6 +27,7 @@ use crate::dto::idempotency_key;
 use crate::dto::wallet::{HoldViewBody, TransferViewBody, WithdrawalBody};
 use crate::error::{ApiError, Code};
 use crate::routes::json_bytes;
+use crate::routes::webhooks::WebhookCreatedBody;
 
 /// The header carrying the key.
 pub(crate) const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -163,6 +164,14 @@ pub(crate) fn render(outcome: &Result<Effect, LedgerError>) -> StoredResponse {
             encode(StatusCode::CREATED, &WithdrawalBody::from(receipt))
         }
         Ok(Effect::Transfer(view)) => encode(StatusCode::ACCEPTED, &TransferViewBody::from(view)),
+        Ok(Effect::Webhook { view, secret }) => encode(
+            StatusCode::CREATED,
+            &WebhookCreatedBody::new(view, secret.clone()),
+        ),
+        Ok(Effect::WebhookDeleted(_)) => Ok(StoredResponse {
+            status: StatusCode::NO_CONTENT.as_u16(),
+            body: Vec::new(),
+        }),
         Err(error) => Err(ApiError::from(error.clone())),
     };
     let error = match encoded {
@@ -204,7 +213,11 @@ pub(crate) fn stored(
 pub(crate) fn to_response(stored: StoredResponse, replayed: bool) -> Result<Response, ApiError> {
     let status = StatusCode::from_u16(stored.status)
         .map_err(|_| ApiError::new(Code::Internal, "stored response has an invalid status"))?;
-    let mut response = json_bytes(status, stored.body);
+    let mut response = if status == StatusCode::NO_CONTENT {
+        status.into_response()
+    } else {
+        json_bytes(status, stored.body)
+    };
     if replayed {
         response
             .headers_mut()

@@ -39,7 +39,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the HTTP API and the embedded store in one process.
-    Serve(ServeArgs),
+    // Boxed: the serve flags are much larger than the other commands' (clippy).
+    Serve(Box<ServeArgs>),
     /// Apply pending schema migrations to the embedded store, then exit.
     Migrate(StoreArgs),
     /// Check the store's invariants (ledger balanced, balances equal their entries, holds,
@@ -118,6 +119,16 @@ struct WalletArgs {
     /// intake waits behind bigger commits, so a longer tail).
     #[arg(long, env = "PAYD_TRANSFER_COALESCE_MS", default_value_t = 0)]
     transfer_coalesce_ms: u64,
+    /// Timeout of one webhook delivery request, in ms (past it: retried).
+    #[arg(long, env = "PAYD_WEBHOOK_TIMEOUT_MS", default_value_t = 10_000)]
+    webhook_timeout_ms: u64,
+    /// Webhook requests in flight at most, over all endpoints.
+    #[arg(long, env = "PAYD_WEBHOOK_CONCURRENCY", default_value_t = 32)]
+    webhook_concurrency: u32,
+    /// How long a failing delivery is retried (jittered doubling delays from 1 s to 1 h),
+    /// in ms, before it is marked failed (default 24 h; at least 1 h).
+    #[arg(long, env = "PAYD_WEBHOOK_RETRY_WINDOW_MS", default_value_t = 24 * 3_600_000)]
+    webhook_retry_window_ms: i64,
 }
 
 impl WalletArgs {
@@ -135,6 +146,31 @@ impl WalletArgs {
             hold_ttl_ms: self.hold_ttl_ms,
             hold_ttl_max_ms: self.hold_ttl_max_ms,
             idempotency_retention_ms: self.idempotency_retention_ms,
+        })
+    }
+
+    fn webhook_config(&self) -> anyhow::Result<payd_engine::WebhookDelivererConfig> {
+        anyhow::ensure!(
+            (100..=120_000).contains(&self.webhook_timeout_ms),
+            "--webhook-timeout-ms must be from 100 to 120000"
+        );
+        anyhow::ensure!(
+            (1..=1_024).contains(&self.webhook_concurrency),
+            "--webhook-concurrency must be from 1 to 1024"
+        );
+        anyhow::ensure!(
+            self.webhook_retry_window_ms >= 3_600_000,
+            "--webhook-retry-window-ms must be at least one hour"
+        );
+        let defaults = payd_engine::WebhookDelivererConfig::default();
+        Ok(payd_engine::WebhookDelivererConfig {
+            concurrency: self.webhook_concurrency,
+            request_timeout_ms: self.webhook_timeout_ms,
+            retry: payd_domain::webhook::RetryPolicy {
+                give_up_after_ms: self.webhook_retry_window_ms,
+                ..defaults.retry
+            },
+            ..defaults
         })
     }
 
@@ -386,7 +422,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging(&cli.log)?;
     match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Migrate(args) => {
             let store = payd_sqlite::SqliteStore::open(args.config()?)
                 .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use payd_api::{AdminAccess, AppState};
-use payd_engine::{Gateway, TokioClock, WalletWorker, WebhookDeliverer, WebhookDelivererConfig};
+use payd_engine::{Gateway, TokioClock, WalletWorker, WebhookDeliverer};
 use payd_ports::{LedgerStore, PaymentStore, ProcessorClient, WalletStore, WebhookStore};
 use payd_processors::{HttpProcessors, HttpWebhookConfig, HttpWebhookSender};
 use payd_sqlite::SqliteStore;
@@ -29,7 +29,12 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let metrics = payd_api::install_metrics_recorder();
+    // Every setting is checked before anything starts.
     let config = args.store.config()?;
+    let wallet_config = args.wallet.api_config()?;
+    let wallet_worker_config = args.wallet.worker_config()?;
+    let webhook_config = args.wallet.webhook_config()?;
+    let (processors_config, gateway_config) = args.gateway.config()?;
     let data_dir = config.data_dir.clone();
     let store = Arc::new(
         tokio::task::spawn_blocking(move || SqliteStore::open(config))
@@ -41,7 +46,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", args.listen))?;
     let local = listener.local_addr()?;
 
-    let (processors_config, gateway_config) = args.gateway.config()?;
     let processors: Arc<dyn ProcessorClient> = Arc::new(HttpProcessors::new(&processors_config)?);
     let gateway = Gateway::new(
         store.clone() as Arc<dyn PaymentStore>,
@@ -60,10 +64,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let wallet_worker = WalletWorker::new(
         store.clone() as Arc<dyn WalletStore>,
         Arc::new(TokioClock::new()),
-        args.wallet.worker_config()?,
+        wallet_worker_config,
     );
     let wallet_task = tokio::spawn(wallet_worker.clone().run(stop_gateway.subscribe()));
-    let webhook_config = WebhookDelivererConfig::default();
     let webhook_sender = HttpWebhookSender::new(&HttpWebhookConfig {
         timeout_ms: webhook_config.request_timeout_ms,
         ..HttpWebhookConfig::default()
@@ -82,7 +85,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         on_payment_accepted: Arc::new(move || wake.wake()),
         wallet: store.clone() as Arc<dyn WalletStore>,
         on_transfer_accepted: Arc::new(move || wallet_worker.wake()),
-        wallet_config: args.wallet.api_config()?,
+        wallet_config,
         webhooks: store.clone() as Arc<dyn WebhookStore>,
         admin,
         metrics,

@@ -46,6 +46,9 @@ pub enum LedgerError {
     /// A capture for more than the hold holds.
     #[error("capture amount exceeds the held amount")]
     CaptureExceedsHold,
+    /// No webhook with that id.
+    #[error("webhook not found")]
+    WebhookNotFound,
     /// A hold or transfer id that is already taken (by a request with another key).
     #[error("a resource with this id already exists")]
     ResourceExists,

@@ -22,7 +22,7 @@ use payd_domain::{
     TransferStatus,
 };
 
-use crate::{AccountView, LedgerError, NewAccount};
+use crate::{AccountView, LedgerError, NewAccount, NewWebhook, WebhookView};
 
 /// A response as sent to the client: status and body bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -127,6 +127,13 @@ pub enum Mutation {
     Withdraw(NewWithdrawal),
     /// Accept a transfer as pending.
     SubmitTransfer(NewTransfer),
+    /// Register a webhook.
+    CreateWebhook(NewWebhook),
+    /// Remove a webhook (its pending deliveries are cancelled).
+    DeleteWebhook {
+        /// The webhook.
+        id: ResourceId,
+    },
 }
 
 /// What a mutation did.
@@ -140,6 +147,15 @@ pub enum Effect {
     Withdrawal(WithdrawalReceipt),
     /// The transfer accepted.
     Transfer(TransferView),
+    /// The webhook registered, and its secret (shown in this one response).
+    Webhook {
+        /// The webhook.
+        view: WebhookView,
+        /// Its signing secret.
+        secret: String,
+    },
+    /// The webhook removed.
+    WebhookDeleted(ResourceId),
 }
 
 /// A hold as stored.

@@ -212,7 +212,7 @@ pub(crate) fn apply(
     })
 }
 
-fn create(
+pub(crate) fn create(
     conn: &Connection,
     webhook: &NewWebhook,
     now_ms: i64,
@@ -253,7 +253,7 @@ fn create(
     }))
 }
 
-fn delete(conn: &Connection, id: &ResourceId, now_ms: i64) -> rusqlite::Result<bool> {
+pub(crate) fn delete(conn: &Connection, id: &ResourceId, now_ms: i64) -> rusqlite::Result<bool> {
     let deleted = conn
         .prepare_cached(
             "UPDATE webhooks SET deleted_at_ms = ?2 WHERE id = ?1 AND deleted_at_ms IS NULL",

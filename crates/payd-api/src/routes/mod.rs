@@ -75,3 +75,24 @@ pub(crate) fn generated_resource_id() -> Result<ResourceId, ApiError> {
     ResourceId::parse(&uuid::Uuid::now_v7().to_string())
         .map_err(|error| ApiError::new(Code::Internal, format!("generated id invalid: {error}")))
 }
+
+/// Claims the request (idempotency: see `crate::idempotency`) and runs the mutation; the
+/// response is the one renderer's, fresh or replayed.
+pub(crate) async fn execute(
+    ctx: &Shared,
+    request: crate::idempotency::Request<'_>,
+    mutation: payd_ports::Mutation,
+) -> Result<Response, ApiError> {
+    let claimed = crate::idempotency::claim(
+        &ctx.in_flight,
+        ctx.wallet_config.idempotency_retention_ms,
+        now_ms(),
+        request,
+    )?;
+    let (claim, _guard) = match claimed {
+        Some((claim, guard)) => (Some(claim), Some(guard)),
+        None => (None, None),
+    };
+    let replied = ctx.wallet.execute(mutation, claim).await;
+    crate::idempotency::respond(replied)
+}

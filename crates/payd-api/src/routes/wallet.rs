@@ -7,7 +7,7 @@ use axum::response::Response;
 use payd_domain::ResourceId;
 use payd_ports::{Mutation, NewHold, NewTransfer, NewWithdrawal};
 
-use super::{Shared, generated_resource_id, json, now_ms};
+use super::{Shared, execute, generated_resource_id, json, now_ms};
 use crate::dto::wallet::{
     EventBody, EventPageBody, EventsParams, HoldViewBody, TransferViewBody, WithdrawalBody,
     parse_capture, parse_empty, parse_hold, parse_transfer, path_resource,
@@ -15,27 +15,7 @@ use crate::dto::wallet::{
 use crate::dto::{DepositBody, parse_deposit, path_account};
 use crate::error::{ApiError, Code, ErrorBody};
 use crate::extract::{JsonBytes, PathParam, QueryParams};
-use crate::idempotency::{self, Request};
-
-/// Claims the request and runs the mutation.
-async fn execute(
-    ctx: &Shared,
-    request: Request<'_>,
-    mutation: Mutation,
-) -> Result<Response, ApiError> {
-    let claimed = idempotency::claim(
-        &ctx.in_flight,
-        ctx.wallet_config.idempotency_retention_ms,
-        now_ms(),
-        request,
-    )?;
-    let (claim, _guard) = match claimed {
-        Some((claim, guard)) => (Some(claim), Some(guard)),
-        None => (None, None),
-    };
-    let replied = ctx.wallet.execute(mutation, claim).await;
-    idempotency::respond(replied)
-}
+use crate::idempotency::Request;
 
 /// Places a hold: moves `amount` from the category's available balance to held.
 ///

@@ -7,20 +7,21 @@
 //! `payd_domain::webhook` for the signature scheme.
 
 use axum::extract::State;
-use axum::http::{StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::Response;
 use payd_domain::ResourceId;
 use payd_domain::timestamp::format_ms;
-use payd_ports::{AttemptView, NewWebhook, WebhookView};
+use payd_ports::{AttemptView, Mutation, NewWebhook, WebhookView};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{Shared, generated_resource_id, json};
+use super::{Shared, execute, generated_resource_id, json};
 use crate::dto::parse_body;
 use crate::dto::wallet::path_resource;
 use crate::error::{ApiError, Code, ErrorBody};
 use crate::extract::{JsonBytes, PathParam, QueryParams};
+use crate::idempotency::Request;
 
 /// Longest webhook URL, in characters.
 pub(crate) const URL_LEN_MAX: usize = 2_048;
@@ -176,6 +177,15 @@ pub(crate) struct WebhookCreatedBody {
     secret: String,
 }
 
+impl WebhookCreatedBody {
+    pub(crate) fn new(view: &WebhookView, secret: String) -> WebhookCreatedBody {
+        WebhookCreatedBody {
+            webhook: WebhookViewBody::from(view),
+            secret,
+        }
+    }
+}
+
 /// `GET /webhooks`.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = WebhookList)]
@@ -270,49 +280,56 @@ fn not_found(id: &ResourceId) -> ApiError {
 /// `Payd-Signature: v1=<hex HMAC-SHA256(secret, "{timestamp}.{body}")>`. Any 2xx answer
 /// counts as delivered; anything else is retried with jittered exponential backoff (1 s
 /// doubling to 1 h) for at least 24 h. Delivery is at least once and unordered:
-/// deduplicate by event id. A client `id` makes a retried registration answer
-/// `resource_exists` instead of registering twice.
+/// deduplicate by event id. Idempotent by `Idempotency-Key` or by the client's `id`: a
+/// retried registration replays the first answer (secret included) instead of registering
+/// twice; the same id or key with another body is `idempotency_key_reused`.
 #[utoipa::path(
     post,
     path = "/webhooks",
     operation_id = "create_webhook",
     tag = "webhooks",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Optional")),
     request_body(content = WebhookBody<'_>, content_type = "application/json"),
     responses(
         (status = 201, description = "Registered; the only answer that shows the secret.", body = WebhookCreatedBody),
         (status = 400, description = "`malformed_json`", body = ErrorBody),
-        (status = 409, description = "`resource_exists`", body = ErrorBody),
+        (status = 409, description = "`resource_exists`, `idempotency_request_in_flight`", body = ErrorBody),
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
-        (status = 422, description = "`invalid_field`, `missing_field`, `invalid_request` (too many webhooks)", body = ErrorBody),
+        (status = 422, description = "`invalid_field`, `missing_field`, `invalid_request` (too many webhooks), `idempotency_key_reused`", body = ErrorBody),
         (status = 503, description = "`store_unavailable`", body = ErrorBody),
     ),
 )]
 pub(crate) async fn create(
     State(ctx): State<Shared>,
+    uri: Uri,
+    headers: HeaderMap,
     JsonBytes(body): JsonBytes,
 ) -> Result<Response, ApiError> {
     let request = parse_webhook(&body)?;
+    let resource_key = request.id.as_ref().map(|id| format!("webhook:{id}"));
     let id = match request.id {
         Some(id) => id,
         None => generated_resource_id()?,
     };
     let secret = request.secret.unwrap_or_else(generated_secret);
-    let view = ctx
-        .webhooks
-        .create_webhook(NewWebhook {
+    execute(
+        &ctx,
+        Request {
+            headers: &headers,
+            method: "POST",
+            path: uri.path(),
+            body: &body,
+            resource_key,
+            key_required: false,
+        },
+        Mutation::CreateWebhook(NewWebhook {
             id,
             url: request.url,
-            secret: secret.clone(),
-        })
-        .await?;
-    json(
-        StatusCode::CREATED,
-        &WebhookCreatedBody {
-            webhook: WebhookViewBody::from(&view),
             secret,
-        },
+        }),
     )
+    .await
 }
 
 /// Lists the registered webhooks, oldest first (without their secrets).
@@ -361,30 +378,45 @@ pub(crate) async fn get(
     }
 }
 
-/// Deletes a webhook: no further deliveries; pending retries are cancelled.
+/// Deletes a webhook: no further deliveries; pending retries are cancelled. With an
+/// `Idempotency-Key`, a retry replays the first answer (`204`).
 #[utoipa::path(
     delete,
     path = "/webhooks/{id}",
     operation_id = "delete_webhook",
     tag = "webhooks",
-    params(("id" = String, Path, description = "Webhook id")),
+    params(
+        ("id" = String, Path, description = "Webhook id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Optional"),
+    ),
     responses(
         (status = 204, description = "Deleted."),
-        (status = 400, description = "`invalid_path`", body = ErrorBody),
+        (status = 400, description = "`invalid_path`, `invalid_idempotency_key`", body = ErrorBody),
         (status = 404, description = "`webhook_not_found`", body = ErrorBody),
+        (status = 409, description = "`idempotency_request_in_flight`", body = ErrorBody),
         (status = 503, description = "`store_unavailable`", body = ErrorBody),
     ),
 )]
 pub(crate) async fn delete(
     State(ctx): State<Shared>,
     PathParam(id): PathParam,
+    uri: Uri,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = path_resource("webhook", &id)?;
-    if ctx.webhooks.delete_webhook(&id).await? {
-        Ok(StatusCode::NO_CONTENT.into_response())
-    } else {
-        Err(not_found(&id))
-    }
+    execute(
+        &ctx,
+        Request {
+            headers: &headers,
+            method: "DELETE",
+            path: uri.path(),
+            body: b"",
+            resource_key: None,
+            key_required: false,
+        },
+        Mutation::DeleteWebhook { id },
+    )
+    .await
 }
 
 /// A webhook's latest delivery attempts, newest first: when, how long, the receiver's

@@ -53,10 +53,22 @@ async fn register_list_get_delete() {
     assert_eq!(one.status, 200);
     assert!(one.json().get("secret").is_none());
 
-    // Taken ids, deletion, unknown ids.
+    // The client's id is an idempotency key: the same registration replays its first
+    // answer (secret included), another one under that id is refused.
+    let again = app
+        .post(
+            "/webhooks",
+            r#"{"id":"orders","url":"http://127.0.0.1:9/hook","secret":"0123456789abcdef"}"#,
+        )
+        .await;
+    assert_eq!(again.status, 201);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.body, created.body);
     app.post("/webhooks", r#"{"id":"orders","url":"http://h/"}"#)
         .await
-        .assert_error(409, "resource_exists");
+        .assert_error(422, "idempotency_key_reused");
+
+    // Deletion, unknown ids.
     let deleted = app.delete("/webhooks/orders").await;
     assert_eq!(deleted.status, 204);
     app.delete("/webhooks/orders")
@@ -172,4 +184,59 @@ async fn store_failures_map_through_the_table() {
             .await
             .assert_error(503, "store_unavailable");
     }
+}
+
+// Goal: registration and deletion are idempotent under an Idempotency-Key: a retry gets
+// the first answer (the generated secret too) and registers nothing more; a retried delete
+// replays its 204 instead of answering 404.
+#[tokio::test]
+async fn registration_and_deletion_replay_under_a_key() {
+    let app = App::new();
+    let body = r#"{"url":"http://127.0.0.1:9/hook"}"#;
+    let first = app
+        .call(
+            Method::POST,
+            "/webhooks",
+            body,
+            &[
+                ("idempotency-key", "wh-1"),
+                ("content-type", "application/json"),
+            ],
+        )
+        .await;
+    assert_eq!(first.status, 201, "{}", first.text());
+    let again = app
+        .call(
+            Method::POST,
+            "/webhooks",
+            body,
+            &[
+                ("idempotency-key", "wh-1"),
+                ("content-type", "application/json"),
+            ],
+        )
+        .await;
+    assert_eq!(again.status, 201);
+    assert_eq!(again.body, first.body, "same id, same generated secret");
+    assert_eq!(
+        app.get("/webhooks").await.json()["webhooks"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let id = first.json()["id"].as_str().unwrap().to_owned();
+    let path = format!("/webhooks/{id}");
+    let deleted = app
+        .call(Method::DELETE, &path, "", &[("idempotency-key", "wh-del")])
+        .await;
+    assert_eq!(deleted.status, 204);
+    let replayed = app
+        .call(Method::DELETE, &path, "", &[("idempotency-key", "wh-del")])
+        .await;
+    assert_eq!(replayed.status, 204);
+    assert_eq!(replayed.header("idempotent-replayed"), Some("true"));
+    app.call(Method::DELETE, &path, "", &[])
+        .await
+        .assert_error(404, "webhook_not_found");
 }

@@ -257,6 +257,19 @@ impl Writer {
             Mutation::SubmitTransfer(new) => self
                 .submit_transfer(new, fingerprint, now_ms)?
                 .map(Effect::Transfer),
+            Mutation::CreateWebhook(webhook) => {
+                crate::webhooks::create(&self.conn, webhook, now_ms)?.map(|view| Effect::Webhook {
+                    view,
+                    secret: webhook.secret.clone(),
+                })
+            }
+            Mutation::DeleteWebhook { id } => {
+                if crate::webhooks::delete(&self.conn, id, now_ms)? {
+                    Ok(Effect::WebhookDeleted(id.clone()))
+                } else {
+                    Err(LedgerError::WebhookNotFound)
+                }
+            }
         })
     }
 
