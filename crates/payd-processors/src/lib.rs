@@ -6,6 +6,8 @@
 //!   processor, a timeout on every call) and its [`HttpProcessorsConfig`].
 //! - [`webhook`]: [`HttpWebhookSender`], the `payd_ports::WebhookSender` adapter: signed
 //!   event POSTs to webhook URLs, no redirects, a timeout on every request.
+//! - `tls_config`: the one TLS setup of both clients: rustls on aws-lc-rs with Mozilla's
+//!   roots compiled in (`webpki-roots`), TLS 1.2 and 1.3.
 //! - [`wire`]: the pure half: request bodies and the mapping from an HTTP answer (or its
 //!   absence) to an explicit outcome, unit-tested without a network.
 //!
@@ -16,6 +18,25 @@
 
 pub mod webhook;
 pub mod wire;
+
+/// The TLS configuration of every outbound client: rustls on aws-lc-rs with Mozilla's root
+/// certificates (compiled in, so a minimal container needs no CA bundle).
+pub(crate) fn tls_config() -> rustls::ClientConfig {
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    // The provider supports the safe defaults; this cannot fail, but a failure would
+    // only cost TLS, so fall back to the builder's own defaults rather than panic.
+    .unwrap_or_else(|_| {
+        rustls::ClientConfig::builder_with_protocol_versions(rustls::DEFAULT_VERSIONS)
+    })
+    .with_root_certificates(roots)
+    .with_no_client_auth()
+}
 
 pub use webhook::{HttpWebhookConfig, HttpWebhookSender};
 
@@ -93,6 +114,7 @@ impl HttpProcessors {
                 .pool_idle_timeout(Duration::from_secs(30))
                 .pool_max_idle_per_host(config.in_flight_max)
                 .no_proxy()
+                .tls_backend_preconfigured(tls_config())
                 .build()
                 .map_err(|error| BuildError(error.to_string()))?;
             Ok(Endpoint {

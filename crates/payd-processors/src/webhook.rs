@@ -4,8 +4,7 @@
 //! Redirects are not followed (a 3xx is an answer like any non-2xx: retried), no proxy is
 //! used, every request has a timeout, and at most [`RESPONSE_READ_MAX`] bytes of an answer
 //! are read (so that a small answer lets the connection be reused, and a huge one cannot
-//! make us buffer it). The client is built without a TLS backend, like the processors'
-//! client: an `https` URL fails as a transport error until one is enabled.
+//! make us buffer it). `https` URLs use rustls with Mozilla's roots (`crate::tls_config`).
 
 use std::time::Duration;
 
@@ -52,6 +51,7 @@ impl HttpWebhookSender {
             .pool_idle_timeout(Duration::from_secs(30))
             .user_agent(concat!("payd-webhooks/", env!("CARGO_PKG_VERSION")))
             .no_proxy()
+            .tls_backend_preconfigured(crate::tls_config())
             .build()
             .map_err(|error| BuildError(error.to_string()))?;
         Ok(HttpWebhookSender {
