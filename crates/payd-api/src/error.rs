@@ -217,6 +217,10 @@ impl From<LedgerError> for ApiError {
                 "this id is already taken by another request",
             ),
             LedgerError::Invalid(reason) => ApiError::new(Code::InvalidRequest, reason),
+            LedgerError::MerchantNotFound => ApiError::new(
+                Code::MerchantNotFound,
+                "no merchant override with this pattern",
+            ),
             LedgerError::WebhookNotFound => {
                 ApiError::new(Code::WebhookNotFound, "no webhook with this id")
             }

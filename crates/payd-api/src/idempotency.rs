@@ -22,9 +22,9 @@ use axum::response::{IntoResponse, Response};
 use payd_ports::{Claim, Effect, HEADER_KEY_PREFIX, LedgerError, Replied, StoredResponse};
 use sha2::{Digest, Sha256};
 
-use crate::dto::AccountBody;
 use crate::dto::idempotency_key;
 use crate::dto::wallet::{HoldViewBody, TransferViewBody, WithdrawalBody};
+use crate::dto::{AccountBody, MerchantBody};
 use crate::error::{ApiError, Code};
 use crate::routes::json_bytes;
 use crate::routes::webhooks::WebhookCreatedBody;
@@ -168,7 +168,19 @@ pub(crate) fn render(outcome: &Result<Effect, LedgerError>) -> StoredResponse {
             StatusCode::CREATED,
             &WebhookCreatedBody::new(view, secret.clone()),
         ),
-        Ok(Effect::WebhookDeleted(_)) => Ok(StoredResponse {
+        Ok(Effect::Merchant {
+            pattern,
+            category,
+            created,
+        }) => encode(
+            if *created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            },
+            &MerchantBody::new(pattern, *category),
+        ),
+        Ok(Effect::WebhookDeleted(_) | Effect::MerchantDeleted(_)) => Ok(StoredResponse {
             status: StatusCode::NO_CONTENT.as_u16(),
             body: Vec::new(),
         }),

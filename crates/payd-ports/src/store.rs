@@ -46,6 +46,9 @@ pub enum LedgerError {
     /// A capture for more than the hold holds.
     #[error("capture amount exceeds the held amount")]
     CaptureExceedsHold,
+    /// No merchant override with that pattern.
+    #[error("merchant override not found")]
+    MerchantNotFound,
     /// No webhook with that id.
     #[error("webhook not found")]
     WebhookNotFound,

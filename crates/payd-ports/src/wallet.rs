@@ -18,8 +18,8 @@
 
 use async_trait::async_trait;
 use payd_domain::{
-    AccountId, Amount, Category, CorrelationId, EventKind, Hold, ResourceId, Transfer,
-    TransferStatus,
+    AccountId, Amount, Category, CorrelationId, EventKind, Hold, MerchantPattern, ResourceId,
+    Transfer, TransferStatus,
 };
 
 use crate::{AccountView, LedgerError, NewAccount, NewWebhook, WebhookView};
@@ -127,6 +127,18 @@ pub enum Mutation {
     Withdraw(NewWithdrawal),
     /// Accept a transfer as pending.
     SubmitTransfer(NewTransfer),
+    /// Add or replace a merchant override.
+    PutMerchant {
+        /// The pattern.
+        pattern: MerchantPattern,
+        /// The category it pays from.
+        category: Category,
+    },
+    /// Remove a merchant override.
+    DeleteMerchant {
+        /// The pattern.
+        pattern: MerchantPattern,
+    },
     /// Register a webhook.
     CreateWebhook(NewWebhook),
     /// Remove a webhook (its pending deliveries are cancelled).
@@ -147,6 +159,17 @@ pub enum Effect {
     Withdrawal(WithdrawalReceipt),
     /// The transfer accepted.
     Transfer(TransferView),
+    /// The merchant override as stored; `created` when it was new.
+    Merchant {
+        /// The pattern.
+        pattern: MerchantPattern,
+        /// Its category.
+        category: Category,
+        /// Whether the pattern was new.
+        created: bool,
+    },
+    /// The merchant override removed.
+    MerchantDeleted(MerchantPattern),
     /// The webhook registered, and its secret (shown in this one response).
     Webhook {
         /// The webhook.

@@ -17,6 +17,7 @@ use crate::dto::{
 };
 use crate::error::{ApiError, Code, ErrorBody};
 use crate::extract::{JsonBytes, PathParam, QueryParams};
+use crate::idempotency::InFlight;
 
 /// Accepts a payment for asynchronous forwarding to a processor.
 ///
@@ -40,6 +41,7 @@ use crate::extract::{JsonBytes, PathParam, QueryParams};
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
         (status = 404, description = "`account_not_found` (pay-in)", body = ErrorBody),
+        (status = 409, description = "`idempotency_request_in_flight`: the same correlation id is being accepted right now", body = ErrorBody),
         (status = 422, description = "`invalid_field`, `missing_field`, `invalid_amount`, `idempotency_key_reused`, `insufficient_funds` (pay-in)", body = ErrorBody),
         (status = 503, description = "`store_unavailable`", body = ErrorBody),
     ),
@@ -50,6 +52,9 @@ pub(crate) async fn accept(
 ) -> Result<Response, ApiError> {
     let request = parse_payment(&body)?;
     let correlation_id = request.id.to_string();
+    // A repeat after the first answered is accepted again (it changes nothing); one sent
+    // while the first is still being committed is refused, as for every idempotency key.
+    let _guard = InFlight::enter(&ctx.in_flight, &format!("payment:{correlation_id}"))?;
     let payer = match request.payer {
         Some((account, category)) => Some(Payer {
             account,

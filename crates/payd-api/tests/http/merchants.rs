@@ -132,3 +132,64 @@ async fn merchant_errors_change_nothing() {
         .assert_error(404, "merchant_not_found");
     assert_eq!(app.get("/merchants").await.body, before);
 }
+
+// Goal: merchant changes are idempotent under an Idempotency-Key like every mutation: a
+// retried PUT replays its first answer (201, not 200) and a retried DELETE its 204 (not
+// 404); the same key with another body or path is refused.
+#[tokio::test]
+async fn merchant_changes_replay_under_a_key() {
+    use axum::http::Method;
+    let app = App::new();
+    let put = |key: &'static str, body: &'static str| {
+        let app = &app;
+        async move {
+            app.call(
+                Method::PUT,
+                "/merchants/PADARIA%20NOVA",
+                body,
+                &[
+                    ("idempotency-key", key),
+                    ("content-type", "application/json"),
+                ],
+            )
+            .await
+        }
+    };
+    let first = put("m-1", r#"{"category":"FOOD"}"#).await;
+    assert_eq!(first.status, 201);
+    let again = put("m-1", r#"{ "category": "FOOD" }"#).await;
+    assert_eq!(
+        again.status, 201,
+        "the first answer, although the pattern exists now"
+    );
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    put("m-1", r#"{"category":"MEAL"}"#)
+        .await
+        .assert_error(422, "idempotency_key_reused");
+    let delete = |key: &'static str| {
+        let app = &app;
+        async move {
+            app.call(
+                Method::DELETE,
+                "/merchants/PADARIA%20NOVA",
+                "",
+                &[("idempotency-key", key)],
+            )
+            .await
+        }
+    };
+    assert_eq!(delete("m-2").await.status, 204);
+    let replayed = delete("m-2").await;
+    assert_eq!(replayed.status, 204);
+    assert_eq!(replayed.header("idempotent-replayed"), Some("true"));
+    delete("m-3").await.assert_error(404, "merchant_not_found");
+    let list = app.get("/merchants").await.json();
+    assert!(
+        !list["merchants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["pattern"] == "PADARIA NOVA"),
+        "{list}"
+    );
+}

@@ -257,6 +257,18 @@ impl Writer {
             Mutation::SubmitTransfer(new) => self
                 .submit_transfer(new, fingerprint, now_ms)?
                 .map(Effect::Transfer),
+            Mutation::PutMerchant { pattern, category } => Ok(Effect::Merchant {
+                pattern: pattern.clone(),
+                category: *category,
+                created: self.put_merchant(pattern, *category)?,
+            }),
+            Mutation::DeleteMerchant { pattern } => {
+                if self.delete_merchant(pattern)? {
+                    Ok(Effect::MerchantDeleted(pattern.clone()))
+                } else {
+                    Err(LedgerError::MerchantNotFound)
+                }
+            }
             Mutation::CreateWebhook(webhook) => {
                 crate::webhooks::create(&self.conn, webhook, now_ms)?.map(|view| Effect::Webhook {
                     view,
