@@ -17,7 +17,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use payd_ports::{Claim, Effect, HEADER_KEY_PREFIX, LedgerError, Replied, StoredResponse};
 use sha2::{Digest, Sha256};
@@ -108,6 +108,41 @@ pub(crate) struct Request<'a> {
     pub(crate) resource_key: Option<String>,
     /// Whether the header is required (withdrawals, like deposits).
     pub(crate) key_required: bool,
+}
+
+impl<'a> Request<'a> {
+    /// A request without a client-chosen resource id, whose key header is optional.
+    pub(crate) fn new(
+        method: &'static str,
+        uri: &'a Uri,
+        headers: &'a HeaderMap,
+        body: &'a [u8],
+    ) -> Request<'a> {
+        Request {
+            headers,
+            method,
+            path: uri.path(),
+            body,
+            resource_key: None,
+            key_required: false,
+        }
+    }
+
+    /// Also identified by the resource id the client chose (`kind:id`), if any.
+    pub(crate) fn keyed_by(self, resource_key: Option<String>) -> Request<'a> {
+        Request {
+            resource_key,
+            ..self
+        }
+    }
+
+    /// The `Idempotency-Key` header is required.
+    pub(crate) fn key_required(self) -> Request<'a> {
+        Request {
+            key_required: true,
+            ..self
+        }
+    }
 }
 
 /// The claim of `request` (none when it has neither a header key nor a client id), with
@@ -236,12 +271,6 @@ pub(crate) fn to_response(stored: StoredResponse, replayed: bool) -> Result<Resp
             .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
     }
     Ok(response)
-}
-
-/// The HTTP response of a mutation's reply.
-pub(crate) fn respond(replied: Result<Replied<Effect>, LedgerError>) -> Result<Response, ApiError> {
-    let (stored, replayed) = stored(replied)?;
-    to_response(stored, replayed)
 }
 
 #[cfg(test)]

@@ -1,12 +1,12 @@
 //! Accounts, deposits and the ledger entries of an account.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::Response;
 use payd_domain::AccountId;
 use payd_ports::{DepositRequest, EntryQuery, HEADER_KEY_PREFIX, Mutation, NewAccount};
 
-use super::{Shared, json, now_ms};
+use super::{Shared, execute_stored, json};
 use crate::dto::{
     AccountBody, DepositBody, DepositReceiptBody, EntriesParams, EntryPageBody, NewAccountBody,
     idempotency_key, parse_deposit, parse_new_account, path_account,
@@ -40,6 +40,7 @@ use crate::idempotency::{self, IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, InFlight, R
 )]
 pub(crate) async fn create(
     State(ctx): State<Shared>,
+    uri: Uri,
     headers: HeaderMap,
     JsonBytes(body): JsonBytes,
 ) -> Result<Response, ApiError> {
@@ -48,28 +49,12 @@ pub(crate) async fn create(
         Some(id) => id,
         None => generated_id()?,
     };
-    let claimed = idempotency::claim(
-        &ctx.in_flight,
-        ctx.wallet_config.idempotency_retention_ms,
-        now_ms(),
-        Request {
-            headers: &headers,
-            method: "POST",
-            path: "/accounts",
-            body: &body,
-            resource_key: None,
-            key_required: false,
-        },
-    )?;
-    let (claim, _guard) = match claimed {
-        Some((claim, guard)) => (Some(claim), Some(guard)),
-        None => (None, None),
-    };
-    let (stored, replayed) = idempotency::stored(
-        ctx.wallet
-            .execute(Mutation::OpenAccount(NewAccount { id, balances }), claim)
-            .await,
-    )?;
+    let (stored, replayed) = execute_stored(
+        &ctx,
+        Request::new("POST", &uri, &headers, &body),
+        Mutation::OpenAccount(NewAccount { id, balances }),
+    )
+    .await?;
     // The body names the account (a replay's too: its id may have been generated).
     let opened = (stored.status == StatusCode::CREATED.as_u16())
         .then(|| serde_json::from_slice::<OpenedId>(&stored.body).ok())

@@ -73,14 +73,7 @@ pub(crate) async fn put(
     let category = parse_merchant_category(&body)?;
     execute(
         &ctx,
-        Request {
-            headers: &headers,
-            method: "PUT",
-            path: uri.path(),
-            body: &body,
-            resource_key: None,
-            key_required: false,
-        },
+        Request::new("PUT", &uri, &headers, &body),
         Mutation::PutMerchant { pattern, category },
     )
     .await
@@ -115,14 +108,7 @@ pub(crate) async fn delete(
     let pattern = path_pattern(&pattern)?;
     execute(
         &ctx,
-        Request {
-            headers: &headers,
-            method: "DELETE",
-            path: uri.path(),
-            body: b"",
-            resource_key: None,
-            key_required: false,
-        },
+        Request::new("DELETE", &uri, &headers, b""),
         Mutation::DeleteMerchant { pattern },
     )
     .await

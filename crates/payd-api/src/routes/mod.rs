@@ -83,6 +83,17 @@ pub(crate) async fn execute(
     request: crate::idempotency::Request<'_>,
     mutation: payd_ports::Mutation,
 ) -> Result<Response, ApiError> {
+    let (stored, replayed) = execute_stored(ctx, request, mutation).await?;
+    crate::idempotency::to_response(stored, replayed)
+}
+
+/// [`execute`], answering the stored response and whether it is a replay (for handlers that
+/// add headers derived from the body).
+pub(crate) async fn execute_stored(
+    ctx: &Shared,
+    request: crate::idempotency::Request<'_>,
+    mutation: payd_ports::Mutation,
+) -> Result<(payd_ports::StoredResponse, bool), ApiError> {
     let claimed = crate::idempotency::claim(
         &ctx.in_flight,
         ctx.wallet_config.idempotency_retention_ms,
@@ -93,6 +104,5 @@ pub(crate) async fn execute(
         Some((claim, guard)) => (Some(claim), Some(guard)),
         None => (None, None),
     };
-    let replied = ctx.wallet.execute(mutation, claim).await;
-    crate::idempotency::respond(replied)
+    crate::idempotency::stored(ctx.wallet.execute(mutation, claim).await)
 }

@@ -67,14 +67,7 @@ pub(crate) async fn place_hold(
     let expires_at_ms = now_ms().saturating_add(i64::try_from(ttl_ms).unwrap_or(i64::MAX));
     execute(
         &ctx,
-        Request {
-            headers: &headers,
-            method: "POST",
-            path: uri.path(),
-            body: &body,
-            resource_key,
-            key_required: false,
-        },
+        Request::new("POST", &uri, &headers, &body).keyed_by(resource_key),
         Mutation::PlaceHold(NewHold {
             id,
             account,
@@ -146,14 +139,7 @@ pub(crate) async fn capture_hold(
     let amount = parse_capture(&body)?;
     execute(
         &ctx,
-        Request {
-            headers: &headers,
-            method: "POST",
-            path: uri.path(),
-            body: &body,
-            resource_key: None,
-            key_required: false,
-        },
+        Request::new("POST", &uri, &headers, &body),
         Mutation::CaptureHold { id, amount },
     )
     .await
@@ -189,14 +175,7 @@ pub(crate) async fn void_hold(
     parse_empty(&body)?;
     execute(
         &ctx,
-        Request {
-            headers: &headers,
-            method: "POST",
-            path: uri.path(),
-            body: &body,
-            resource_key: None,
-            key_required: false,
-        },
+        Request::new("POST", &uri, &headers, &body),
         Mutation::VoidHold { id },
     )
     .await
@@ -236,14 +215,7 @@ pub(crate) async fn withdraw(
     let id = generated_resource_id()?;
     execute(
         &ctx,
-        Request {
-            headers: &headers,
-            method: "POST",
-            path: uri.path(),
-            body: &body,
-            resource_key: None,
-            key_required: true,
-        },
+        Request::new("POST", &uri, &headers, &body).key_required(),
         Mutation::Withdraw(NewWithdrawal {
             id,
             account,
@@ -290,14 +262,7 @@ pub(crate) async fn submit_transfer(
     let (transfer, description) = request.into_transfer(id);
     let response = execute(
         &ctx,
-        Request {
-            headers: &headers,
-            method: "POST",
-            path: uri.path(),
-            body: &body,
-            resource_key,
-            key_required: false,
-        },
+        Request::new("POST", &uri, &headers, &body).keyed_by(resource_key),
         Mutation::SubmitTransfer(NewTransfer {
             transfer,
             description,

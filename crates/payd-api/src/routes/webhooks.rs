@@ -315,14 +315,7 @@ pub(crate) async fn create(
     let secret = request.secret.unwrap_or_else(generated_secret);
     execute(
         &ctx,
-        Request {
-            headers: &headers,
-            method: "POST",
-            path: uri.path(),
-            body: &body,
-            resource_key,
-            key_required: false,
-        },
+        Request::new("POST", &uri, &headers, &body).keyed_by(resource_key),
         Mutation::CreateWebhook(NewWebhook {
             id,
             url: request.url,
@@ -406,14 +399,7 @@ pub(crate) async fn delete(
     let id = path_resource("webhook", &id)?;
     execute(
         &ctx,
-        Request {
-            headers: &headers,
-            method: "DELETE",
-            path: uri.path(),
-            body: b"",
-            resource_key: None,
-            key_required: false,
-        },
+        Request::new("DELETE", &uri, &headers, b""),
         Mutation::DeleteWebhook { id },
     )
     .await
