@@ -227,6 +227,21 @@ async fn acknowledged_transactions_survive_kill_9() {
             "{account}: a replay debited twice"
         );
     }
+    assert_audit_clean(&data);
+}
+
+/// `payd audit` on the store in `data`: the ledger's invariants hold after the stress.
+fn assert_audit_clean(data: &std::path::Path) {
+    let audit = std::process::Command::new(env!("CARGO_BIN_EXE_payd"))
+        .args(["audit", "--data-dir", data.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        audit.status.success(),
+        "payd audit failed:\n{}{}",
+        String::from_utf8_lossy(&audit.stdout),
+        String::from_utf8_lossy(&audit.stderr)
+    );
 }
 
 /// Goal: SIGTERM stops payd cleanly (exit 0) without losing what it acknowledged.
@@ -259,4 +274,5 @@ async fn sigterm_drains_and_exits_cleanly() {
     let payd = Proc::serve(&data, &["--durability", "relaxed"]);
     let cash = cents_of(&cash_of(&http, &payd.url, "acc-0").await);
     assert_eq!(cash, 1_000_000 - 200 * 250);
+    assert_audit_clean(&data);
 }
