@@ -1,9 +1,17 @@
 -- Wallets: holds, transfers, withdrawals, pay-ins from a wallet, stored idempotent
 -- responses and the event outbox. All money is INTEGER cents.
 
--- The journal gains a bucket (0 = available, 1 = held: SQLite stores both in zero bytes)
--- and the new causes. A CHECK cannot be altered in SQLite, so the table is rebuilt; every
--- earlier entry moved available money.
+-- The journal gains a bucket (0 = available, 1 = held: SQLite stores both in zero bytes),
+-- the new causes, and a per-account chain that replaces the `entries_by_account` index:
+-- `prev` is the sequence of the same account's previous entry (NULL for its first), and
+-- `accounts.last_entry` its newest. An index leaf per account was a random page written
+-- per entry, half of all the pages a movement dirtied; the chain costs nothing more, since
+-- the account row is rewritten for its balance anyway. Measured through the store alone
+-- (`tests/throughput.rs`, strict, 10,000 accounts): transfers 21k → 33k/s, card
+-- authorizations 31k → 48k/s, bytes written per transfer 9.7 → 4.3 KB. A page of a
+-- journal is then read by following the chain (point lookups by sequence).
+-- A CHECK cannot be altered in SQLite, so the table is rebuilt; every earlier entry moved
+-- available money.
 CREATE TABLE entries_v3 (
     sequence        INTEGER PRIMARY KEY,
     account         INTEGER NOT NULL,
@@ -16,13 +24,18 @@ CREATE TABLE entries_v3 (
                                             OR cause = 'void' OR cause = 'expiry'
                                             OR cause = 'transfer' OR cause = 'payment'),
     reference       TEXT    NOT NULL,
-    created_at_ms   INTEGER NOT NULL
+    created_at_ms   INTEGER NOT NULL,
+    prev            INTEGER CHECK (prev < sequence)
 );
-INSERT INTO entries_v3 (sequence, account, category, bucket, amount_cents, cause, reference, created_at_ms)
-    SELECT sequence, account, category, 0, amount_cents, cause, reference, created_at_ms FROM entries;
+INSERT INTO entries_v3 (sequence, account, category, bucket, amount_cents, cause, reference, created_at_ms, prev)
+    SELECT sequence, account, category, 0, amount_cents, cause, reference, created_at_ms,
+           LAG(sequence) OVER (PARTITION BY account ORDER BY sequence)
+      FROM entries;
+ALTER TABLE accounts ADD COLUMN last_entry INTEGER;
+-- Through the old index while it still exists.
+UPDATE accounts SET last_entry = (SELECT MAX(sequence) FROM entries WHERE account = accounts.num);
 DROP TABLE entries;
 ALTER TABLE entries_v3 RENAME TO entries;
-CREATE INDEX entries_by_account ON entries (account, sequence);
 
 -- Holds. `payment` is the correlation id of the pay-in the hold backs (its capture or
 -- release follows the payment's outcome; it never expires while the payment is open).

@@ -154,37 +154,62 @@ pub(crate) fn entries(
     let read = || -> rusqlite::Result<Option<EntryPage>> {
         // One snapshot for the existence check and the page.
         conn.execute_batch("BEGIN")?;
-        // The journal refers to accounts by their row number.
-        let num: Option<i64> = conn
-            .prepare_cached("SELECT num FROM accounts WHERE id = ?1")?
-            .query_row([id.as_str()], |row| row.get(0))
+        // The journal refers to accounts by their row number; `last_entry` is the head of
+        // the account's entry chain (each entry links to the account's previous one).
+        let account: Option<(i64, Option<i64>)> = conn
+            .prepare_cached("SELECT num, last_entry FROM accounts WHERE id = ?1")?
+            .query_row([id.as_str()], |row| Ok((row.get(0)?, row.get(1)?)))
             .optional()?;
-        let Some(num) = num else {
+        let Some((num, head)) = account else {
             return Ok(None);
         };
-        let mut statement = conn.prepare_cached(
-            "SELECT sequence, category, amount_cents, cause, reference, created_at_ms, bucket
-             FROM entries WHERE account = ?1 AND sequence < ?2
-             ORDER BY sequence DESC LIMIT ?3",
+        let mut entry = conn.prepare_cached(
+            "SELECT sequence, category, amount_cents, cause, reference, created_at_ms, bucket, prev
+             FROM entries WHERE sequence = ?1 AND account = ?2",
         )?;
-        let before = query.before_sequence.unwrap_or(i64::MAX);
-        let rows = statement.query_map(
-            rusqlite::params![num, before, i64::from(limit) + 1],
-            |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, i64>(2)?,
-                    row.get::<_, String>(3)?,
-                    row.get::<_, String>(4)?,
-                    row.get::<_, i64>(5)?,
-                    row.get::<_, i64>(6)?,
-                ))
-            },
-        )?;
+        let mut read_entry = |sequence: i64| {
+            entry
+                .query_row(rusqlite::params![sequence, num], |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, i64>(2)?,
+                        row.get::<_, String>(3)?,
+                        row.get::<_, String>(4)?,
+                        row.get::<_, i64>(5)?,
+                        row.get::<_, i64>(6)?,
+                        row.get::<_, Option<i64>>(7)?,
+                    ))
+                })
+                .optional()
+        };
+        // Where the page starts: the head, or the first entry older than the cursor. A
+        // cursor this page returned is an entry of this account: one lookup. Any other
+        // number is found by walking the chain from the head.
+        let mut next = head;
+        if let Some(before) = query.before_sequence {
+            next = match read_entry(before)? {
+                Some(row) => row.7,
+                None => {
+                    let mut at = head;
+                    while let Some(sequence) = at.filter(|sequence| *sequence >= before) {
+                        at = read_entry(sequence)?
+                            .ok_or_else(|| schema::corrupt("entry chain", &sequence.to_string()))?
+                            .7;
+                    }
+                    at
+                }
+            };
+        }
         let mut entries = Vec::with_capacity(limit as usize + 1);
-        for row in rows {
-            let (sequence, category, amount, cause, reference, created_at_ms, bucket) = row?;
+        while let Some(sequence) = next {
+            if entries.len() > limit as usize {
+                break;
+            }
+            let (sequence, category, amount, cause, reference, created_at_ms, bucket, prev) =
+                read_entry(sequence)?
+                    .ok_or_else(|| schema::corrupt("entry chain", &sequence.to_string()))?;
+            next = prev;
             let category: Category = schema::category_from_text(&category)?;
             let cause =
                 EntryCause::parse(&cause).ok_or_else(|| schema::corrupt("entry cause", &cause))?;

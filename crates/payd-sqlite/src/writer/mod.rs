@@ -200,12 +200,14 @@ pub(crate) enum Failure {
 /// after a commit (simple, and a refill costs one indexed read per account).
 const CACHE_ACCOUNTS_MAX: usize = 200_000;
 
-/// One cached account: its row number (`accounts.num`), its balances as of the current
-/// transaction, and whether they still have to be written back before the commit.
+/// One cached account: its row number (`accounts.num`), its balances and the sequence of
+/// its newest journal entry (the head of its entry chain) as of the current transaction,
+/// and whether they still have to be written back before the commit.
 #[derive(Clone, Copy)]
 struct Cached {
     num: i64,
     balances: Balances,
+    last_entry: Option<i64>,
     dirty: bool,
 }
 
@@ -711,6 +713,7 @@ impl Writer {
             Cached {
                 num: self.conn.last_insert_rowid(),
                 balances: account.balances,
+                last_entry: None,
                 dirty: false,
             },
         );
@@ -870,12 +873,13 @@ impl Writer {
             .conn
             .prepare_cached(
                 "SELECT num, food_available, food_held, meal_available, meal_held,
-                        cash_available, cash_held FROM accounts WHERE id = ?1",
+                        cash_available, cash_held, last_entry FROM accounts WHERE id = ?1",
             )?
             .query_row([id.as_str()], |row| {
                 Ok(Cached {
                     num: row.get(0)?,
                     balances: balances_from_row(row, 1)?,
+                    last_entry: row.get(7)?,
                     dirty: false,
                 })
             })
@@ -911,11 +915,24 @@ impl Writer {
         Ok(())
     }
 
+    /// Links a new journal entry at the head of `id`'s chain; returns the previous head.
+    /// The account row is written back by [`Writer::flush_balances`].
+    fn push_entry(&mut self, id: &AccountId, sequence: i64) -> Result<Option<i64>, Failure> {
+        let cached = self.cached(id)?;
+        let prev = cached.last_entry.replace(sequence);
+        if !cached.dirty {
+            cached.dirty = true;
+            self.dirty.push(id.clone());
+        }
+        Ok(prev)
+    }
+
     /// Writes every balance changed in this transaction, once per account.
     fn flush_balances(&mut self) -> Result<(), Failure> {
         let mut statement = self.conn.prepare_cached(
             "UPDATE accounts SET food_available = ?2, food_held = ?3, meal_available = ?4,
-                                 meal_held = ?5, cash_available = ?6, cash_held = ?7
+                                 meal_held = ?5, cash_available = ?6, cash_held = ?7,
+                                 last_entry = ?8
              WHERE num = ?1",
         )?;
         for id in self.dirty.drain(..) {
@@ -926,8 +943,16 @@ impl Writer {
             };
             cached.dirty = false;
             let v = balance_values(&cached.balances);
-            let updated =
-                statement.execute(params![cached.num, v[0], v[1], v[2], v[3], v[4], v[5]])?;
+            let updated = statement.execute(params![
+                cached.num,
+                v[0],
+                v[1],
+                v[2],
+                v[3],
+                v[4],
+                v[5],
+                cached.last_entry
+            ])?;
             if updated != 1 {
                 return Err(Failure::Invariant(format!("account {id} vanished")));
             }
@@ -1050,13 +1075,9 @@ impl Writer {
         reference: &str,
         now_ms: i64,
     ) -> Result<(), Failure> {
-        let mut statement = self.conn.prepare_cached(
-            "INSERT INTO entries (account, category, bucket, amount_cents, cause, reference, created_at_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?;
         for entry in entries {
-            let num = match self.cache.get(&entry.account) {
-                Some(cached) => cached.num,
+            let (num, prev) = match self.cache.get(&entry.account) {
+                Some(cached) => (cached.num, cached.last_entry),
                 None => {
                     return Err(Failure::Invariant(format!(
                         "account {} is not loaded",
@@ -1064,15 +1085,24 @@ impl Writer {
                     )));
                 }
             };
-            statement.execute(params![
-                num,
-                entry.category.as_str(),
-                i64::from(entry.bucket == Bucket::Held),
-                entry.amount.cents(),
-                cause.as_str(),
-                reference,
-                now_ms
-            ])?;
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO entries (account, category, bucket, amount_cents, cause, reference,
+                                          created_at_ms, prev)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )?
+                .execute(params![
+                    num,
+                    entry.category.as_str(),
+                    i64::from(entry.bucket == Bucket::Held),
+                    entry.amount.cents(),
+                    cause.as_str(),
+                    reference,
+                    now_ms,
+                    prev
+                ])?;
+            let sequence = self.conn.last_insert_rowid();
+            self.push_entry(&entry.account, sequence)?;
         }
         Ok(())
     }
