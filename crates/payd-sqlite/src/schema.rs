@@ -60,8 +60,8 @@ const STATEMENT_CACHE_CAPACITY: usize = 64;
 ///
 /// Every commit writes each page it dirtied to the WAL (and fsyncs it in strict mode), and
 /// an authorization across 10,000 accounts dirties pages nobody else in its batch touches:
-/// its account's row and its leaf of `entries_by_account` (plus the `client_id` leaf when
-/// idempotency keys are random). Measured with `tests/throughput.rs` (10,000 accounts, 64
+/// its account's row (plus the `client_id` leaf when idempotency keys are random; the
+/// journal's per-account index is gone since migration 0003, see there). Measured with `tests/throughput.rs` (10,000 accounts, 64
 /// callers, 64 MiB cache, checkpoints every 10,000 pages), bytes written per authorization
 /// (WAL + checkpoints) and instructions per authorization (callgrind, relaxed): 4 KiB:
 /// 11.4 KiB, 66.7k; 2 KiB: 7.3 KiB, 68.5k; 1 KiB: 4.9 KiB, 73.5k (deeper B-trees, more
@@ -72,6 +72,8 @@ pub(crate) const PAGE_SIZE: i64 = 2048;
 /// rewind pauses the writer for a few milliseconds, and across 10,000 accounts at ~25k
 /// authorizations/s the WAL grows by ~150 MB/s, so this sets how often that pause comes.
 /// The WAL overshoots it while the checkpointer catches up (about twice, measured).
+/// Tried 256 MiB with `bench/transfers.sh` (strict, 3 runs each, noisy machine): transfer
+/// p99 8–11 ms instead of 10–12 ms, but 18–21k/s instead of 21–23k/s; not adopted.
 pub(crate) const WAL_RESTART_BYTES: i64 = 64 << 20;
 
 /// The same bound in frames (one page each).
