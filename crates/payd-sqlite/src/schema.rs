@@ -72,8 +72,9 @@ pub(crate) const PAGE_SIZE: i64 = 2048;
 /// rewind pauses the writer for a few milliseconds, and across 10,000 accounts at ~25k
 /// authorizations/s the WAL grows by ~150 MB/s, so this sets how often that pause comes.
 /// The WAL overshoots it while the checkpointer catches up (about twice, measured).
-/// Tried 256 MiB with `bench/transfers.sh` (strict, 3 runs each, noisy machine): transfer
-/// p99 8–11 ms instead of 10–12 ms, but 18–21k/s instead of 21–23k/s; not adopted.
+/// Tried with `bench/transfers.sh` (strict, noisy machine): 256 MiB gave transfer p99 8–11 ms
+/// at 18–21k/s, 128 MiB 9–11 ms at 19–22k/s, against 10–12 ms at 21–23k/s here: within the
+/// noise, so not adopted.
 pub(crate) const WAL_RESTART_BYTES: i64 = 64 << 20;
 
 /// The same bound in frames (one page each).
