@@ -85,9 +85,12 @@ pub mod checks {
     pub const TRANSFERS_HAVE_ENTRIES: &str = "transfers have their entries";
     /// 8: entries of one cause, reference and category pair up and sum to zero.
     pub const MOVEMENTS_BALANCE: &str = "movements balance per cause and reference";
+    /// 9: each account's entry chain (`entries.prev`, headed by `accounts.last_entry`)
+    /// links all of its entries newest to oldest, so its journal reads complete.
+    pub const ENTRY_CHAINS: &str = "entry chains link every entry";
 
     /// Every check, in the order they run and are reported.
-    pub const ALL: [&str; 8] = [
+    pub const ALL: [&str; 9] = [
         ENTRIES_BALANCE,
         BALANCES_MATCH_ENTRIES,
         NO_NEGATIVE_BALANCES,
@@ -96,6 +99,7 @@ pub mod checks {
         PAYMENT_HOLDS,
         TRANSFERS_HAVE_ENTRIES,
         MOVEMENTS_BALANCE,
+        ENTRY_CHAINS,
     ];
 }
 
@@ -407,6 +411,7 @@ impl<'c> Audit<'c> {
         self.payment_holds()?;
         self.transfers_have_entries()?;
         self.movements_balance()?;
+        self.entry_chains()?;
         Ok(())
     }
 
@@ -942,6 +947,71 @@ impl<'c> Audit<'c> {
         self.record(name, scope, self.entries, found);
         Ok(())
     }
+}
+
+impl Audit<'_> {
+    /// Check 9. Each entry's `prev` must be the account's previous entry (one sorted pass
+    /// with a window function), and each account's `last_entry` its newest.
+    fn entry_chains(&mut self) -> Result<(), AuditError> {
+        let name = checks::ENTRY_CHAINS;
+        let mut found = Violations::default();
+        self.each(
+            name,
+            "SELECT COALESCE(a.id, '#' || c.account), c.sequence, c.prev, c.expected
+               FROM (SELECT account, sequence, prev,
+                            LAG(sequence) OVER (PARTITION BY account ORDER BY sequence) AS expected
+                       FROM entries) AS c
+               LEFT JOIN accounts a ON a.num = c.account
+              WHERE c.prev IS NOT c.expected",
+            |row| {
+                let account: String = row.get(0)?;
+                let sequence: i64 = row.get(1)?;
+                let prev: Option<i64> = row.get(2)?;
+                let expected: Option<i64> = row.get(3)?;
+                found.add(|| {
+                    format!(
+                        "account {account}: entry {sequence} links to {}, expected {}",
+                        link(prev),
+                        link(expected)
+                    )
+                });
+                Ok(())
+            },
+        )?;
+        self.each(
+            name,
+            "SELECT a.id, a.last_entry, h.newest
+               FROM accounts a
+               LEFT JOIN (SELECT account, MAX(sequence) AS newest FROM entries GROUP BY account) h
+                      ON h.account = a.num
+              WHERE a.last_entry IS NOT h.newest",
+            |row| {
+                let account: String = row.get(0)?;
+                let head: Option<i64> = row.get(1)?;
+                let newest: Option<i64> = row.get(2)?;
+                found.add(|| {
+                    format!(
+                        "account {account}: its chain starts at {}, its newest entry is {}",
+                        link(head),
+                        link(newest)
+                    )
+                });
+                Ok(())
+            },
+        )?;
+        let scope = format!(
+            "{}, {}",
+            counted(self.accounts, "account", "accounts"),
+            counted(self.entries, "entry", "entries")
+        );
+        self.record(name, scope, self.entries, found);
+        Ok(())
+    }
+}
+
+/// An entry link for a report: `entry 12` or `none`.
+fn link(sequence: Option<i64>) -> String {
+    sequence.map_or_else(|| "none".to_owned(), |sequence| format!("entry {sequence}"))
 }
 
 fn balance_mismatch(id: &str, category: &str, bucket: &str, balance: i64, sum: i64) -> String {

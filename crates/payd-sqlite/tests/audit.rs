@@ -92,9 +92,15 @@ fn movement(
 ) {
     for ((account, bucket), amount) in [(from, -cents), (to, cents)] {
         conn.execute(
-            "INSERT INTO entries (account, category, bucket, amount_cents, cause, reference, created_at_ms)
-             VALUES ((SELECT num FROM accounts WHERE id = ?1), ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO entries (account, category, bucket, amount_cents, cause, reference, created_at_ms, prev)
+             VALUES ((SELECT num FROM accounts WHERE id = ?1), ?2, ?3, ?4, ?5, ?6, ?7,
+                     (SELECT last_entry FROM accounts WHERE id = ?1))",
             params![account, category, bucket, amount, cause, reference, NOW],
+        )
+        .unwrap();
+        conn.execute(
+            "UPDATE accounts SET last_entry = last_insert_rowid() WHERE id = ?1",
+            params![account],
         )
         .unwrap();
         let col = column(category, bucket);
@@ -305,7 +311,7 @@ async fn a_consistent_store_audits_clean() {
         text.starts_with("ok   entries balance per category (3 categories, 30 entries)\n"),
         "{text}"
     );
-    assert!(text.ends_with("clean: 8 checks passed"), "{text}");
+    assert!(text.ends_with("clean: 9 checks passed"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -373,9 +379,11 @@ fn a_foreign_or_old_database_cannot_be_audited() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn money_created_from_nothing_unbalances_the_journal() {
     let report = audit_after(
-        "INSERT INTO entries (account, category, bucket, amount_cents, cause, reference, created_at_ms)
-             VALUES ((SELECT num FROM accounts WHERE id = 'bob'), 'MEAL', 0, 70, 'deposit', 'forged', 0);
-         UPDATE accounts SET meal_available = meal_available + 70 WHERE id = 'bob';",
+        "INSERT INTO entries (account, category, bucket, amount_cents, cause, reference, created_at_ms, prev)
+             VALUES ((SELECT num FROM accounts WHERE id = 'bob'), 'MEAL', 0, 70, 'deposit', 'forged', 0,
+                     (SELECT last_entry FROM accounts WHERE id = 'bob'));
+         UPDATE accounts SET meal_available = meal_available + 70, last_entry = last_insert_rowid()
+          WHERE id = 'bob';",
     )
     .await;
     let violations = assert_failed(
@@ -422,8 +430,9 @@ async fn an_entry_in_the_wrong_bucket_is_reported() {
 async fn entries_on_a_missing_account_and_a_balance_without_entries_are_reported() {
     let report = audit_after(
         "INSERT INTO entries (account, category, bucket, amount_cents, cause, reference, created_at_ms)
-             VALUES (999, 'FOOD', 0, 5, 'deposit', 'orphan', 0),
-                    (999, 'FOOD', 1, -5, 'deposit', 'orphan', 0);
+             VALUES (999, 'FOOD', 0, 5, 'deposit', 'orphan', 0);
+         INSERT INTO entries (account, category, bucket, amount_cents, cause, reference, created_at_ms, prev)
+             VALUES (999, 'FOOD', 1, -5, 'deposit', 'orphan', 0, last_insert_rowid());
          INSERT INTO accounts (id, food_available, created_at_ms) VALUES ('ghost', 5, 0);",
     )
     .await;
@@ -710,7 +719,30 @@ async fn the_report_lists_twenty_violations_and_counts_the_rest() {
     assert_eq!(text.matches("       transfer t-x").count(), 20, "{text}");
     assert!(text.contains("       ... and 10 more\n"), "{text}");
     assert!(
-        text.ends_with("NOT CLEAN: 30 violations in 1 of 8 checks"),
+        text.ends_with("NOT CLEAN: 30 violations in 1 of 9 checks"),
         "{text}"
+    );
+}
+
+// A broken chain: an entry unlinked from its account's chain, and an account whose head
+// is not its newest entry. Balances and sums are untouched; only the chain check fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_entry_chain_is_reported() {
+    let report = audit_after(
+        "UPDATE entries SET prev = NULL
+          WHERE sequence = (SELECT last_entry FROM accounts WHERE id = 'alice');
+         UPDATE accounts SET last_entry = NULL WHERE id = 'bob';",
+    )
+    .await;
+    let violations = assert_failed(&report, &[checks::ENTRY_CHAINS]);
+    assert_eq!(violations.len(), 2, "{violations:?}");
+    assert!(
+        violations[0].starts_with("account alice: entry ")
+            && violations[0].contains("links to none, expected entry"),
+        "{violations:?}"
+    );
+    assert!(
+        violations[1].starts_with("account bob: its chain starts at none"),
+        "{violations:?}"
     );
 }
