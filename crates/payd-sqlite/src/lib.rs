@@ -433,12 +433,11 @@ fn mismatched_webhook_answer() -> LedgerError {
 
 #[async_trait]
 impl WebhookStore for SqliteStore {
+    // Registration and deletion are wallet mutations (idempotent under a claim, see
+    // `writer::wallet`); these port methods are the same writer path without a claim.
     async fn create_webhook(&self, webhook: NewWebhook) -> Result<WebhookView, LedgerError> {
-        match self
-            .webhook_command(webhooks::WebhookCommand::Create(webhook))
-            .await?
-        {
-            webhooks::WebhookAnswer::Created(result) => result,
+        match self.execute(Mutation::CreateWebhook(webhook), None).await? {
+            Replied::Fresh(Effect::Webhook { view, .. }) => Ok(view),
             _ => Err(mismatched_webhook_answer()),
         }
     }
@@ -457,11 +456,13 @@ impl WebhookStore for SqliteStore {
 
     async fn delete_webhook(&self, id: &ResourceId) -> Result<bool, LedgerError> {
         match self
-            .webhook_command(webhooks::WebhookCommand::Delete(id.clone()))
-            .await?
+            .execute(Mutation::DeleteWebhook { id: id.clone() }, None)
+            .await
         {
-            webhooks::WebhookAnswer::Deleted(deleted) => Ok(deleted),
-            _ => Err(mismatched_webhook_answer()),
+            Ok(Replied::Fresh(Effect::WebhookDeleted(_))) => Ok(true),
+            Err(LedgerError::WebhookNotFound) => Ok(false),
+            Err(error) => Err(error),
+            Ok(_) => Err(mismatched_webhook_answer()),
         }
     }
 

@@ -33,8 +33,6 @@ pub(crate) const ATTEMPTS_PAGE_MAX: u32 = 1_000;
 
 /// What the store asks of the writer for webhooks (one variant of the writer's `Command`).
 pub(crate) enum WebhookCommand {
-    Create(NewWebhook),
-    Delete(ResourceId),
     Lease {
         now_ms: i64,
         limit: u32,
@@ -45,8 +43,6 @@ pub(crate) enum WebhookCommand {
 
 /// The writer's answer to a [`WebhookCommand`].
 pub(crate) enum WebhookAnswer {
-    Created(Result<WebhookView, LedgerError>),
-    Deleted(bool),
     Leased(Leased),
     Recorded(bool),
 }
@@ -201,8 +197,6 @@ pub(crate) fn apply(
     now_ms: i64,
 ) -> rusqlite::Result<WebhookAnswer> {
     Ok(match command {
-        WebhookCommand::Create(webhook) => WebhookAnswer::Created(create(conn, webhook, now_ms)?),
-        WebhookCommand::Delete(id) => WebhookAnswer::Deleted(delete(conn, id, now_ms)?),
         WebhookCommand::Lease {
             now_ms: at_ms,
             limit,

@@ -6,7 +6,7 @@ use axum::response::Response;
 use payd_domain::AccountId;
 use payd_ports::{DepositRequest, EntryQuery, HEADER_KEY_PREFIX, Mutation, NewAccount};
 
-use super::{Shared, execute_stored, json};
+use super::{Shared, execute_stored, generated_id, json};
 use crate::dto::{
     AccountBody, DepositBody, DepositReceiptBody, EntriesParams, EntryPageBody, NewAccountBody,
     idempotency_key, parse_deposit, parse_new_account, path_account,
@@ -47,7 +47,7 @@ pub(crate) async fn create(
     let (id, balances) = parse_new_account(&body)?;
     let id = match id {
         Some(id) => id,
-        None => generated_id()?,
+        None => generated_id(AccountId::parse)?,
     };
     let (stored, replayed) = execute_stored(
         &ctx,
@@ -78,12 +78,6 @@ pub(crate) async fn create(
 #[derive(serde::Deserialize)]
 struct OpenedId {
     id: String,
-}
-
-/// A UUIDv7: unique without coordination, and time-ordered so ids sort by creation.
-fn generated_id() -> Result<AccountId, ApiError> {
-    AccountId::parse(&uuid::Uuid::now_v7().to_string())
-        .map_err(|error| ApiError::new(Code::Internal, format!("generated id invalid: {error}")))
 }
 
 /// Reads an account and its balances.

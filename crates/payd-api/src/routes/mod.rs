@@ -70,10 +70,18 @@ pub(crate) fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// A UUIDv7 resource id: unique without coordination, and time-ordered.
-pub(crate) fn generated_resource_id() -> Result<ResourceId, ApiError> {
-    ResourceId::parse(&uuid::Uuid::now_v7().to_string())
+/// A UUIDv7 id of any id type: unique without coordination, and time-ordered so ids sort
+/// by creation.
+pub(crate) fn generated_id<T, E: std::fmt::Display>(
+    parse: impl FnOnce(&str) -> Result<T, E>,
+) -> Result<T, ApiError> {
+    parse(&uuid::Uuid::now_v7().to_string())
         .map_err(|error| ApiError::new(Code::Internal, format!("generated id invalid: {error}")))
+}
+
+/// A UUIDv7 resource id (holds, transfers, withdrawals, webhooks).
+pub(crate) fn generated_resource_id() -> Result<ResourceId, ApiError> {
+    generated_id(ResourceId::parse)
 }
 
 /// Claims the request (idempotency: see `crate::idempotency`) and runs the mutation; the
