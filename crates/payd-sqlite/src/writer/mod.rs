@@ -252,8 +252,13 @@ struct CheckpointState {
 }
 
 /// Frames the writer is willing to copy itself, between two batches, to rewind the WAL
-/// (at 2 KiB pages, 2 MiB: a few milliseconds of copying plus one sync of the database).
-const REWIND_TAIL_FRAMES: i64 = 1024;
+/// (at 2 KiB pages, 256 KiB), then sync the database. The pause is that copy and sync:
+/// traced (`perf record -e syscalls:sys_enter_fsync`, `bench/transfers.sh` strict), the
+/// writer's sync of the database took 10-16 ms with 1024 frames and 1.6-2.7 ms with 128.
+/// The checkpointer's back-to-back passes get that close: each copies what was committed
+/// during the previous one, and at ~20k transfers/s a pass of a few milliseconds leaves a
+/// tail well under 128 frames.
+const REWIND_TAIL_FRAMES: i64 = 128;
 
 /// Passes back to back at most, after a rewind request, before the writer is told to go
 /// ahead anyway (if the checkpointer cannot catch up with the writer).
