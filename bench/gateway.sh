@@ -48,11 +48,12 @@ import json, sys
 r, d, f, ours = (json.loads(x) for x in sys.argv[1:5])
 backlog, drain_ms, started, cores, durability, metrics = sys.argv[5:11]
 
-def quantiles(name, qs):
-    # Upper bucket bounds of a Prometheus histogram at the given quantiles.
+def quantiles(name, qs, labels=""):
+    # Upper bucket bounds of a Prometheus histogram (the series whose labels contain
+    # `labels`) at the given quantiles.
     buckets = []
     for line in open(metrics):
-        if line.startswith(name + "_bucket{") and 'le="' in line:
+        if line.startswith(name + "_bucket{") and 'le="' in line and labels in line:
             le = line.split('le="')[1].split('"')[0]
             buckets.append((float("inf") if le == "+Inf" else float(le), float(line.split()[-1])))
     buckets.sort()
@@ -62,6 +63,8 @@ def quantiles(name, qs):
 print(f"\n{started}, {cores} cores; k6 ramp 1->600 payments/s over 120 s + 60 s at 600/s, chaos phases, {durability} durability")
 rows = [
   ("POST /payments p50 / p99", f"{r['post_p50_ms']:.2f} ms / {r['post_p99_ms']:.2f} ms"),
+  ("  the same inside payd (HTTP layer) p50 / p99", " / ".join(quantiles(
+      "payd_http_request_duration_seconds", [0.5, 0.99], 'method="POST",route="/payments"'))),
   ("GET /payments-summary p50 / p99", f"{r['summary_p50_ms']:.2f} ms / {r['summary_p99_ms']:.2f} ms"),
   ("failed requests", r["failed_requests"]),
   ("inconsistencies (persistent / first-look)", f"{r['inconsistencies']} / {r['inconsistencies_transient']}"),
