@@ -3,6 +3,7 @@
 // simulators' every 10 s, over [now - 15 s, now - 2 s], per processor, like the contest.
 import http from 'k6/http';
 import { sleep } from 'k6';
+import exec from 'k6/execution';
 import { Counter, Trend } from 'k6/metrics';
 
 const PAYD = __ENV.PAYD_URL || 'http://127.0.0.1:9999';
@@ -29,6 +30,15 @@ const PHASES = [
   [125, 'both slow', { delay: 2000, failure: false }, { delay: 1000, failure: false }],
   [140, 'recovered', { delay: 0, failure: false }, { delay: 0, failure: false }],
 ];
+
+// POST /payments latency per chaos phase, to see which phase makes the tail.
+const postByPhase = PHASES.map((_, i) => new Trend(`post_payments_ms_phase_${i}`, true));
+
+function phaseAt(elapsedMs) {
+  let i = 0;
+  while (i + 1 < PHASES.length && PHASES[i + 1][0] * 1000 <= elapsedMs) i++;
+  return i;
+}
 
 export const options = {
   discardResponseBodies: true,
@@ -60,6 +70,7 @@ export function pay() {
     headers: { 'Content-Type': 'application/json' }, timeout: '1500ms', tags: { name: 'POST /payments' },
   });
   postMs.add(r.timings.duration);
+  postByPhase[phaseAt(Date.now() - exec.scenario.startTime)].add(r.timings.duration);
   if (r.status === 202) accepted.add(1);
 }
 
@@ -132,6 +143,10 @@ export function handleSummary(data) {
     inconsistencies_transient: m('inconsistencies_transient').count || 0,
     fallback_while_default_healthy: m('fallback_while_default_healthy').count || 0,
     backlog_drain_ms: m('backlog_drain_ms').max,
+    post_by_phase: PHASES.map(([, name], i) => {
+      const v = m(`post_payments_ms_phase_${i}`);
+      return [name, v.med, v['p(99)'], v.max];
+    }),
   };
   return { stdout: JSON.stringify(out) + '\n' };
 }

@@ -12,7 +12,10 @@
 //!
 //! The loop never spins: with nothing to do it waits for intake to wake it (or a short
 //! poll); with free payments but no usable processor it waits until a breaker allows a
-//! probe (jittered, capped); with every slot taken it waits for a call to finish.
+//! probe (jittered, capped) or a call finishes; with every slot taken it waits for a call
+//! to finish. Intake does not wake it in those two states: a new payment could not be
+//! dispatched either, and each wake-up rereads the due payments (at 600 payments/s during
+//! an outage, 600 rereads a second for nothing).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -77,8 +80,10 @@ pub struct Gateway {
     /// Payments this process is working on right now, so one step never starts a second
     /// call for a payment whose first call (or lookup) has not finished.
     busy: Mutex<HashSet<CorrelationId>>,
-    /// Woken by intake (new work) and by finished calls (a slot is free).
-    wake: Notify,
+    /// Woken by intake: new work.
+    arrived: Notify,
+    /// Woken by a finished call: a slot is free, and a processor's health may have changed.
+    finished: Notify,
     /// The last backlog count and when it was taken.
     backlog: Mutex<Option<(u64, i64)>>,
     /// State of a xorshift generator for backoff jitter (the domain takes randomness as an
@@ -120,7 +125,8 @@ impl Gateway {
             health: [health(), health()],
             slots: [slots(), slots()],
             busy: Mutex::new(HashSet::new()),
-            wake: Notify::new(),
+            arrived: Notify::new(),
+            finished: Notify::new(),
             backlog: Mutex::new(None),
             jitter: Mutex::new(seed),
         })
@@ -128,7 +134,7 @@ impl Gateway {
 
     /// Tells the worker there is new work (called by intake after a payment is accepted).
     pub fn wake(&self) {
-        self.wake.notify_one();
+        self.arrived.notify_one();
     }
 
     /// What the engine knows about a processor.
@@ -244,22 +250,21 @@ impl Gateway {
                 break;
             }
             while calls.try_join_next().is_some() {}
-            let wait_ms = match self.step_into(&mut calls).await {
-                Ok(report)
-                    if report.calls + report.moved > 0 && !report.saturated && !report.held =>
-                {
-                    0
-                }
-                Ok(report) if report.held => self.hold_ms(),
-                Ok(_) => self.config.idle_poll_ms,
+            // How long to wait, and whether intake may cut the wait short.
+            let (wait_ms, on_arrival) = match self.step_into(&mut calls).await {
+                Ok(report) if report.held => (self.hold_ms(), false),
+                Ok(report) if report.saturated => (self.config.idle_poll_ms, false),
+                Ok(report) if report.calls + report.moved > 0 => (0, true),
+                Ok(_) => (self.config.idle_poll_ms, true),
                 Err(error) => {
                     tracing::warn!(%error, "Gateway step failed; backing off.");
-                    self.config.backoff.cap_ms
+                    (self.config.backoff.cap_ms, false)
                 }
             };
             if wait_ms > 0 {
                 tokio::select! {
-                    () = self.wake.notified() => {}
+                    () = self.arrived.notified(), if on_arrival => {}
+                    () = self.finished.notified() => {}
                     () = tokio::time::sleep(Duration::from_millis(wait_ms)) => {}
                     _ = stop.wait_for(|s| *s) => break,
                 }
@@ -569,7 +574,7 @@ impl Gateway {
             }
         }
         self.release(&record.id);
-        self.wake.notify_one();
+        self.finished.notify_one();
     }
 }
 

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test doubles fail loudly by design.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,6 +26,8 @@ use tokio::time::Instant;
 #[derive(Default)]
 struct MemoryPayments {
     payments: Mutex<BTreeMap<String, PaymentRecord>>,
+    /// Calls of `due_payments`: each is a read of the queue by the worker.
+    due_reads: AtomicUsize,
 }
 
 #[async_trait]
@@ -70,6 +73,7 @@ impl PaymentStore for MemoryPayments {
         now_ms: i64,
         limit: u32,
     ) -> Result<Vec<PaymentRecord>, LedgerError> {
+        self.due_reads.fetch_add(1, Ordering::Relaxed);
         let payments = self.payments.lock().unwrap();
         let due = |r: &&PaymentRecord| r.state.due_ms().is_some_and(|d| d <= now_ms);
         let bound = |r: &&PaymentRecord| {
@@ -306,6 +310,19 @@ impl Harness {
             .count()
     }
 
+    /// Waits until `booked` payments are booked; fails if that takes 15 virtual seconds
+    /// (the backlog did not drain after a recovery).
+    async fn drains_to(&self, booked: usize) {
+        let recovered_at = Instant::now();
+        while self.booked_count().await < booked {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert!(
+                recovered_at.elapsed() < Duration::from_secs(15),
+                "backlog did not drain after recovery"
+            );
+        }
+    }
+
     async fn stop(self) {
         self.stop.send(true).unwrap();
         self.worker.await.unwrap();
@@ -433,14 +450,40 @@ async fn failover_hold_and_recovery() {
     );
 
     processors.set(Processor::Default, Mode::Healthy { delay_ms: 20 });
-    let recovered_at = Instant::now();
-    while harness.booked_count().await < 300 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert!(
-            recovered_at.elapsed() < Duration::from_secs(15),
-            "backlog did not drain after recovery"
-        );
+    harness.drains_to(300).await;
+    harness.assert_booked_once();
+    harness.stop().await;
+}
+
+/// Goal: while both processors fail, intake does not make the worker reread the queue
+/// (the engine's "never spins"): at 600 payments/s during an outage, one read per intake
+/// was 600 reads a second for payments that could not go anywhere. Method: with both
+/// processors failing and known to fail, accept 600 payments one by one over one second
+/// (each wakes the worker, as the API does) and count the worker's reads of the queue.
+#[tokio::test(start_paused = true)]
+async fn intake_does_not_wake_a_held_queue() {
+    let processors = Processors::new(Mode::Failing, Mode::Failing);
+    let harness = start(processors.clone(), config()).await;
+    // The first health polls land and the first payments open both breakers.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    harness.accept(20).await;
+    tokio::time::sleep(Duration::from_millis(5_100)).await;
+    let before = harness.store.due_reads.load(Ordering::Relaxed);
+    for _ in 0..600 {
+        harness.accept(1).await;
+        tokio::time::sleep(Duration::from_micros(1_666)).await;
     }
+    let reads = harness.store.due_reads.load(Ordering::Relaxed) - before;
+    // Waits are the breaker's reopening and the jittered hold (at least ~50 ms each), plus
+    // one read per finished probe call.
+    assert!(
+        reads <= 60,
+        "{reads} reads of the queue in one second of intake while both processors failed"
+    );
+    assert_eq!(harness.booked_count().await, 0);
+    // And the held payments still go out as soon as a processor recovers.
+    processors.set(Processor::Default, Mode::Healthy { delay_ms: 20 });
+    harness.drains_to(620).await;
     harness.assert_booked_once();
     harness.stop().await;
 }
