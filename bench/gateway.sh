@@ -80,4 +80,7 @@ rows = [
 ]
 for name, value in rows:
     print(f"  {name:<44} {value}")
+print("  POST /payments by chaos phase (k6)             p50 / p99 / max")
+for name, p50, p99, worst in r["post_by_phase"]:
+    print(f"    {name:<44} {p50:.2f} / {p99:.2f} / {worst:.2f} ms")
 PY
