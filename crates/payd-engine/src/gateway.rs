@@ -187,14 +187,17 @@ impl Gateway {
     pub async fn recover(&self) -> Result<usize, LedgerError> {
         let now_ms = self.clock.now_ms();
         let mut recovered = 0;
+        // The read returns bound payments first, most overdue first, and a recovered one is
+        // due at once: the next read starts with the ones just recovered. So when a read
+        // recovers nothing but was full of bound payments, more may wait behind them; read
+        // more. (With a fixed limit, recovery stopped after the first batch, and the rest
+        // waited for their leases to run out: found by the kill -9 chaos test.)
+        let mut limit = self.config.batch_max.max(1);
         loop {
             // Leases end at most `lease_ms` from now, so this reads every processing payment.
             let due = self
                 .store
-                .due_payments(
-                    now_ms.saturating_add(self.config.lease_ms),
-                    self.config.batch_max,
-                )
+                .due_payments(now_ms.saturating_add(self.config.lease_ms), limit)
                 .await?;
             let transitions: Vec<Transition> = due
                 .iter()
@@ -209,7 +212,15 @@ impl Gateway {
                 })
                 .collect();
             if transitions.is_empty() {
-                return Ok(recovered);
+                let all_bound_seen = due.len() < limit as usize
+                    || due
+                        .iter()
+                        .any(|r| matches!(r.state, PaymentState::Queued { .. }));
+                if all_bound_seen {
+                    return Ok(recovered);
+                }
+                limit = limit.saturating_mul(2);
+                continue;
             }
             recovered += self
                 .store

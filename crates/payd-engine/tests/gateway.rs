@@ -488,6 +488,60 @@ async fn intake_does_not_wake_a_held_queue() {
     harness.stop().await;
 }
 
+/// Goal: after a restart, every payment that was in flight becomes an unknown outcome at
+/// once, however many there are. Method: 200 payments processing at the default (more than
+/// three worker batches), a new gateway on the same store, `recover`. It used to stop after
+/// the first batch: the next read began with the payments it had just recovered.
+#[tokio::test(start_paused = true)]
+async fn recovery_takes_every_payment_in_flight() {
+    use payd_engine::Clock;
+    let store = Arc::new(MemoryPayments::default());
+    let clock = TokioClock::starting_at(1_700_000_000_000);
+    let now_ms = clock.now_ms();
+    for serial in 0..200_u64 {
+        let id = CorrelationId::parse(&format!("00000000-0000-4000-8000-{serial:012x}")).unwrap();
+        let state = PaymentState::new(now_ms - 1_000)
+            .dispatch(Processor::Default, now_ms - 500 + serial as i64, 30_000)
+            .unwrap();
+        store.payments.lock().unwrap().insert(
+            id.as_str().to_owned(),
+            PaymentRecord {
+                id,
+                amount: Amount::from_cents(1990),
+                requested_at_ms: now_ms - 1_000,
+                state,
+                attempts: 1,
+                version: 1,
+                hold: None,
+            },
+        );
+    }
+    let config = GatewayConfig {
+        batch_max: 64,
+        ..config()
+    };
+    let processors = Processors::new(Mode::Healthy { delay_ms: 0 }, Mode::Healthy { delay_ms: 0 });
+    let gateway = Gateway::new(store.clone(), processors, Arc::new(clock), config);
+    assert_eq!(gateway.recover().await.unwrap(), 200);
+    let states: Vec<PaymentState> = store
+        .payments
+        .lock()
+        .unwrap()
+        .values()
+        .map(|r| r.state)
+        .collect();
+    assert!(
+        states.iter().all(|s| matches!(
+            s,
+            PaymentState::Unknown {
+                processor: Processor::Default,
+                ..
+            }
+        )),
+        "every payment in flight is an unknown outcome at its processor"
+    );
+}
+
 /// Goal: a payment whose call timed out stays with that processor, even when the processor
 /// then fails and the fallback is healthy, until that processor tells us it booked it (or,
 /// after the settle time, that it did not). Never booked at both.
