@@ -12,7 +12,8 @@ pub struct GatewayConfig {
     /// Most due payments read per worker step, and so most transitions the step commits in
     /// one store command. Intake waits behind that command: with 512, draining a backlog
     /// after an outage put `POST /payments` p99 at 15 ms in the recovery phase of
-    /// `bench/gateway.sh`; with 64, 7.6 ms (and the drain took 2.4 s instead of 3.9 s).
+    /// `bench/gateway.sh`; with 64, 7.3-7.6 ms (and the drain took 2.3 s instead of 3.9 s).
+    /// Recovery after a restart reads more than this when it must (`Gateway::recover`).
     pub batch_max: u32,
     /// How long a worker's claim on a payment lasts; longer than any call's timeout, so a
     /// live worker's lease never runs out mid-call. In ms.
