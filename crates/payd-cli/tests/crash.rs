@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::Proc;
+use support::{Proc, assert_audit_clean};
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -228,20 +228,6 @@ async fn acknowledged_transactions_survive_kill_9() {
         );
     }
     assert_audit_clean(&data);
-}
-
-/// `payd audit` on the store in `data`: the ledger's invariants hold after the stress.
-fn assert_audit_clean(data: &std::path::Path) {
-    let audit = std::process::Command::new(env!("CARGO_BIN_EXE_payd"))
-        .args(["audit", "--data-dir", data.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        audit.status.success(),
-        "payd audit failed:\n{}{}",
-        String::from_utf8_lossy(&audit.stdout),
-        String::from_utf8_lossy(&audit.stderr)
-    );
 }
 
 /// Goal: SIGTERM stops payd cleanly (exit 0) without losing what it acknowledged.

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::Proc;
+use support::{Proc, assert_audit_clean};
 
 const ACCOUNTS: usize = 8;
 const INITIAL_CENTS: i64 = 10_000_000;
@@ -333,14 +333,5 @@ async fn acknowledged_wallet_operations_survive_kill_9() {
             account(n)
         );
     }
-    let audit = std::process::Command::new(env!("CARGO_BIN_EXE_payd"))
-        .args(["audit", "--data-dir", data.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        audit.status.success(),
-        "payd audit failed:\n{}{}",
-        String::from_utf8_lossy(&audit.stdout),
-        String::from_utf8_lossy(&audit.stderr)
-    );
+    assert_audit_clean(&data);
 }

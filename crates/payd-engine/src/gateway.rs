@@ -32,6 +32,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::health::{ProcessorHealth, poll_health};
+use crate::jitter::Jitter;
 use crate::{Clock, GatewayConfig};
 
 /// How stale the backlog count used for routing may be, in ms.
@@ -86,9 +87,8 @@ pub struct Gateway {
     finished: Notify,
     /// The last backlog count and when it was taken.
     backlog: Mutex<Option<(u64, i64)>>,
-    /// State of a xorshift generator for backoff jitter (the domain takes randomness as an
-    /// argument; statistical quality is irrelevant here).
-    jitter: Mutex<u64>,
+    /// Randomness for the backoff's jitter.
+    jitter: Jitter,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -116,7 +116,7 @@ impl Gateway {
     ) -> Arc<Gateway> {
         let slots = || Arc::new(Semaphore::new(config.in_flight_max.max(1) as usize));
         let health = || Arc::new(ProcessorHealth::new(config.breaker));
-        let seed = clock.now_ms().unsigned_abs() | 1;
+        let jitter = Jitter::seeded(clock.now_ms());
         Arc::new(Gateway {
             store,
             client,
@@ -128,7 +128,7 @@ impl Gateway {
             arrived: Notify::new(),
             finished: Notify::new(),
             backlog: Mutex::new(None),
-            jitter: Mutex::new(seed),
+            jitter,
         })
     }
 
@@ -140,17 +140,6 @@ impl Gateway {
     /// What the engine knows about a processor.
     pub fn health(&self, processor: Processor) -> &ProcessorHealth {
         &self.health[index(processor)]
-    }
-
-    fn random(&self) -> u32 {
-        let mut state = self
-            .jitter
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *state ^= *state << 13;
-        *state ^= *state >> 7;
-        *state ^= *state << 17;
-        (*state >> 32) as u32
     }
 
     fn release(&self, id: &CorrelationId) {
@@ -295,7 +284,7 @@ impl Gateway {
             .filter_map(|p| self.health(*p).reopens_at_ms())
             .min()
             .map(|at| u64::try_from(at.saturating_sub(now_ms)).unwrap_or(0));
-        let backoff = self.config.backoff.delay_ms(3, self.random());
+        let backoff = self.config.backoff.delay_ms(3, self.jitter.next_u32());
         reopen_ms.map_or(backoff, |ms| ms.clamp(1, backoff.max(1)))
     }
 
@@ -543,7 +532,10 @@ impl Gateway {
                 metrics::counter!("payd_gateway_calls_total", "processor" => processor.as_str(), "outcome" => outcome_name(outcome)).increment(1);
                 metrics::histogram!("payd_gateway_call_seconds", "processor" => processor.as_str())
                     .record(latency.as_secs_f64());
-                let retry_ms = self.config.backoff.delay_ms(record.attempts, self.random());
+                let retry_ms = self
+                    .config
+                    .backoff
+                    .delay_ms(record.attempts, self.jitter.next_u32());
                 let retry_ms = i64::try_from(retry_ms).unwrap_or(i64::MAX);
                 dispatched
                     .record(outcome, now_ms, retry_ms, self.config.recheck_ms)

@@ -11,6 +11,7 @@
 //!   the domain's policy, call processors within per-processor in-flight bounds, record
 //!   outcomes, and resolve unknown outcomes at the processor they are bound to.
 //! - [`config`]: [`GatewayConfig`], every threshold and bound, with defaults.
+//! - `jitter`: the randomness handed to the domain's backoff policies (gateway, webhooks).
 //! - [`wallet`]: [`WalletWorker`]: settles pending transfers in acceptance order, expires
 //!   holds, purges idempotency keys past their retention.
 //! - [`webhooks`]: [`WebhookDeliverer`]: POSTs outbox events, signed, to registered
@@ -21,6 +22,7 @@ pub mod clock;
 pub mod config;
 pub mod gateway;
 pub mod health;
+mod jitter;
 pub mod wallet;
 pub mod webhooks;
 

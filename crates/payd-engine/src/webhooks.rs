@@ -15,7 +15,7 @@
 //! Metrics: `payd_webhook_attempts_total{result}` (counter: `delivered`, `retrying`,
 //! `gave_up`), `payd_webhook_attempt_seconds` (histogram).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use payd_domain::timestamp::format_ms;
@@ -31,6 +31,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::Clock;
+use crate::jitter::Jitter;
 
 /// Bounds and intervals of the deliverer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -121,9 +122,8 @@ pub struct WebhookDeliverer {
     clock: Arc<dyn Clock>,
     config: WebhookDelivererConfig,
     wake: Notify,
-    /// State of a xorshift generator for the retry jitter (the domain takes randomness as
-    /// an argument; statistical quality is irrelevant here).
-    jitter: Mutex<u64>,
+    /// Randomness for the backoff's jitter.
+    jitter: Jitter,
 }
 
 impl std::fmt::Debug for WebhookDeliverer {
@@ -142,31 +142,20 @@ impl WebhookDeliverer {
         clock: Arc<dyn Clock>,
         config: WebhookDelivererConfig,
     ) -> Arc<WebhookDeliverer> {
-        let seed = clock.now_ms().unsigned_abs() | 1;
+        let jitter = Jitter::seeded(clock.now_ms());
         Arc::new(WebhookDeliverer {
             store,
             sender,
             clock,
             config,
             wake: Notify::new(),
-            jitter: Mutex::new(seed),
+            jitter,
         })
     }
 
     /// Cuts the current sleep short (a webhook was registered, events were written).
     pub fn wake(&self) {
         self.wake.notify_one();
-    }
-
-    fn random(&self) -> u32 {
-        let mut state = self
-            .jitter
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *state ^= *state << 13;
-        *state ^= *state >> 7;
-        *state ^= *state << 17;
-        (*state >> 32) as u32
     }
 
     /// Leases what is due now and delivers it, `concurrency` at a time, until nothing is
@@ -283,7 +272,7 @@ impl WebhookDeliverer {
                 delivery.scheduled_at_ms,
                 delivery.attempt,
                 ended_ms,
-                self.random(),
+                self.jitter.next_u32(),
             );
             AttemptOutcome::Failed {
                 status,

@@ -79,3 +79,19 @@ impl Drop for Proc {
         let _ = self.child.wait();
     }
 }
+
+/// Runs `payd audit` on the store in `data` and fails the test, with the report, unless the
+/// ledger's invariants all hold.
+#[allow(dead_code)] // Not every test binary that includes this module audits.
+pub(crate) fn assert_audit_clean(data: &std::path::Path) {
+    let audit = std::process::Command::new(env!("CARGO_BIN_EXE_payd"))
+        .args(["audit", "--data-dir", data.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        audit.status.success(),
+        "payd audit failed:\n{}{}",
+        String::from_utf8_lossy(&audit.stdout),
+        String::from_utf8_lossy(&audit.stderr)
+    );
+}
