@@ -445,6 +445,15 @@ impl<'c> Audit<'c> {
         run(&mut visit).map_err(|source| AuditError::Query { step, source })
     }
 
+    /// "N accounts, M entries": the scope of the checks that read both.
+    fn accounts_and_entries(&self) -> String {
+        format!(
+            "{}, {}",
+            counted(self.accounts, "account", "accounts"),
+            counted(self.entries, "entry", "entries")
+        )
+    }
+
     fn record(&mut self, name: &'static str, scope: String, examined: u64, found: Violations) {
         tracing::debug!(
             target: "payd_sqlite::audit",
@@ -568,11 +577,7 @@ impl<'c> Audit<'c> {
                 Ok(())
             },
         )?;
-        let scope = format!(
-            "{}, {}",
-            counted(self.accounts, "account", "accounts"),
-            counted(self.entries, "entry", "entries")
-        );
+        let scope = self.accounts_and_entries();
         self.record(name, scope, self.accounts, found);
         Ok(())
     }
@@ -999,11 +1004,7 @@ impl Audit<'_> {
                 Ok(())
             },
         )?;
-        let scope = format!(
-            "{}, {}",
-            counted(self.accounts, "account", "accounts"),
-            counted(self.entries, "entry", "entries")
-        );
+        let scope = self.accounts_and_entries();
         self.record(name, scope, self.entries, found);
         Ok(())
     }
