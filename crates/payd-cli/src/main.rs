@@ -235,6 +235,10 @@ struct GatewayArgs {
     /// the processors' longest delay plus --processor-timeout-ms' margin.
     #[arg(long, env = "PAYD_SETTLE_MS", default_value_t = 15_000)]
     settle_ms: i64,
+    /// How long the gateway lets new payments, and the outcomes of finished calls, gather
+    /// before committing them together (fewer syncs for intake to wait behind), in ms.
+    #[arg(long, env = "PAYD_GATEWAY_COALESCE_MS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=1_000))]
+    gateway_coalesce_ms: u64,
 }
 
 impl GatewayArgs {
@@ -269,6 +273,7 @@ impl GatewayArgs {
             lease_ms: timeout_ms.saturating_mul(2).max(defaults.lease_ms),
             settle_ms: self.settle_ms.max(timeout_ms),
             health_interval_ms: self.health_interval_ms,
+            coalesce_ms: self.gateway_coalesce_ms,
             breaker: payd_domain::gateway::breaker::BreakerConfig {
                 failure_threshold: self.breaker_failures.max(1),
                 open_ms: self.breaker_open_ms,

@@ -28,7 +28,7 @@ use payd_domain::gateway::{Outcome, Processor};
 use payd_ports::{
     LedgerError, Lookup, PaymentRecord, PaymentStore, ProcessorClient, ProcessorPayment, Transition,
 };
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::health::{ProcessorHealth, poll_health};
@@ -64,6 +64,38 @@ enum Call {
     },
 }
 
+/// Outcomes waiting for their commit. The first call to finish while no one records
+/// becomes the recorder: it waits `coalesce_ms` for others, then commits them in batches of
+/// at most `batch_max` until none is left; the others wait for their batch.
+#[derive(Default)]
+struct Outcomes {
+    pending: Vec<(Transition, oneshot::Sender<()>)>,
+    recording: bool,
+}
+
+/// Held by the recorder. Dropped, however that happens (the task cancelled mid-commit at
+/// shutdown included), it hands recording over: the waiting calls are answered (their
+/// outcomes were not recorded; their leases run out and resolve them as unknowns, which is
+/// safe) and the next finished call becomes the recorder.
+struct Recorder<'a> {
+    outcomes: &'a Mutex<Outcomes>,
+    /// False once the recorder found nothing left and resigned (under the same lock).
+    armed: bool,
+}
+
+impl Drop for Recorder<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let mut outcomes = self
+                .outcomes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            outcomes.recording = false;
+            outcomes.pending.clear();
+        }
+    }
+}
+
 struct Planned {
     record: PaymentRecord,
     transition: Option<Transition>,
@@ -87,6 +119,8 @@ pub struct Gateway {
     finished: Notify,
     /// The last backlog count and when it was taken.
     backlog: Mutex<Option<(u64, i64)>>,
+    /// Outcomes of finished calls waiting to be committed together.
+    outcomes: Mutex<Outcomes>,
     /// Randomness for the backoff's jitter.
     jitter: Jitter,
 }
@@ -128,6 +162,7 @@ impl Gateway {
             arrived: Notify::new(),
             finished: Notify::new(),
             backlog: Mutex::new(None),
+            outcomes: Mutex::new(Outcomes::default()),
             jitter,
         })
     }
@@ -262,11 +297,15 @@ impl Gateway {
                 }
             };
             if wait_ms > 0 {
-                tokio::select! {
-                    () = self.arrived.notified(), if on_arrival => {}
-                    () = self.finished.notified() => {}
-                    () = tokio::time::sleep(Duration::from_millis(wait_ms)) => {}
+                let arrival = tokio::select! {
+                    () = self.arrived.notified(), if on_arrival => true,
+                    () = self.finished.notified() => false,
+                    () = tokio::time::sleep(Duration::from_millis(wait_ms)) => false,
                     _ = stop.wait_for(|s| *s) => break,
+                };
+                if arrival {
+                    // Let more payments arrive: their leases share one commit.
+                    tokio::time::sleep(Duration::from_millis(self.config.coalesce_ms)).await;
                 }
             }
         }
@@ -566,11 +605,7 @@ impl Gateway {
                     next,
                     counts_attempt: false,
                 };
-                if let Err(error) = self.store.apply_transitions(vec![transition]).await {
-                    // The lease runs out and the payment is resolved as an unknown outcome:
-                    // safe, only slower.
-                    tracing::warn!(%error, id = %record.id, "Could not record a processor outcome.");
-                }
+                self.record(transition).await;
             }
             Err(error) => {
                 tracing::error!(%error, id = %record.id, "Refused transition after a call.")
@@ -578,6 +613,59 @@ impl Gateway {
         }
         self.release(&record.id);
         self.finished.notify_one();
+    }
+}
+
+impl Gateway {
+    /// Commits the transition a finished call established, together with the outcomes of
+    /// the calls that finish within `coalesce_ms` (see [`Outcomes`]). Returns once it is
+    /// committed, or failed to be: then the lease runs out and the payment is resolved as
+    /// an unknown outcome (safe, only slower).
+    async fn record(&self, transition: Transition) {
+        let (done, recorded) = oneshot::channel();
+        let recorder = {
+            let mut outcomes = self.lock_outcomes();
+            outcomes.pending.push((transition, done));
+            !std::mem::replace(&mut outcomes.recording, true)
+        };
+        if recorder {
+            let mut recorder = Recorder {
+                outcomes: &self.outcomes,
+                armed: true,
+            };
+            tokio::time::sleep(Duration::from_millis(self.config.coalesce_ms)).await;
+            while recorder.armed {
+                let batch: Vec<_> = {
+                    let mut outcomes = self.lock_outcomes();
+                    if outcomes.pending.is_empty() {
+                        // Resign under the lock: the next outcome finds no recorder.
+                        outcomes.recording = false;
+                        recorder.armed = false;
+                        continue;
+                    }
+                    let take = outcomes
+                        .pending
+                        .len()
+                        .min(self.config.batch_max.max(1) as usize);
+                    outcomes.pending.drain(..take).collect()
+                };
+                let (transitions, waiting): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+                let count = transitions.len();
+                if let Err(error) = self.store.apply_transitions(transitions).await {
+                    tracing::warn!(%error, count, "Could not record processor outcomes.");
+                }
+                for done in waiting {
+                    let _ = done.send(());
+                }
+            }
+        }
+        let _ = recorded.await;
+    }
+
+    fn lock_outcomes(&self) -> std::sync::MutexGuard<'_, Outcomes> {
+        self.outcomes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

@@ -218,14 +218,18 @@ impl SqliteStore {
             .clone()
             .ok_or_else(|| unavailable("store is shut down"))?;
         let (reply, answer) = oneshot::channel();
+        let started = std::time::Instant::now();
         sender
             .send(command(reply))
             .await
             .map_err(|_| unavailable("store is shutting down"))?;
         drop(sender);
-        answer
+        let answer = answer
             .await
-            .map_err(|_| unavailable("the writer stopped before answering"))?
+            .map_err(|_| unavailable("the writer stopped before answering"))?;
+        // What a caller waits for a write: queueing, its batch's commit, and the wake-up.
+        metrics::histogram!("payd_store_write_seconds").record(started.elapsed().as_secs_f64());
+        answer
     }
 }
 
