@@ -83,6 +83,14 @@ struct ServeArgs {
     /// Tokio worker threads for HTTP (0 = one per core).
     #[arg(long, env = "PAYD_HTTP_THREADS", default_value_t = 0)]
     http_threads: usize,
+    /// Tokio worker threads for the background engine: the gateway's processor calls, the
+    /// wallet worker and the webhook deliverer.
+    #[arg(long, env = "PAYD_ENGINE_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    engine_threads: u16,
+    /// Niceness added to the engine's threads (0-19), so that when the cores are busy,
+    /// requests are answered before background work runs (0 = same priority as HTTP).
+    #[arg(long, env = "PAYD_ENGINE_NICE", default_value_t = 10, value_parser = clap::value_parser!(u8).range(0..=19))]
+    engine_nice: u8,
     /// Admin token for `POST /purge-payments` (`Authorization: Bearer <token>`). Without it
     /// (and without --dev) admin endpoints are disabled.
     #[arg(long, env = "PAYD_ADMIN_TOKEN", hide_env_values = true)]

@@ -19,15 +19,51 @@ use tokio::net::TcpListener;
 use crate::ServeArgs;
 
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    let mut http = tokio::runtime::Builder::new_multi_thread();
     if args.http_threads > 0 {
-        runtime.worker_threads(args.http_threads);
+        http.worker_threads(args.http_threads);
     }
-    let runtime = runtime.enable_all().thread_name("payd-http").build()?;
-    runtime.block_on(serve(args))
+    let http = http.enable_all().thread_name("payd-http").build()?;
+    // Background work runs on its own threads: a request's task never waits in a run queue
+    // behind the gateway's processor calls, and with the engine's threads niced, the kernel
+    // runs request handling first when both cores are busy (the gateway draining a backlog
+    // while payments keep arriving). Background work only needs the cores' spare time.
+    let nice = args.engine_nice;
+    let engine = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(usize::from(args.engine_threads))
+        .enable_all()
+        .thread_name("payd-engine")
+        .on_thread_start(move || lower_this_thread_priority(nice))
+        .build()?;
+    // The engine runtime is dropped here, outside any runtime, after `serve` has awaited
+    // every engine task.
+    http.block_on(serve(args, engine.handle().clone()))
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+/// Sets the calling thread's niceness to the process's plus `nice`. On Linux a thread id
+/// given to `setpriority` names that one thread, not the whole process. (Relative to the
+/// main thread, not to this one: a thread inherits its creator's niceness, and the engine's
+/// blocking threads are created by its already niced workers.)
+#[cfg(target_os = "linux")]
+fn lower_this_thread_priority(nice: u8) {
+    if nice == 0 {
+        return;
+    }
+    let main_thread = rustix::process::getpid();
+    let process = rustix::process::getpriority_process(Some(main_thread)).unwrap_or(0);
+    let thread = rustix::thread::gettid();
+    if let Err(error) =
+        rustix::process::setpriority_process(Some(thread), process.saturating_add(nice.into()))
+    {
+        tracing::warn!(%error, nice, "Cannot lower the priority of an engine thread.");
+    }
+}
+
+/// Elsewhere `setpriority` would lower the whole process: the engine keeps its priority.
+#[cfg(not(target_os = "linux"))]
+fn lower_this_thread_priority(_nice: u8) {}
+
+async fn serve(args: ServeArgs, engine: tokio::runtime::Handle) -> anyhow::Result<()> {
     let metrics = payd_api::install_metrics_recorder();
     // Every setting is checked before anything starts.
     let config = args.store.config()?;
@@ -54,7 +90,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         gateway_config,
     );
     let (stop_gateway, gateway_stopped) = tokio::sync::watch::channel(false);
-    let gateway_task = tokio::spawn(gateway.clone().run(gateway_stopped));
+    let gateway_task = engine.spawn(gateway.clone().run(gateway_stopped));
 
     let admin = match (&args.admin_token, args.dev) {
         (Some(token), _) if !token.is_empty() => AdminAccess::Token(token.clone()),
@@ -66,7 +102,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Arc::new(TokioClock::new()),
         wallet_worker_config,
     );
-    let wallet_task = tokio::spawn(wallet_worker.clone().run(stop_gateway.subscribe()));
+    let wallet_task = engine.spawn(wallet_worker.clone().run(stop_gateway.subscribe()));
     let webhook_sender = HttpWebhookSender::new(&HttpWebhookConfig {
         timeout_ms: webhook_config.request_timeout_ms,
         ..HttpWebhookConfig::default()
@@ -77,7 +113,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Arc::new(TokioClock::new()),
         webhook_config,
     );
-    let webhook_task = tokio::spawn(deliverer.run(stop_gateway.subscribe()));
+    let webhook_task = engine.spawn(deliverer.run(stop_gateway.subscribe()));
     let wake = gateway.clone();
     let state = AppState {
         store: store.clone() as Arc<dyn LedgerStore>,
