@@ -48,6 +48,12 @@ impl Proc {
         Proc::spawn(&args, &data_dir.with_extension("log"), "payd listening on ")
     }
 
+    /// The process id.
+    #[allow(dead_code)] // Not every test binary that includes this module looks at it.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL, and reap.
     pub(crate) fn kill_9(&mut self) {
         self.child.kill().expect("SIGKILL");
