@@ -8,10 +8,11 @@
 //!   10 s, the backlog's drain; prints one JSON line.
 //!
 //! Why our own generator: the benchmark shares two cores with payd and both simulators, and
-//! what it measures is a 2 ms tail. k6 (goja VUs on the Go runtime) used about a sixth of a
-//! core at 600 requests/s and reported p99s 1.5 ms and more above payd's own histogram of the
-//! same requests. This one sends from one thread at each request's due time and measures the
-//! same span as k6's `http_req_duration` (request written to response body read).
+//! what it measures is a 2 ms tail, so the generator should take as little of those cores,
+//! and add as little scheduling of its own, as it can. k6 runs every virtual user's
+//! JavaScript on the Go runtime (about a sixth of a core at 600 requests/s, by `ps`). This
+//! one sends from one thread at each request's due time, answers on a one-thread runtime,
+//! and measures the same span as k6's `http_req_duration` (request sent to body read).
 
 mod gateway;
 mod schedule;
