@@ -416,6 +416,26 @@ impl Drop for Checkpointer {
     }
 }
 
+/// The gateway's transitions (leases and outcomes): work no request is waiting for.
+fn is_background(command: &Command) -> bool {
+    matches!(command, Command::Transitions { .. })
+}
+
+/// Moves the background commands out of `batch` (both keep their order) so that the requests
+/// commit first, on their own: while the gateway drains a backlog, its outcome commits queue
+/// up alongside each arriving request, and merged into one transaction they made the request
+/// wait for all of them (in a 50 s outage-and-drain run, intake p99 during the drain went from
+/// 4.0 / 9.2 / 11.2 ms to 3.0 / 4.8 / 5.0 ms, interleaved pairs). Commands queued together
+/// were sent concurrently, none answered yet, so any order among them is a valid serial order.
+fn take_background(batch: &mut Vec<Command>) -> Vec<Command> {
+    if !batch.iter().any(is_background) {
+        return Vec::new();
+    }
+    let (background, requests) = batch.drain(..).partition(is_background);
+    *batch = requests;
+    background
+}
+
 /// Clears the "writer alive" flag however the thread ends, panics included.
 struct AliveGuard(Arc<AtomicBool>);
 
@@ -477,8 +497,12 @@ impl Writer {
                     next = queue.try_recv().ok();
                 }
             }
-            if !batch.is_empty() {
-                self.run_batch(&mut batch);
+            let mut background = take_background(&mut batch);
+            for part in [&mut batch, &mut background] {
+                if part.is_empty() {
+                    continue;
+                }
+                self.run_batch(part);
                 if let Some(checkpointer) = &mut checkpointer {
                     checkpointer.rewind_wal_if_due(&self.conn);
                 }
@@ -1110,5 +1134,65 @@ impl Writer {
             self.push_entry(&entry.account, sequence)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Command, take_background};
+    use tokio::sync::oneshot;
+
+    fn transitions() -> Command {
+        Command::Transitions {
+            transitions: Vec::new(),
+            reply: oneshot::channel().0,
+        }
+    }
+
+    fn request(limit: u32) -> Command {
+        Command::SettleTransfers {
+            limit,
+            reply: oneshot::channel().0,
+        }
+    }
+
+    fn limits(batch: &[Command]) -> Vec<u32> {
+        batch
+            .iter()
+            .filter_map(|c| match c {
+                Command::SettleTransfers { limit, .. } => Some(*limit),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn requests_commit_before_the_gateways_transitions_in_their_order() {
+        let mut batch = vec![
+            transitions(),
+            request(1),
+            transitions(),
+            request(2),
+            request(3),
+        ];
+        let background = take_background(&mut batch);
+        assert_eq!(limits(&batch), vec![1, 2, 3]);
+        assert_eq!(batch.len(), 3);
+        assert_eq!(background.len(), 2);
+        assert!(
+            background
+                .iter()
+                .all(|c| matches!(c, Command::Transitions { .. }))
+        );
+    }
+
+    #[test]
+    fn a_batch_of_one_kind_stays_whole() {
+        let mut requests = vec![request(1), request(2)];
+        assert!(take_background(&mut requests).is_empty());
+        assert_eq!(limits(&requests), vec![1, 2]);
+        let mut gateway = vec![transitions(), transitions()];
+        assert_eq!(take_background(&mut gateway).len(), 2);
+        assert!(gateway.is_empty());
     }
 }
