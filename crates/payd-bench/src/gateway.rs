@@ -20,7 +20,7 @@ use crate::stats::Quantiles;
 /// The simulators' admin token (the contest's, which `payd processor-sim` uses by default).
 const SIM_TOKEN_HEADER: &str = "X-Rinha-Token";
 
-#[derive(Clone, Debug, clap::Args)]
+#[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// payd's base URL.
     #[arg(long, default_value = "http://127.0.0.1:9999")]
@@ -150,12 +150,12 @@ struct Ctx {
     start: Instant,
 }
 
-pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
+pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()?;
-    let report = runtime.block_on(scenario(args.clone()))?;
+    let report = runtime.block_on(scenario(args))?;
     println!("{}", serde_json::to_string(&report)?);
     Ok(())
 }

@@ -35,6 +35,6 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Gateway(args) => gateway::run(&args),
+        Command::Gateway(args) => gateway::run(args),
     }
 }

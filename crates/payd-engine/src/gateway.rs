@@ -86,10 +86,7 @@ struct Recorder<'a> {
 impl Drop for Recorder<'_> {
     fn drop(&mut self) {
         if self.armed {
-            let mut outcomes = self
-                .outcomes
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut outcomes = crate::lock(self.outcomes);
             outcomes.recording = false;
             outcomes.pending.clear();
         }
@@ -178,19 +175,13 @@ impl Gateway {
     }
 
     fn release(&self, id: &CorrelationId) {
-        self.busy
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(id);
+        crate::lock(&self.busy).remove(id);
     }
 
     /// The number of payments not final yet, refreshed at most every [`BACKLOG_REFRESH_MS`]:
     /// routing only needs its order of magnitude, and counting costs a scan of the backlog.
     async fn backlog(&self, now_ms: i64) -> Result<u64, LedgerError> {
-        let cached = *self
-            .backlog
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let cached = *crate::lock(&self.backlog);
         if let Some((count, at_ms)) = cached
             && now_ms.saturating_sub(at_ms) < BACKLOG_REFRESH_MS
         {
@@ -198,10 +189,7 @@ impl Gateway {
         }
         let count = self.store.pending_payments().await?;
         metrics::gauge!("payd_gateway_backlog").set(count as f64);
-        *self
-            .backlog
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((count, now_ms));
+        *crate::lock(&self.backlog) = Some((count, now_ms));
         Ok(count)
     }
 
@@ -354,12 +342,7 @@ impl Gateway {
         let backlog = self.backlog(now_ms).await?;
         let mut planned = Vec::with_capacity(due.len());
         for record in due {
-            if !self
-                .busy
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(record.id.clone())
-            {
+            if !crate::lock(&self.busy).insert(record.id.clone()) {
                 continue;
             }
             if let Some(plan) = self.plan(record, now_ms, backlog, &mut report) {
@@ -614,9 +597,7 @@ impl Gateway {
         self.release(&record.id);
         self.finished.notify_one();
     }
-}
 
-impl Gateway {
     /// Commits the transition a finished call established, together with the outcomes of
     /// the calls that finish within `coalesce_ms` (see [`Outcomes`]). Returns once it is
     /// committed, or failed to be: then the lease runs out and the payment is resolved as
@@ -624,7 +605,7 @@ impl Gateway {
     async fn record(&self, transition: Transition) {
         let (done, recorded) = oneshot::channel();
         let recorder = {
-            let mut outcomes = self.lock_outcomes();
+            let mut outcomes = crate::lock(&self.outcomes);
             outcomes.pending.push((transition, done));
             !std::mem::replace(&mut outcomes.recording, true)
         };
@@ -634,14 +615,14 @@ impl Gateway {
                 armed: true,
             };
             tokio::time::sleep(Duration::from_millis(self.config.coalesce_ms)).await;
-            while recorder.armed {
+            loop {
                 let batch: Vec<_> = {
-                    let mut outcomes = self.lock_outcomes();
+                    let mut outcomes = crate::lock(&self.outcomes);
                     if outcomes.pending.is_empty() {
                         // Resign under the lock: the next outcome finds no recorder.
                         outcomes.recording = false;
                         recorder.armed = false;
-                        continue;
+                        break;
                     }
                     let take = outcomes
                         .pending
@@ -660,12 +641,6 @@ impl Gateway {
             }
         }
         let _ = recorded.await;
-    }
-
-    fn lock_outcomes(&self) -> std::sync::MutexGuard<'_, Outcomes> {
-        self.outcomes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

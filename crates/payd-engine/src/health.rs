@@ -60,11 +60,8 @@ impl ProcessorHealth {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding this lock cannot leave the state half-updated in a way that
-        // matters (each field is valid on its own), so a poisoned lock is still usable.
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        // Each field is valid on its own: see `crate::lock`.
+        crate::lock(&self.state)
     }
 
     /// The routing view at `now_ms`.

@@ -16,10 +16,7 @@ impl Jitter {
 
     /// The next 32 random bits.
     pub(crate) fn next_u32(&self) -> u32 {
-        let mut state = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut state = crate::lock(&self.0);
         *state ^= *state << 13;
         *state ^= *state >> 7;
         *state ^= *state << 17;

@@ -32,3 +32,12 @@ pub use gateway::Gateway;
 pub use health::ProcessorHealth;
 pub use wallet::{WalletWorker, WalletWorkerConfig};
 pub use webhooks::{WebhookDeliverer, WebhookDelivererConfig};
+
+/// Locks `mutex`, poisoned or not. The engine's locks guard state that a panic cannot leave
+/// half-updated in a way that matters (each holder changes it in one step), so a poisoned
+/// lock is still usable.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

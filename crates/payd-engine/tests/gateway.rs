@@ -299,6 +299,15 @@ impl Harness {
         ids
     }
 
+    /// One second of intake at 600 payments/s, each payment waking the worker as the API
+    /// does.
+    async fn accept_for_a_second_at_600_per_s(&self) {
+        for _ in 0..600 {
+            self.accept(1).await;
+            tokio::time::sleep(Duration::from_micros(1_666)).await;
+        }
+    }
+
     async fn states(&self) -> Vec<PaymentState> {
         self.store
             .payments
@@ -476,10 +485,7 @@ async fn intake_does_not_wake_a_held_queue() {
     harness.accept(20).await;
     tokio::time::sleep(Duration::from_millis(5_100)).await;
     let before = harness.store.due_reads.load(Ordering::Relaxed);
-    for _ in 0..600 {
-        harness.accept(1).await;
-        tokio::time::sleep(Duration::from_micros(1_666)).await;
-    }
+    harness.accept_for_a_second_at_600_per_s().await;
     let reads = harness.store.due_reads.load(Ordering::Relaxed) - before;
     // Waits are the breaker's reopening and the jittered hold (at least ~50 ms each), plus
     // one read per finished probe call.
@@ -516,10 +522,7 @@ async fn leases_and_outcomes_share_commits() {
         )
         .await;
         tokio::time::sleep(Duration::from_millis(100)).await;
-        for _ in 0..600 {
-            harness.accept(1).await;
-            tokio::time::sleep(Duration::from_micros(1_666)).await;
-        }
+        harness.accept_for_a_second_at_600_per_s().await;
         harness.drains_to(600).await;
         harness.assert_booked_once();
         let commands = harness.store.transition_commands.load(Ordering::Relaxed);
