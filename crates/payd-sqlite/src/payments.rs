@@ -304,6 +304,11 @@ pub(crate) fn pending(conn: &Connection) -> rusqlite::Result<u64> {
     Ok(u64::try_from(queued + bound).unwrap_or(0))
 }
 
+/// Booked totals per processor of the payments requested in `[?1, ?2]` (ms), read from the
+/// covering index `payments_booked_at` alone (migration 0005 says why).
+const BOOKED_BETWEEN: &str = "SELECT processor, COUNT(*), SUM(amount_cents) FROM payments
+    WHERE status = 'booked' AND requested_at_ms BETWEEN ?1 AND ?2 GROUP BY processor";
+
 /// Booked totals per processor over `requested_at_ms` in `[from_ms, to_ms]`.
 ///
 /// Whole seconds inside the window come from `payment_totals`; the partial seconds at each
@@ -352,10 +357,7 @@ pub(crate) fn summary(
     };
     let rows_between =
         |low_ms: i64, high_ms: i64, summary: &mut PaymentSummary| -> rusqlite::Result<()> {
-            let mut statement = conn.prepare_cached(
-                "SELECT processor, COUNT(*), SUM(amount_cents) FROM payments
-              WHERE status = 'booked' AND requested_at_ms BETWEEN ?1 AND ?2 GROUP BY processor",
-            )?;
+            let mut statement = conn.prepare_cached(BOOKED_BETWEEN)?;
             let mut rows = statement.query(params![low_ms, high_ms])?;
             while let Some(row) = rows.next()? {
                 add(summary, &row.get::<_, String>(0)?, row.get(1)?, row.get(2)?)?;
@@ -389,4 +391,31 @@ pub(crate) fn summary(
         rows_between((last_second + 1) * 1_000, to_ms, &mut summary)?;
     }
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BOOKED_BETWEEN;
+    use crate::Durability;
+    use crate::schema;
+
+    #[test]
+    fn the_summary_edges_read_the_covering_index_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("payd.db");
+        let mut conn = schema::open_writer(&path, Durability::Relaxed).unwrap();
+        schema::migrate(&mut conn, 0).unwrap();
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {BOOKED_BETWEEN}"))
+            .unwrap()
+            .query_map([0_i64, 1_000], |row| row.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            plan.iter()
+                .any(|step| step.contains("USING COVERING INDEX payments_booked_at")),
+            "{plan:?}"
+        );
+    }
 }

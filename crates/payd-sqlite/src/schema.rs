@@ -42,6 +42,11 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0004_webhooks.sql"),
         seed: seed_nothing,
     },
+    Migration {
+        version: 5,
+        sql: include_str!("../migrations/0005_summary_covering.sql"),
+        seed: seed_nothing,
+    },
 ];
 
 /// The newest schema version this build knows.
