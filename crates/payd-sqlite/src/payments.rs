@@ -395,16 +395,20 @@ pub(crate) fn summary(
 
 #[cfg(test)]
 mod tests {
-    use super::BOOKED_BETWEEN;
+    use rusqlite::Connection;
+
+    use super::{BOOKED_BETWEEN, summary};
     use crate::Durability;
     use crate::schema;
 
-    #[test]
-    fn the_summary_edges_read_the_covering_index_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("payd.db");
-        let mut conn = schema::open_writer(&path, Durability::Relaxed).unwrap();
+    fn migrated(dir: &tempfile::TempDir) -> Connection {
+        let mut conn =
+            schema::open_writer(&dir.path().join("payd.db"), Durability::Relaxed).unwrap();
         schema::migrate(&mut conn, 0).unwrap();
+        conn
+    }
+
+    fn reads_covering_index(conn: &Connection) -> bool {
         let plan: Vec<String> = conn
             .prepare(&format!("EXPLAIN QUERY PLAN {BOOKED_BETWEEN}"))
             .unwrap()
@@ -412,10 +416,50 @@ mod tests {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert!(
-            plan.iter()
-                .any(|step| step.contains("USING COVERING INDEX payments_booked_at")),
-            "{plan:?}"
+        plan.iter()
+            .any(|step| step.contains("USING COVERING INDEX payments_booked_at"))
+    }
+
+    #[test]
+    fn the_summary_edges_read_the_covering_index_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(reads_covering_index(&migrated(&dir)));
+    }
+
+    // A database of version 4 (the index without processor and amount) with booked
+    // payments: migration 5 rebuilds the index, and the same summary answers the same.
+    #[test]
+    fn migration_5_keeps_the_summary_of_an_existing_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = migrated(&dir);
+        conn.execute_batch(
+            "DROP INDEX payments_booked_at;
+             CREATE INDEX payments_booked_at ON payments (requested_at_ms)
+                 WHERE status = 'booked';
+             DELETE FROM schema_migrations WHERE version = 5;
+             INSERT INTO payments (id, amount_cents, requested_at_ms, status, processor,
+                                   created_at_ms, updated_at_ms) VALUES
+                 ('a', 1990, 1100, 'booked', 'default', 0, 0),
+                 ('b', 10, 1500, 'booked', 'default', 0, 0),
+                 ('c', 700, 1700, 'booked', 'fallback', 0, 0),
+                 ('d', 500, 1800, 'queued', NULL, 0, 0),
+                 ('e', 300, 2100, 'booked', 'default', 0, 0);",
+        )
+        .unwrap();
+        assert!(!reads_covering_index(&conn));
+        // Within one second: read from the payments alone, not from `payment_totals`.
+        let before = summary(&conn, Some(1_050), Some(1_950)).unwrap();
+        assert_eq!(schema::migrate(&mut conn, 0).unwrap(), 1);
+        assert!(reads_covering_index(&conn));
+        let after = summary(&conn, Some(1_050), Some(1_950)).unwrap();
+        assert_eq!(after, before);
+        assert_eq!(
+            (after.default.requests, after.default.amount.cents()),
+            (2, 2000)
+        );
+        assert_eq!(
+            (after.fallback.requests, after.fallback.amount.cents()),
+            (1, 700)
         );
     }
 }
