@@ -12,7 +12,8 @@
 #   more CPU on the shared cores and adds its own scheduling to the latencies it reports.
 #   outage (payd-bench only): 50 s at 600/s, both processors failing from 10 s, slow from
 #   25 s, recovered from 35 s; a short run for comparing two builds on the recovery phase.
-#   PAYD_BIN=path runs that payd binary instead of this tree's (an A/B against another build).
+#   PAYD_BIN=path runs that payd binary as the server instead of this tree's (an A/B against
+#   another build); the simulators stay this tree's, so only payd differs.
 #   BENCH_SAMPLES=path (payd-bench) writes every payment's send time (ms), latency (µs) and
 #   acceptance there, a line each, for a timeline.
 #   needs: curl, python3
@@ -34,18 +35,22 @@ case "$driver/$scenario" in
   *) echo "unknown scenario $scenario for $driver (chaos, or outage with payd-bench)" >&2; exit 2 ;;
 esac
 (cd "$root" && cargo build --release --locked -p payd-cli -p payd-bench >&2)
-payd="${PAYD_BIN:-$root/target/release/payd}"
+sim="$root/target/release/payd"
+payd="${PAYD_BIN:-$sim}"
+[ -x "$payd" ] || { echo "PAYD_BIN=$payd is not an executable" >&2; exit 2; }
 work="$(mktemp -d)"
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
-"$payd" processor-sim --role default --listen "127.0.0.1:$default_port" >/dev/null 2>"$work/default.log" & pids+=($!)
-"$payd" processor-sim --role fallback --listen "127.0.0.1:$fallback_port" >/dev/null 2>"$work/fallback.log" & pids+=($!)
+"$sim" processor-sim --role default --listen "127.0.0.1:$default_port" >/dev/null 2>"$work/default.log" & pids+=($!)
+"$sim" processor-sim --role fallback --listen "127.0.0.1:$fallback_port" >/dev/null 2>"$work/fallback.log" & pids+=($!)
 "$payd" serve --listen "127.0.0.1:$port" --data-dir "$work/data" --dev --log warn \
   --durability "$durability" --default-processor-url "http://127.0.0.1:$default_port" \
   --fallback-processor-url "http://127.0.0.1:$fallback_port" >/dev/null 2>"$work/payd.log" & pids+=($!)
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/ready" >/dev/null && break; sleep 0.1; done
+ready=no
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/ready" >/dev/null && { ready=yes; break; }; sleep 0.1; done
+[ "$ready" = yes ] || { echo "payd did not become ready in 10 s:" >&2; cat "$work/payd.log" >&2; exit 1; }
 
 started="$(date -u +%Y-%m-%dT%H:%MZ)"
 if [ "$driver" = k6 ]; then

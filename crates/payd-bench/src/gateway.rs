@@ -230,6 +230,14 @@ async fn scenario(args: Args) -> anyhow::Result<Report> {
         args,
         start: Instant::now(),
     });
+    // Created now, so that a path that cannot be written fails before the run, not after.
+    let samples_file = match &ctx.args.samples {
+        Some(path) => Some(
+            std::fs::File::create(path)
+                .with_context(|| format!("creating the samples file {}", path.display()))?,
+        ),
+        None => None,
+    };
     let samples = Arc::new(Mutex::new(Vec::with_capacity(80_000)));
     let chaos = tokio::spawn(chaos(ctx.clone()));
     let checks = tokio::spawn(checks(ctx.clone()));
@@ -271,9 +279,11 @@ async fn scenario(args: Args) -> anyhow::Result<Report> {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner),
     );
-    if let Some(path) = &ctx.args.samples {
-        write_samples(path, &samples)
-            .with_context(|| format!("writing the samples to {}", path.display()))?;
+    if let Some(file) = samples_file
+        && let Err(error) = write_samples(file, &samples)
+    {
+        // The run's report matters more than its timeline: warn, and still print it.
+        eprintln!("could not write the samples: {error}");
     }
     let accepted = samples.iter().filter(|s| s.accepted).count() as u64;
     let failed_posts = samples.len() as u64 - accepted;
@@ -310,11 +320,11 @@ async fn scenario(args: Args) -> anyhow::Result<Report> {
     })
 }
 
-fn write_samples(path: &std::path::Path, samples: &[Sample]) -> std::io::Result<()> {
+fn write_samples(file: std::fs::File, samples: &[Sample]) -> std::io::Result<()> {
     use std::io::Write;
     let mut sorted: Vec<&Sample> = samples.iter().collect();
     sorted.sort_by_key(|s| s.sent_ms);
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut out = std::io::BufWriter::new(file);
     for s in sorted {
         writeln!(
             out,
