@@ -206,6 +206,7 @@ struct PaydSummary {
 struct Ctx {
     client: Client,
     args: Args,
+    scenario: &'static Scenario,
     start: Instant,
 }
 
@@ -228,6 +229,7 @@ async fn scenario(args: Args) -> anyhow::Result<Report> {
             .build()
             .context("building the HTTP client")?,
         args,
+        scenario,
         start: Instant::now(),
     });
     // Created now, so that a path that cannot be written fails before the run, not after.
@@ -365,7 +367,7 @@ async fn pay(ctx: Arc<Ctx>, samples: Arc<Mutex<Vec<Sample>>>) {
     let since_start = sent.duration_since(ctx.start);
     let sample = Sample {
         sent_ms: u32::try_from(since_start.as_millis()).unwrap_or(u32::MAX),
-        phase: Scenario::named(ctx.args.scenario).phase_at(since_start),
+        phase: ctx.scenario.phase_at(since_start),
         latency_us: micros(sent.elapsed()),
         accepted,
     };
@@ -435,7 +437,7 @@ impl Ctx {
 async fn chaos(ctx: Arc<Ctx>) -> anyhow::Result<(u64, u64)> {
     let mut fallback_while_healthy = 0;
     let mut drain_ms = 0;
-    let phases = Scenario::named(ctx.args.scenario).phases;
+    let phases = ctx.scenario.phases;
     for (i, phase) in phases.iter().enumerate() {
         ctx.sleep_until_s(phase.at_s).await;
         ctx.configure(&ctx.args.default, phase.default).await?;
@@ -472,7 +474,7 @@ struct Checked {
 /// first look counts as transient, five as an inconsistency.
 async fn checks(ctx: Arc<Ctx>) -> anyhow::Result<Checked> {
     let mut checked = Checked::default();
-    let end_s = Scenario::named(ctx.args.scenario).end_s();
+    let end_s = ctx.scenario.end_s();
     for at_s in (CHECK_EVERY_S..=end_s).step_by(CHECK_EVERY_S as usize) {
         ctx.sleep_until_s(at_s).await;
         let now_ms = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis())?;
