@@ -10,7 +10,7 @@ use std::borrow::Cow;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use payd_ports::LedgerError;
+use payd_ports::{LedgerError, Refusal};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -173,63 +173,89 @@ impl std::fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
-impl From<LedgerError> for ApiError {
-    fn from(error: LedgerError) -> ApiError {
-        match error {
-            LedgerError::AccountExists => ApiError::new(
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> ApiError {
+        match refusal {
+            Refusal::AccountExists => ApiError::new(
                 Code::AccountExists,
                 "an account with this id already exists",
             ),
-            LedgerError::AccountNotFound => {
+            Refusal::AccountNotFound => {
                 ApiError::new(Code::AccountNotFound, "no account with this id")
             }
-            LedgerError::IdempotencyKeyReused => ApiError::new(
+            Refusal::IdempotencyKeyReused => ApiError::new(
                 Code::IdempotencyKeyReused,
                 "this Idempotency-Key was already used with a different request body",
             ),
-            LedgerError::BalanceOverflow => ApiError::new(
+            Refusal::BalanceOverflow => ApiError::new(
                 Code::BalanceOverflow,
                 "the movement would overflow a balance",
             ),
-            LedgerError::InsufficientFunds => ApiError::new(
+            Refusal::InsufficientFunds => ApiError::new(
                 Code::InsufficientFunds,
                 "the available balance does not cover the amount",
             ),
-            LedgerError::HoldNotFound => ApiError::new(Code::HoldNotFound, "no hold with this id"),
-            LedgerError::HoldNotActive(status) => ApiError::new(
+            Refusal::HoldNotFound => ApiError::new(Code::HoldNotFound, "no hold with this id"),
+            Refusal::HoldNotActive(status) => ApiError::new(
                 Code::HoldNotActive,
                 format!("the hold is already {}", status.as_str()),
             ),
-            LedgerError::HoldExpired => ApiError::new(
+            Refusal::HoldExpired => ApiError::new(
                 Code::HoldExpired,
                 "the hold has expired and its amount was released",
             ),
-            LedgerError::HoldOwnedByPayment => ApiError::new(
+            Refusal::HoldOwnedByPayment => ApiError::new(
                 Code::HoldOwnedByPayment,
                 "this hold backs a payment; it is captured or released with the payment",
             ),
-            LedgerError::CaptureExceedsHold => ApiError::new(
+            Refusal::CaptureExceedsHold => ApiError::new(
                 Code::CaptureExceedsHold,
                 "the capture amount exceeds the held amount",
             ),
-            LedgerError::ResourceExists => ApiError::new(
+            Refusal::ResourceExists => ApiError::new(
                 Code::ResourceExists,
                 "this id is already taken by another request",
             ),
-            LedgerError::Invalid(reason) => ApiError::new(Code::InvalidRequest, reason),
-            LedgerError::MerchantNotFound => ApiError::new(
+            Refusal::Invalid(reason) => ApiError::new(Code::InvalidRequest, reason),
+            Refusal::MerchantNotFound => ApiError::new(
                 Code::MerchantNotFound,
                 "no merchant override with this pattern",
             ),
-            LedgerError::WebhookNotFound => {
+            Refusal::WebhookNotFound => {
                 ApiError::new(Code::WebhookNotFound, "no webhook with this id")
             }
-            LedgerError::Unavailable(reason) => {
-                // Not the client's fault: this is the one ledger error worth a log line.
-                tracing::error!(%reason, "Ledger store unavailable.");
+        }
+    }
+}
+
+/// The whole chain of causes of an error, `outer: inner: innermost`, for a log line.
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        // Errors often repeat their source in their own message.
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+impl From<LedgerError> for ApiError {
+    fn from(error: LedgerError) -> ApiError {
+        match error {
+            LedgerError::Refused(refusal) => refusal.into(),
+            LedgerError::Unavailable(failure) => {
+                // Not the client's fault: the one ledger error worth a log line, with its
+                // causes (the store's own error: SQLite's, PostgreSQL's, the connection's).
+                tracing::error!(error = %causes(&failure), "Ledger store unavailable.");
                 ApiError::new(
                     Code::StoreUnavailable,
-                    "the ledger store is unavailable; nothing was recorded, retry later",
+                    "the ledger store is unavailable; nothing was acknowledged, retry later \
+                     (with the same idempotency key)",
                 )
             }
         }
@@ -306,15 +332,15 @@ mod tests {
     #[test]
     fn ledger_errors_map() {
         assert_eq!(
-            ApiError::from(LedgerError::AccountExists).code,
+            ApiError::from(Refusal::AccountExists).code,
             Code::AccountExists
         );
         assert_eq!(
-            ApiError::from(LedgerError::AccountNotFound).code,
+            ApiError::from(Refusal::AccountNotFound).code,
             Code::AccountNotFound
         );
         assert_eq!(
-            ApiError::from(LedgerError::Unavailable("x".into())).code,
+            ApiError::from(LedgerError::unavailable("x")).code,
             Code::StoreUnavailable
         );
     }

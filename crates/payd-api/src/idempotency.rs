@@ -9,69 +9,40 @@
 //! (`payd_ports::wallet`), so a retry replays exactly the first response.
 //!
 //! While a request holds a key, another request with the same key is refused with
-//! `409 idempotency_request_in_flight` ([`InFlight`]); without that, the second would wait
-//! behind the first in the store and replay it, which looks the same to a patient client
-//! but hides a client bug (two concurrent senders of one key). One process owns the
-//! embedded store, so an in-process set is the whole truth here.
-
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+//! `409 idempotency_request_in_flight` ([`enter`], over the store's
+//! [`InFlightKeys`]: across every process that shares the store); without that, the second
+//! would wait behind the first in the store and replay it, which looks the same to a
+//! patient client but hides a client bug (two concurrent senders of one key).
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use payd_ports::{Claim, Effect, HEADER_KEY_PREFIX, LedgerError, Replied, StoredResponse};
+use payd_ports::{
+    Claim, Effect, HEADER_KEY_PREFIX, InFlightGuard, InFlightKeys, LedgerError, Refusal, Replied,
+    StoredResponse,
+};
 use sha2::{Digest, Sha256};
 
 use crate::dto::idempotency_key;
 use crate::dto::wallet::{HoldViewBody, TransferViewBody, WithdrawalBody};
+use crate::dto::webhooks::WebhookCreatedBody;
 use crate::dto::{AccountBody, MerchantBody};
 use crate::error::{ApiError, Code};
-use crate::routes::json_bytes;
-use crate::routes::webhooks::WebhookCreatedBody;
+use crate::response::json_bytes;
 
 /// The header carrying the key.
 pub(crate) const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// Set on a response that replays an earlier identical request.
 pub(crate) const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
 
-/// Keys of requests being processed now.
-#[derive(Debug, Default)]
-pub(crate) struct InFlight(Mutex<HashSet<String>>);
-
-/// Holds a key while its request runs; releases it on drop (also when the client hangs
-/// up and the handler's future is dropped).
-#[derive(Debug)]
-pub(crate) struct InFlightGuard {
-    set: Arc<InFlight>,
-    key: String,
-}
-
-impl InFlight {
-    /// Takes `key`, or `idempotency_request_in_flight` if another request holds it.
-    pub(crate) fn enter(set: &Arc<InFlight>, key: &str) -> Result<InFlightGuard, ApiError> {
-        let mut keys = set
-            .0
-            .lock()
-            .map_err(|_| ApiError::new(Code::Internal, "in-flight key set poisoned"))?;
-        if !keys.insert(key.to_owned()) {
-            return Err(ApiError::new(
-                Code::IdempotencyRequestInFlight,
-                "a request with this idempotency key is still being processed; retry it later",
-            ));
-        }
-        Ok(InFlightGuard {
-            set: Arc::clone(set),
-            key: key.to_owned(),
-        })
-    }
-}
-
-impl Drop for InFlightGuard {
-    fn drop(&mut self) {
-        if let Ok(mut keys) = self.set.0.lock() {
-            keys.remove(&self.key);
-        }
-    }
+/// Holds `key` while the request runs, or `idempotency_request_in_flight` if another
+/// request (of any process sharing the store) holds it.
+pub(crate) async fn enter(keys: &dyn InFlightKeys, key: &str) -> Result<InFlightGuard, ApiError> {
+    keys.enter(key).await?.ok_or_else(|| {
+        ApiError::new(
+            Code::IdempotencyRequestInFlight,
+            "a request with this idempotency key is still being processed; retry it later",
+        )
+    })
 }
 
 /// SHA-256 over method, path and the body's canonical JSON (object keys sorted, no
@@ -147,8 +118,8 @@ impl<'a> Request<'a> {
 
 /// The claim of `request` (none when it has neither a header key nor a client id), with
 /// its in-flight guard.
-pub(crate) fn claim(
-    in_flight: &Arc<InFlight>,
+pub(crate) async fn claim(
+    in_flight: &dyn InFlightKeys,
     retention_ms: u64,
     now_ms: i64,
     request: Request<'_>,
@@ -169,7 +140,7 @@ pub(crate) fn claim(
     } else {
         return Ok(None);
     };
-    let guard = InFlight::enter(in_flight, &key)?;
+    let guard = enter(in_flight, &key).await?;
     Ok(Some((
         Claim {
             key,
@@ -183,7 +154,7 @@ pub(crate) fn claim(
 
 /// The response to a mutation's outcome: the one function that makes both a fresh answer
 /// and the bytes stored for its replays.
-pub(crate) fn render(outcome: &Result<Effect, LedgerError>) -> StoredResponse {
+pub(crate) fn render(outcome: &Result<Effect, Refusal>) -> StoredResponse {
     let encoded = match outcome {
         Ok(Effect::Account(view)) => encode(StatusCode::CREATED, &AccountBody::from(view)),
         // A hold step answers the hold: 201 when placed, 200 after capture or void.
@@ -219,7 +190,7 @@ pub(crate) fn render(outcome: &Result<Effect, LedgerError>) -> StoredResponse {
             status: StatusCode::NO_CONTENT.as_u16(),
             body: Vec::new(),
         }),
-        Err(error) => Err(ApiError::from(error.clone())),
+        Err(refusal) => Err(ApiError::from(refusal.clone())),
     };
     let error = match encoded {
         Ok(response) => return response,
@@ -248,11 +219,13 @@ pub(crate) fn stored(
     match replied {
         Ok(Replied::Fresh(effect)) => Ok((render(&Ok(effect)), false)),
         Ok(Replied::Replayed(stored)) => Ok((stored, true)),
-        Err(error @ (LedgerError::Unavailable(_) | LedgerError::IdempotencyKeyReused)) => {
-            Err(error.into())
-        }
+        // Not the mutation's answer: nothing was stored under the key.
+        Err(
+            error @ (LedgerError::Unavailable(_)
+            | LedgerError::Refused(Refusal::IdempotencyKeyReused)),
+        ) => Err(error.into()),
         // A refusal: answered exactly as it was stored.
-        Err(error) => Ok((render(&Err(error)), false)),
+        Err(LedgerError::Refused(refusal)) => Ok((render(&Err(refusal)), false)),
     }
 }
 
@@ -296,21 +269,8 @@ mod tests {
     }
 
     #[test]
-    fn one_request_per_key_at_a_time() {
-        let set = Arc::new(InFlight::default());
-        let first = InFlight::enter(&set, "k").unwrap();
-        assert_eq!(
-            InFlight::enter(&set, "k").unwrap_err().code,
-            Code::IdempotencyRequestInFlight
-        );
-        assert!(InFlight::enter(&set, "other").is_ok());
-        drop(first);
-        assert!(InFlight::enter(&set, "k").is_ok(), "released on drop");
-    }
-
-    #[test]
     fn refusals_render_like_errors() {
-        let stored = render(&Err(LedgerError::InsufficientFunds));
+        let stored = render(&Err(Refusal::InsufficientFunds));
         assert_eq!(stored.status, 422);
         let body: serde_json::Value = serde_json::from_slice(&stored.body).unwrap();
         assert_eq!(body["code"], "insufficient_funds");

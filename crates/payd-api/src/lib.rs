@@ -1,4 +1,4 @@
-//! payd's HTTP API: axum handlers over a [`LedgerStore`].
+//! payd's HTTP API: axum handlers over a [`Store`].
 //!
 //! # Layout
 //! - [`router`] (this file): the routes and their layers; [`AppState`] is what it needs.
@@ -12,8 +12,10 @@
 //!   `payments`, `wallet` (holds, withdrawals, transfers, events), `webhooks`, `ops`);
 //!   each is parse → call the store → encode.
 //! - `idempotency`: the claim of a mutating request (`Idempotency-Key` or the client's
-//!   resource id, with a fingerprint of the request), the in-flight key set (concurrent
-//!   duplicates → 409), and the one renderer whose output the store keeps for replays.
+//!   resource id, with a fingerprint of the request), holding its key while it runs
+//!   (concurrent duplicates → 409, through the [`InFlightKeys`] port), and the one
+//!   renderer whose output the store keeps for replays.
+//! - `response`: JSON responses from values or already encoded bytes.
 //! - [`metrics`](mod@metrics): the Prometheus recorder ([`install_metrics_recorder`]) and
 //!   the per-route HTTP metrics layer.
 //! - `openapi`: the generated OpenAPI document ([`openapi()`]).
@@ -25,6 +27,7 @@ mod dto;
 mod extract;
 mod idempotency;
 mod openapi;
+mod response;
 mod routes;
 
 use std::sync::Arc;
@@ -34,7 +37,7 @@ use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
 use metrics_exporter_prometheus::PrometheusHandle;
-use payd_ports::{LedgerStore, PaymentStore, WalletStore, WebhookStore};
+use payd_ports::{Clock, InFlightKeys, Store};
 
 pub use crate::error::{ApiError, Code};
 pub use crate::extract::BODY_LIMIT;
@@ -46,20 +49,21 @@ use crate::routes::{Ctx, accounts, card, merchants, ops, payments, wallet, webho
 /// What the API needs from the process.
 #[derive(Clone)]
 pub struct AppState {
-    /// The ledger.
-    pub store: Arc<dyn LedgerStore>,
-    /// The gateway's payments.
-    pub payments: Arc<dyn PaymentStore>,
-    /// Called after each accepted payment (wakes the gateway's worker).
+    /// The store: ledger, payments, wallet and webhooks.
+    pub store: Arc<dyn Store>,
+    /// Idempotency keys of requests being processed (held across every process sharing
+    /// the store).
+    pub in_flight: Arc<dyn InFlightKeys>,
+    /// The time of intake (`requestedAt`), hold expiries and key retention.
+    pub clock: Arc<dyn Clock>,
+    /// Called after each accepted payment (wakes the gateway's worker, if this process
+    /// runs one).
     pub on_payment_accepted: Arc<dyn Fn() + Send + Sync>,
-    /// Holds, withdrawals, transfers and events.
-    pub wallet: Arc<dyn WalletStore>,
-    /// Called after each accepted transfer (wakes the transfer settler).
+    /// Called after each accepted transfer (wakes the transfer settler, if this process
+    /// runs one).
     pub on_transfer_accepted: Arc<dyn Fn() + Send + Sync>,
     /// Wallet settings.
     pub wallet_config: WalletConfig,
-    /// Registered webhooks and their delivery attempts.
-    pub webhooks: Arc<dyn WebhookStore>,
     /// Who may call admin endpoints (`POST /purge-payments`).
     pub admin: AdminAccess,
     /// Renders `GET /metrics` (see [`install_metrics_recorder`]).
@@ -129,13 +133,11 @@ pub fn router(state: AppState) -> Router {
         });
     let ctx = Arc::new(Ctx {
         store: state.store,
-        payments: state.payments,
+        in_flight: state.in_flight,
+        clock: state.clock,
         on_payment_accepted: state.on_payment_accepted,
-        wallet: state.wallet,
         on_transfer_accepted: state.on_transfer_accepted,
         wallet_config: state.wallet_config,
-        webhooks: state.webhooks,
-        in_flight: Arc::default(),
         admin: state.admin,
         metrics: state.metrics,
         openapi_json,

@@ -11,7 +11,9 @@ use std::time::Duration;
 use anyhow::Context;
 use payd_api::{AdminAccess, AppState};
 use payd_engine::{Gateway, TokioClock, WalletWorker, WebhookDeliverer};
-use payd_ports::{LedgerStore, PaymentStore, ProcessorClient, WalletStore, WebhookStore};
+use payd_ports::{
+    Clock, LocalInFlight, PaymentStore, ProcessorClient, Store, WalletStore, WebhookStore,
+};
 use payd_processors::{HttpProcessors, HttpWebhookConfig, HttpWebhookSender};
 use payd_sqlite::SqliteStore;
 use tokio::net::TcpListener;
@@ -71,6 +73,9 @@ async fn serve(args: ServeArgs, engine: tokio::runtime::Handle) -> anyhow::Resul
     let wallet_worker_config = args.wallet.worker_config()?;
     let webhook_config = args.wallet.webhook_config()?;
     let (processors_config, gateway_config) = args.gateway.config()?;
+    let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
+    let mut config = config;
+    config.clock = clock.clone();
     let data_dir = config.data_dir.clone();
     let store = Arc::new(
         tokio::task::spawn_blocking(move || SqliteStore::open(config))
@@ -86,7 +91,7 @@ async fn serve(args: ServeArgs, engine: tokio::runtime::Handle) -> anyhow::Resul
     let gateway = Gateway::new(
         store.clone() as Arc<dyn PaymentStore>,
         processors,
-        Arc::new(TokioClock::new()),
+        clock.clone(),
         gateway_config,
     );
     let (stop_gateway, gateway_stopped) = tokio::sync::watch::channel(false);
@@ -99,7 +104,7 @@ async fn serve(args: ServeArgs, engine: tokio::runtime::Handle) -> anyhow::Resul
     };
     let wallet_worker = WalletWorker::new(
         store.clone() as Arc<dyn WalletStore>,
-        Arc::new(TokioClock::new()),
+        clock.clone(),
         wallet_worker_config,
     );
     let wallet_task = engine.spawn(wallet_worker.clone().run(stop_gateway.subscribe()));
@@ -110,19 +115,19 @@ async fn serve(args: ServeArgs, engine: tokio::runtime::Handle) -> anyhow::Resul
     let deliverer = WebhookDeliverer::new(
         store.clone() as Arc<dyn WebhookStore>,
         Arc::new(webhook_sender),
-        Arc::new(TokioClock::new()),
+        clock.clone(),
         webhook_config,
     );
     let webhook_task = engine.spawn(deliverer.run(stop_gateway.subscribe()));
     let wake = gateway.clone();
     let state = AppState {
-        store: store.clone() as Arc<dyn LedgerStore>,
-        payments: store.clone() as Arc<dyn PaymentStore>,
+        store: store.clone() as Arc<dyn Store>,
+        // One process owns the embedded store: its in-flight keys are all in memory.
+        in_flight: Arc::new(LocalInFlight::default()),
+        clock,
         on_payment_accepted: Arc::new(move || wake.wake()),
-        wallet: store.clone() as Arc<dyn WalletStore>,
         on_transfer_accepted: Arc::new(move || wallet_worker.wake()),
         wallet_config,
-        webhooks: store.clone() as Arc<dyn WebhookStore>,
         admin,
         metrics,
     };

@@ -193,25 +193,21 @@ impl Gateway {
         Ok(count)
     }
 
-    /// Recovers after a restart: every payment still `processing` belonged to a worker of a
-    /// previous run of this process (the embedded mode runs one engine per store), so its
-    /// call is of unknown outcome now. Returns how many were recovered.
+    /// Recovers after a restart: the payments the store says this process may take over
+    /// at once ([`PaymentStore::orphaned_payments`]: every one on the embedded store, its
+    /// own instance's on a shared one) were in flight in a previous run, so each call's
+    /// outcome is unknown now. Leases of other live processes are never touched: they are
+    /// taken over, as unknown outcomes, only once they expire. Returns how many were
+    /// recovered.
     pub async fn recover(&self) -> Result<usize, LedgerError> {
         let now_ms = self.clock.now_ms();
         let mut recovered = 0;
-        // The read returns bound payments first, most overdue first, and a recovered one is
-        // due at once: the next read starts with the ones just recovered. So when a read
-        // recovers nothing but was full of bound payments, more may wait behind them; read
-        // more. (With a fixed limit, recovery stopped after the first batch, and the rest
-        // waited for their leases to run out: found by the kill -9 chaos test.)
-        let mut limit = self.config.batch_max.max(1);
         loop {
-            // Leases end at most `lease_ms` from now, so this reads every processing payment.
-            let due = self
+            let orphans = self
                 .store
-                .due_payments(now_ms.saturating_add(self.config.lease_ms), limit)
+                .orphaned_payments(self.config.batch_max.max(1))
                 .await?;
-            let transitions: Vec<Transition> = due
+            let transitions: Vec<Transition> = orphans
                 .iter()
                 .filter_map(|record| {
                     let next = record.state.abandon(now_ms).ok()?;
@@ -224,23 +220,20 @@ impl Gateway {
                 })
                 .collect();
             if transitions.is_empty() {
-                let all_bound_seen = due.len() < limit as usize
-                    || due
-                        .iter()
-                        .any(|r| matches!(r.state, PaymentState::Queued { .. }));
-                if all_bound_seen {
-                    return Ok(recovered);
-                }
-                limit = limit.saturating_mul(2);
-                continue;
+                return Ok(recovered);
             }
-            recovered += self
+            let applied = self
                 .store
                 .apply_transitions(transitions)
                 .await?
                 .into_iter()
                 .filter(|a| *a)
                 .count();
+            // Another process moved them meanwhile: nothing left for this one.
+            if applied == 0 {
+                return Ok(recovered);
+            }
+            recovered += applied;
         }
     }
 

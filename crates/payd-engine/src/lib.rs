@@ -1,7 +1,7 @@
 //! payd's engine: orchestration over the ports only (no SQL, no HTTP here).
 //!
 //! # Layout
-//! - [`clock`]: [`Clock`], the engine's only source of time (a tokio-driven wall clock, so
+//! - [`Clock`] (from `payd-ports`): the only source of time (a tokio-driven wall clock, so
 //!   tests can pause and advance it).
 //! - [`health`]: [`ProcessorHealth`], what the engine knows of each processor (circuit
 //!   breaker, the health endpoint's last report, latencies of real calls), and the health
@@ -18,7 +18,6 @@
 //!   webhooks through the `WebhookSender` port; bounded concurrency and timeouts, retries
 //!   with capped jittered backoff for at least a day, every attempt recorded.
 
-pub mod clock;
 pub mod config;
 pub mod gateway;
 pub mod health;
@@ -26,10 +25,10 @@ mod jitter;
 pub mod wallet;
 pub mod webhooks;
 
-pub use clock::{Clock, TokioClock};
 pub use config::GatewayConfig;
 pub use gateway::Gateway;
 pub use health::ProcessorHealth;
+pub use payd_ports::{Clock, ManualClock, TokioClock};
 pub use wallet::{WalletWorker, WalletWorkerConfig};
 pub use webhooks::{WebhookDeliverer, WebhookDelivererConfig};
 

@@ -32,6 +32,9 @@ struct MemoryPayments {
     transition_commands: AtomicUsize,
     /// The most transitions one call of `apply_transitions` carried.
     largest_command: AtomicUsize,
+    /// Shared by several processes: a restarted one may take over no lease before it
+    /// expires (`orphaned_payments` is empty), as on PostgreSQL under a new instance id.
+    shared: bool,
 }
 
 #[async_trait]
@@ -103,6 +106,19 @@ impl PaymentStore for MemoryPayments {
         first.extend(then);
         first.truncate(limit as usize);
         Ok(first)
+    }
+
+    async fn orphaned_payments(&self, limit: u32) -> Result<Vec<PaymentRecord>, LedgerError> {
+        if self.shared {
+            return Ok(Vec::new());
+        }
+        let payments = self.payments.lock().unwrap();
+        Ok(payments
+            .values()
+            .filter(|r| matches!(r.state, PaymentState::Processing { .. }))
+            .take(limit as usize)
+            .cloned()
+            .collect())
     }
 
     async fn pending_payments(&self) -> Result<u64, LedgerError> {
@@ -260,7 +276,14 @@ struct Harness {
 }
 
 async fn start(processors: Arc<Processors>, config: GatewayConfig) -> Harness {
-    let store = Arc::new(MemoryPayments::default());
+    start_on(Arc::new(MemoryPayments::default()), processors, config).await
+}
+
+async fn start_on(
+    store: Arc<MemoryPayments>,
+    processors: Arc<Processors>,
+    config: GatewayConfig,
+) -> Harness {
     let clock = TokioClock::starting_at(1_700_000_000_000);
     let gateway = Gateway::new(store.clone(), processors.clone(), Arc::new(clock), config);
     let (stop, stopped) = watch::channel(false);
@@ -556,25 +579,7 @@ async fn recovery_takes_every_payment_in_flight() {
     use payd_engine::Clock;
     let store = Arc::new(MemoryPayments::default());
     let clock = TokioClock::starting_at(1_700_000_000_000);
-    let now_ms = clock.now_ms();
-    for serial in 0..200_u64 {
-        let id = CorrelationId::parse(&format!("00000000-0000-4000-8000-{serial:012x}")).unwrap();
-        let state = PaymentState::new(now_ms - 1_000)
-            .dispatch(Processor::Default, now_ms - 500 + serial as i64, 30_000)
-            .unwrap();
-        store.payments.lock().unwrap().insert(
-            id.as_str().to_owned(),
-            PaymentRecord {
-                id,
-                amount: Amount::from_cents(1990),
-                requested_at_ms: now_ms - 1_000,
-                state,
-                attempts: 1,
-                version: 1,
-                hold: None,
-            },
-        );
-    }
+    in_flight_at_default(&store, 200, clock.now_ms());
     let config = GatewayConfig {
         batch_max: 64,
         ..config()
@@ -599,6 +604,78 @@ async fn recovery_takes_every_payment_in_flight() {
         )),
         "every payment in flight is an unknown outcome at its processor"
     );
+}
+
+/// `n` payments in flight at the default processor under a 30 s lease, sent from 500 ms
+/// before `now_ms`, as another process (or a previous run) left them.
+fn in_flight_at_default(store: &MemoryPayments, n: u64, now_ms: i64) -> Vec<CorrelationId> {
+    (0..n)
+        .map(|serial| {
+            let id =
+                CorrelationId::parse(&format!("00000000-0000-4000-8000-{serial:012x}")).unwrap();
+            let state = PaymentState::new(now_ms - 1_000)
+                .dispatch(Processor::Default, now_ms - 500 + serial as i64, 30_000)
+                .unwrap();
+            store.payments.lock().unwrap().insert(
+                id.as_str().to_owned(),
+                PaymentRecord {
+                    id: id.clone(),
+                    amount: Amount::from_cents(1990),
+                    requested_at_ms: now_ms - 1_000,
+                    state,
+                    attempts: 1,
+                    version: 1,
+                    hold: None,
+                },
+            );
+            id
+        })
+        .collect()
+}
+
+/// Goal: on a store shared by several processes, a starting gateway leaves the payments
+/// another live process has in flight alone until their leases expire, then takes them
+/// over as unknown outcomes at the processor they were sent to, never the other one.
+/// Method: 20 payments in flight at the default under a 30 s lease, on a shared store; a
+/// new gateway starts (its recovery takes nothing); nothing of theirs moves for 29 s; after
+/// the lease each is re-posted to the default (a 422 there books it) and none goes to the
+/// fallback.
+#[tokio::test(start_paused = true)]
+async fn a_shared_store_takes_over_leases_only_once_they_expire() {
+    use payd_engine::Clock;
+    let store = Arc::new(MemoryPayments {
+        shared: true,
+        ..MemoryPayments::default()
+    });
+    let now_ms = TokioClock::starting_at(1_700_000_000_000).now_ms();
+    let ids = in_flight_at_default(&store, 20, now_ms);
+    let processors = Processors::new(Mode::Healthy { delay_ms: 5 }, Mode::Healthy { delay_ms: 5 });
+    let harness = start_on(store, processors.clone(), config()).await;
+    assert_eq!(harness.gateway.recover().await.unwrap(), 0);
+    tokio::time::sleep(Duration::from_millis(29_000)).await;
+    for id in &ids {
+        let record = harness.store.payment(id).await.unwrap().unwrap();
+        assert!(
+            matches!(record.state, PaymentState::Processing { .. }) && record.version == 1,
+            "{id} is another live process's until its lease ends: {:?}",
+            record.state
+        );
+    }
+    assert_eq!(processors.booked(Processor::Default).len(), 0);
+    tokio::time::sleep(Duration::from_millis(30_000)).await;
+    for id in &ids {
+        let record = harness.store.payment(id).await.unwrap().unwrap();
+        assert_eq!(
+            record.state,
+            PaymentState::Booked {
+                processor: Processor::Default
+            },
+            "{id}"
+        );
+    }
+    assert!(processors.booked(Processor::Fallback).is_empty());
+    harness.assert_booked_once();
+    harness.stop().await;
 }
 
 /// Goal: a payment whose call timed out stays with that processor, even when the processor

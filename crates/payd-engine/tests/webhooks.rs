@@ -25,8 +25,8 @@ use payd_domain::webhook::{RetryPolicy, verify};
 use payd_domain::{AccountId, Amount, Balances, Category, ResourceId, Transfer};
 use payd_engine::{TokioClock, WebhookDeliverer, WebhookDelivererConfig};
 use payd_ports::{
-    AttemptResult, DeliveryStatus, Mutation, NewAccount, NewHold, NewTransfer, NewWebhook,
-    WalletStore, WebhookStore,
+    AttemptResult, DeliveryStatus, Effect, Mutation, NewAccount, NewHold, NewTransfer, NewWebhook,
+    Replied, WalletStore, WebhookStore, WebhookView,
 };
 use payd_processors::{HttpWebhookConfig, HttpWebhookSender};
 use payd_sqlite::{SqliteConfig, SqliteStore};
@@ -182,6 +182,18 @@ async fn execute(store: &SqliteStore, mutation: Mutation) {
     store.execute(mutation, None).await.unwrap();
 }
 
+/// Registers a webhook (a wallet mutation).
+async fn register(store: &SqliteStore, webhook: NewWebhook) -> WebhookView {
+    match store
+        .execute(Mutation::CreateWebhook(webhook), None)
+        .await
+        .unwrap()
+    {
+        Replied::Fresh(Effect::Webhook { view, .. }) => view,
+        other => panic!("registered, not {other:?}"),
+    }
+}
+
 fn hold(id: &str) -> Mutation {
     Mutation::PlaceHold(NewHold {
         id: rid(id),
@@ -281,23 +293,25 @@ async fn a_real_receiver_gets_every_event_signed_retried_and_processes_each_once
     )
     .await;
 
-    let good = store
-        .create_webhook(NewWebhook {
+    let good = register(
+        &store,
+        NewWebhook {
             id: rid("good"),
             url: format!("{base}/hook"),
             secret: SECRET.to_owned(),
-        })
-        .await
-        .unwrap();
+        },
+    )
+    .await;
     assert_eq!(good.after_seq, 1);
-    store
-        .create_webhook(NewWebhook {
+    register(
+        &store,
+        NewWebhook {
             id: rid("impostor"),
             url: format!("{base}/impostor"),
             secret: "not-the-receivers-secret-at-all".to_owned(),
-        })
-        .await
-        .unwrap();
+        },
+    )
+    .await;
 
     let config = WebhookDelivererConfig {
         concurrency: 4,

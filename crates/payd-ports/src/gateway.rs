@@ -28,7 +28,7 @@ pub struct NewPayment {
 }
 
 /// The wallet a pay-in is paid from. Intake places a hold of the payment's amount in the
-/// same commit as the payment (or refuses it with [`LedgerError::InsufficientFunds`],
+/// same commit as the payment (or refuses it with [`Refusal::InsufficientFunds`](crate::Refusal::InsufficientFunds),
 /// queueing nothing); booking captures the hold, a definitive failure voids it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Payer {
@@ -106,7 +106,7 @@ pub trait PaymentStore: Send + Sync + 'static {
     /// Stores a payment and queues it in one atomic, durable write (with its payer's hold,
     /// for a pay-in). A repeat of the same id, amount and payer account is a
     /// [`Intake::Duplicate`]; the same id with another amount or payer is
-    /// [`LedgerError::IdempotencyKeyReused`].
+    /// [`Refusal::IdempotencyKeyReused`](crate::Refusal::IdempotencyKeyReused).
     async fn accept_payment(&self, payment: NewPayment) -> Result<Intake, LedgerError>;
 
     /// Reads one payment.
@@ -133,11 +133,22 @@ pub trait PaymentStore: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<PaymentRecord>, LedgerError>;
 
+    /// Payments left `processing` by an earlier run that this process may take over now,
+    /// before their leases expire: on a store only one process uses, every one (at most
+    /// `limit`); on a shared store only those leased under this process's own instance id
+    /// (a previous run of the same instance, which cannot still be calling). Leases of
+    /// other instances are taken over only once they expire, through
+    /// [`PaymentStore::due_payments`].
+    async fn orphaned_payments(&self, limit: u32) -> Result<Vec<PaymentRecord>, LedgerError>;
+
     /// How many payments are not final yet (the backlog).
     async fn pending_payments(&self) -> Result<u64, LedgerError>;
 
     /// Applies each transition whose payment is still at its expected version, atomically
-    /// and durably; returns, per transition, whether it was applied.
+    /// and durably; returns, per transition, whether it was applied. A transition to
+    /// `processing` records this process's instance as the lease's owner. The version is
+    /// the fencing token: a process whose lease was taken over (the payment moved on)
+    /// cannot record an outcome over the new owner's.
     async fn apply_transitions(
         &self,
         transitions: Vec<Transition>,

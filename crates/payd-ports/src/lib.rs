@@ -1,38 +1,50 @@
 //! The ports of payd: traits for what the engine and the API need from the outside world,
-//! so that the embedded SQLite store and a future PostgreSQL store are interchangeable.
+//! so that the embedded SQLite store and the PostgreSQL store are interchangeable.
 //!
 //! # Layout
-//! - [`store`]: [`LedgerStore`], the ledger (accounts, balances, card transactions,
-//!   deposits, merchant overrides, entries), with its request and view types and
-//!   [`LedgerError`].
+//! - [`error`]: [`LedgerError`], which is a [`Refusal`] (decided, client-visible, changed
+//!   nothing) or a [`StoreFailure`] (could not run; keeps its cause).
+//! - [`store`]: [`LedgerStore`], the ledger (card transactions, deposits, balances,
+//!   entries, the merchant table), with its request and view types.
 //! - [`gateway`]: [`PaymentStore`] (gateway payments, their queue and summary) and
 //!   [`ProcessorClient`] (calls to the external processors).
-//! - [`wallet`]: [`WalletStore`]: holds, withdrawals, transfers, stored idempotent
-//!   responses ([`Claim`]) and the event outbox.
+//! - [`wallet`]: [`WalletStore`]: every other mutation ([`Mutation`]: accounts, holds,
+//!   withdrawals, transfers, merchants, webhooks) with stored idempotent responses
+//!   ([`Claim`]), the background sweeps and the event outbox.
 //! - [`webhooks`]: [`WebhookStore`] (registered webhooks, the delivery schedule and the
 //!   attempt log) and [`WebhookSender`] (one signed HTTP POST).
-//! - `testkit` (feature `testkit`): the conformance suite every [`LedgerStore`]
-//!   implementation must pass; adapters instantiate it with
-//!   [`ledger_store_conformance!`](crate::ledger_store_conformance).
-//! - `payment_testkit` (feature `testkit`): the same for [`PaymentStore`], with
-//!   [`payment_store_conformance!`](crate::payment_store_conformance).
+//! - [`events`]: the typed payloads of outbox events ([`EventPayload`]) and [`Money`], the
+//!   one JSON form of an amount.
+//! - [`in_flight`]: [`InFlightKeys`], the idempotency keys of requests being processed,
+//!   held across processes.
+//! - [`clock`]: [`Clock`], the one source of time for the engine, the API and the stores.
+//! - [`Store`]: the four store ports together, what a backend provides.
+//! - `testkit` (feature `testkit`): the conformance suites every [`Store`] must pass,
+//!   instantiated with [`store_conformance!`](crate::store_conformance) (one test per
+//!   check of the four suites: `ledger`, `payments`, `wallet`, `webhooks`).
 
+pub mod clock;
+pub mod error;
+pub mod events;
 pub mod gateway;
-#[cfg(feature = "testkit")]
-pub mod payment_testkit;
+pub mod in_flight;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod wallet;
 pub mod webhooks;
 
+pub use clock::{Clock, ManualClock, TokioClock};
+pub use error::{LedgerError, Refusal, StoreFailure};
+pub use events::{EventPayload, HoldEvent, Money, PaymentEvent, TransferEvent};
 pub use gateway::{
     HealthError, HealthReport, Intake, Lookup, NewPayment, Payer, PaymentRecord, PaymentStore,
     PaymentSummary, ProcessorClient, ProcessorPayment, ProcessorTotals, Transition,
 };
+pub use in_flight::{InFlightGuard, InFlightKeys, LocalInFlight};
 pub use store::{
-    AccountView, DepositReceipt, DepositRequest, EntryPage, EntryQuery, EntryView, LedgerError,
-    LedgerStore, NewAccount,
+    AccountView, DepositReceipt, DepositRequest, EntryPage, EntryQuery, EntryView, LedgerStore,
+    NewAccount,
 };
 pub use wallet::{
     Claim, Effect, EventView, HEADER_KEY_PREFIX, HoldView, Mutation, NewHold, NewTransfer,
@@ -43,3 +55,9 @@ pub use webhooks::{
     Attempt, AttemptOutcome, AttemptResult, AttemptView, Delivery, DeliveryStatus, DeliveryView,
     Leased, NewWebhook, SendOutcome, WebhookRequest, WebhookSender, WebhookStore, WebhookView,
 };
+
+/// Everything a store backend provides: the ledger, the gateway's payments, the wallet and
+/// the webhooks, over one consistency domain (one database).
+pub trait Store: LedgerStore + PaymentStore + WalletStore + WebhookStore {}
+
+impl<T: LedgerStore + PaymentStore + WalletStore + WebhookStore> Store for T {}

@@ -1,71 +1,19 @@
 //! The ledger store port.
 //!
 //! An implementation applies each command *atomically and serialized per account*: it loads
-//! the state the command needs, asks `payd-domain` for the decision, and persists the
-//! decision's effects (balances, ledger entries, idempotency records) in one durable commit
-//! before it answers. "Durable before acknowledged": an `Ok` means the effect survives a
-//! process crash (and, in strict durability, power loss).
+//! the state the command needs, asks `payd-domain` for the decision (through the command
+//! layer, `payd-ledger`, which is the same for every store), and persists the decision's
+//! effects (balances, ledger entries, idempotency records) in one durable commit before it
+//! answers. "Durable before acknowledged": an `Ok` means the effect survives a process crash
+//! (and, with the store's strongest durability, power loss).
 
 use async_trait::async_trait;
 use payd_domain::{
     AccountId, Amount, AuthorizationRequest, Balances, Bucket, Category, Code, EntryCause,
-    HoldStatus, IdempotencyKey, MerchantPattern,
+    IdempotencyKey, MerchantPattern,
 };
 
-/// Why a ledger command was refused or could not run. Everything but
-/// [`LedgerError::Unavailable`] is a client-visible, expected outcome that changed nothing.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum LedgerError {
-    /// `open_account` with an id that already exists.
-    #[error("account already exists")]
-    AccountExists,
-    /// The account does not exist.
-    #[error("account not found")]
-    AccountNotFound,
-    /// An idempotency key was reused with a different request body.
-    #[error("idempotency key was already used with a different request")]
-    IdempotencyKeyReused,
-    /// The movement would overflow a balance (including the system account's).
-    #[error("balance would overflow")]
-    BalanceOverflow,
-    /// The available balance does not cover the amount (holds, withdrawals, pay-ins).
-    #[error("insufficient funds")]
-    InsufficientFunds,
-    /// No hold with that id.
-    #[error("hold not found")]
-    HoldNotFound,
-    /// The hold is captured, voided or expired already.
-    #[error("hold is {}", .0.as_str())]
-    HoldNotActive(HoldStatus),
-    /// The hold's time is up; it was expired instead of captured or voided.
-    #[error("hold has expired")]
-    HoldExpired,
-    /// The hold backs a pay-in: it is captured or released with its payment, not directly.
-    #[error("hold backs a payment")]
-    HoldOwnedByPayment,
-    /// A capture for more than the hold holds.
-    #[error("capture amount exceeds the held amount")]
-    CaptureExceedsHold,
-    /// No merchant override with that pattern.
-    #[error("merchant override not found")]
-    MerchantNotFound,
-    /// No webhook with that id.
-    #[error("webhook not found")]
-    WebhookNotFound,
-    /// A hold or transfer id that is already taken (by a request with another key).
-    #[error("a resource with this id already exists")]
-    ResourceExists,
-    /// A request the store refuses as malformed (the edge validates first; this guards
-    /// against a caller that did not).
-    #[error("invalid request: {0}")]
-    Invalid(String),
-    /// The store cannot serve the command now (writer stopped, IO error, shutting down).
-    /// Nothing was acknowledged; the effect may or may not have been applied only if the
-    /// error came after the commit started, which implementations avoid by answering
-    /// only after the commit's outcome is known.
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
-}
+use crate::LedgerError;
 
 /// `POST /accounts`: a new account with initial available balances.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -159,8 +107,9 @@ pub struct EntryPage {
 /// The ledger: the system of record for balances, card transactions and deposits.
 ///
 /// Every mutating method is atomic (all of its effects or none), serialized with every other
-/// command on the same account, and durable before it returns `Ok`. Reads see every
-/// acknowledged write.
+/// command on the same account (in every process sharing the store), and durable before it
+/// returns `Ok`. Reads see every acknowledged write. Accounts are opened, and the merchant
+/// table changed, through [`WalletStore::execute`](crate::WalletStore::execute).
 #[async_trait]
 pub trait LedgerStore: Send + Sync + 'static {
     /// Decides and records one card transaction (see `payd_domain::decide`). Returns the
@@ -169,34 +118,23 @@ pub trait LedgerStore: Send + Sync + 'static {
     /// replays the same code after any restart.
     async fn authorize(&self, request: AuthorizationRequest) -> Result<Code, LedgerError>;
 
-    /// Opens an account; its initial balances are credited from the system account as
-    /// `opening` entries. [`LedgerError::AccountExists`] if the id is taken.
-    async fn open_account(&self, account: NewAccount) -> Result<AccountView, LedgerError>;
-
     /// Credits a deposit, idempotently by key: same key and body → the first receipt with
-    /// `replayed = true`; same key, other body → [`LedgerError::IdempotencyKeyReused`].
+    /// `replayed = true`; same key, other body → [`Refusal::IdempotencyKeyReused`].
+    ///
+    /// [`Refusal::IdempotencyKeyReused`]: crate::Refusal::IdempotencyKeyReused
     async fn deposit(&self, deposit: DepositRequest) -> Result<DepositReceipt, LedgerError>;
 
     /// Reads an account; `Ok(None)` if it does not exist.
     async fn account(&self, id: &AccountId) -> Result<Option<AccountView>, LedgerError>;
 
-    /// Reads an account's entries, newest first; [`LedgerError::AccountNotFound`] for an
+    /// Reads an account's entries, newest first; [`Refusal::AccountNotFound`] for an
     /// unknown account.
+    ///
+    /// [`Refusal::AccountNotFound`]: crate::Refusal::AccountNotFound
     async fn entries(&self, id: &AccountId, query: EntryQuery) -> Result<EntryPage, LedgerError>;
 
     /// The merchant override table, sorted by pattern text.
     async fn merchants(&self) -> Result<Vec<(MerchantPattern, Category)>, LedgerError>;
-
-    /// Adds or replaces a merchant override; later decisions use it. Returns whether the
-    /// pattern was new.
-    async fn put_merchant(
-        &self,
-        pattern: MerchantPattern,
-        category: Category,
-    ) -> Result<bool, LedgerError>;
-
-    /// Removes a merchant override; whether it existed.
-    async fn delete_merchant(&self, pattern: MerchantPattern) -> Result<bool, LedgerError>;
 
     /// Whether the store can take commands (open, writer alive, not shutting down).
     fn is_ready(&self) -> bool;

@@ -4,11 +4,12 @@
 //! Every mutation goes through [`WalletStore::execute`], which applies one [`Mutation`]
 //! atomically, serialized per account, durable before it answers. With a [`Claim`] it is
 //! also idempotent: the store looks the key up first (same fingerprint → the stored first
-//! response, [`Replied::Replayed`]; another fingerprint → [`LedgerError::IdempotencyKeyReused`]),
+//! response, [`Replied::Replayed`]; another fingerprint → [`Refusal::IdempotencyKeyReused`]),
 //! and otherwise stores the response the claim's `render` makes of the outcome *in the same
 //! commit as the effect*, so there is no moment where the effect exists without its
 //! response or the reverse. Refusals (insufficient funds, hold not active, ...) are stored
-//! too: a retry gets the same answer. [`LedgerError::Unavailable`] never is.
+//! too: a retry gets the same answer. A store failure ([`LedgerError::Unavailable`]) never
+//! is.
 //!
 //! A claim made by the id the client chose for the resource it creates (a transfer's or a
 //! hold's; kept forever) may be kept by the resource itself: the store records the
@@ -22,7 +23,7 @@ use payd_domain::{
     Transfer, TransferStatus,
 };
 
-use crate::{AccountView, LedgerError, NewAccount, NewWebhook, WebhookView};
+use crate::{AccountView, LedgerError, NewAccount, NewWebhook, Refusal, WebhookView};
 
 /// A response as sent to the client: status and body bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,9 +34,9 @@ pub struct StoredResponse {
     pub body: Vec<u8>,
 }
 
-/// Renders the response of a mutation's outcome; the API's one function, so a fresh answer
-/// and its replay are the same bytes.
-pub type Render = fn(&Result<Effect, LedgerError>) -> StoredResponse;
+/// Renders the response of a mutation's outcome (its effect or its refusal); the API's one
+/// function, so a fresh answer and its replay are the same bytes.
+pub type Render = fn(&Result<Effect, Refusal>) -> StoredResponse;
 
 /// The prefix of a [`Claim::key`] made from an `Idempotency-Key` header; the key itself
 /// follows. Resource-id claims use `<kind>:<id>` (`transfer:tr-1`). Deposits keep their
@@ -107,7 +108,8 @@ pub struct NewTransfer {
 /// Every mutation [`WalletStore::execute`] applies.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Mutation {
-    /// Open an account (as `LedgerStore::open_account`).
+    /// Open an account; its initial balances are credited from the system account as
+    /// `opening` entries ([`Refusal::AccountExists`] if the id is taken).
     OpenAccount(NewAccount),
     /// Place a hold.
     PlaceHold(NewHold),
@@ -257,8 +259,8 @@ pub struct Sweep {
 #[async_trait]
 pub trait WalletStore: Send + Sync + 'static {
     /// Applies one mutation atomically and durably, idempotently under `claim` (see the
-    /// module documentation). Client-visible refusals are `Err` with their
-    /// [`LedgerError`] (and, under a claim, stored like any answer).
+    /// module documentation). Client-visible refusals are `Err(LedgerError::Refused)` (and,
+    /// under a claim, stored like any answer).
     async fn execute(
         &self,
         mutation: Mutation,

@@ -241,21 +241,24 @@ pub struct DeliveryView {
 }
 
 /// Registered webhooks and the delivery bookkeeping. Writes are durable before they answer.
+/// Webhooks are registered ([`Mutation::CreateWebhook`]: they receive events created after
+/// the registration; [`Refusal::ResourceExists`] if the id was ever used,
+/// [`Refusal::Invalid`] past the limit of live webhooks) and deleted
+/// ([`Mutation::DeleteWebhook`]: pending deliveries are cancelled) through
+/// [`WalletStore::execute`].
+///
+/// [`Mutation::CreateWebhook`]: crate::Mutation::CreateWebhook
+/// [`Mutation::DeleteWebhook`]: crate::Mutation::DeleteWebhook
+/// [`Refusal::ResourceExists`]: crate::Refusal::ResourceExists
+/// [`Refusal::Invalid`]: crate::Refusal::Invalid
+/// [`WalletStore::execute`]: crate::WalletStore::execute
 #[async_trait]
 pub trait WebhookStore: Send + Sync + 'static {
-    /// Registers a webhook: it receives events created after this call.
-    /// [`LedgerError::ResourceExists`] if the id is taken (also by a deleted webhook);
-    /// [`LedgerError::Invalid`] past the limit of live webhooks.
-    async fn create_webhook(&self, webhook: NewWebhook) -> Result<WebhookView, LedgerError>;
-
     /// Live webhooks, oldest first.
     async fn webhooks(&self) -> Result<Vec<WebhookView>, LedgerError>;
 
     /// A live webhook.
     async fn webhook(&self, id: &ResourceId) -> Result<Option<WebhookView>, LedgerError>;
-
-    /// Deletes a webhook and cancels its pending deliveries; `false` if there was none.
-    async fn delete_webhook(&self, id: &ResourceId) -> Result<bool, LedgerError>;
 
     /// Schedules new events for every live webhook, then leases at most `limit` deliveries
     /// due at `now_ms` for `lease_ms` (see the module documentation).

@@ -3,8 +3,10 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use payd_domain::MccMap;
+use payd_ports::{Clock, TokioClock};
 
 /// How hard each group commit is pushed to disk.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -61,7 +63,7 @@ impl FromStr for Durability {
 }
 
 /// Everything [`SqliteStore::open`](crate::SqliteStore::open) needs.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct SqliteConfig {
     /// Directory of the database (`payd.sqlite3` and its WAL files); created if missing.
     pub data_dir: PathBuf,
@@ -75,6 +77,23 @@ pub struct SqliteConfig {
     pub queue_capacity: usize,
     /// Read-only connections for `account`, `entries` and `merchants`.
     pub readers: usize,
+    /// Where every timestamp the store writes comes from.
+    pub clock: Arc<dyn Clock>,
+    /// This process's instance id, recorded as the owner of the payment leases it takes.
+    pub instance: String,
+}
+
+impl fmt::Debug for SqliteConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteConfig")
+            .field("data_dir", &self.data_dir)
+            .field("durability", &self.durability)
+            .field("batch_max", &self.batch_max)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("readers", &self.readers)
+            .field("instance", &self.instance)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SqliteConfig {
@@ -85,7 +104,8 @@ impl SqliteConfig {
     /// Default for [`SqliteConfig::readers`].
     pub const READERS_DEFAULT: usize = 4;
 
-    /// A strict store in `data_dir` with the default MCC map and bounds.
+    /// A strict store in `data_dir` with the default MCC map and bounds, on the wall
+    /// clock, under the instance id `local`.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         SqliteConfig {
             data_dir: data_dir.into(),
@@ -94,6 +114,8 @@ impl SqliteConfig {
             batch_max: Self::BATCH_MAX_DEFAULT,
             queue_capacity: Self::QUEUE_CAPACITY_DEFAULT,
             readers: Self::READERS_DEFAULT,
+            clock: Arc::new(TokioClock::new()),
+            instance: "local".to_owned(),
         }
     }
 
@@ -105,6 +127,9 @@ impl SqliteConfig {
 
 /// The database's file name inside the data directory.
 pub const DATABASE_FILE: &str = "payd.sqlite3";
+
+/// The lock file inside the data directory, held by the process that has the store open.
+pub const LOCK_FILE: &str = "payd.lock";
 
 #[cfg(test)]
 mod tests {

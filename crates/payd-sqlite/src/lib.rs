@@ -1,4 +1,5 @@
-//! payd's embedded ledger store: [`SqliteStore`], a [`LedgerStore`] on SQLite in WAL mode.
+//! payd's embedded store: [`SqliteStore`], every store port ([`payd_ports::Store`]) on
+//! SQLite in WAL mode, for one process (a lock file keeps a second one out).
 //!
 //! # Layout
 //! - [`audit`]: `payd audit`, an offline, read-only check of the store's invariants.
@@ -7,24 +8,26 @@
 //! - `schema`: connections and pragmas, the numbered migrations (`migrations/*.sql`,
 //!   embedded), and row <-> domain conversions.
 //! - `writer`: the `payd-writer` thread, the single sequencer: it owns the only write
-//!   connection, applies queued commands with `payd_domain::decide` in batches, commits each
-//!   batch once (group commit), then answers. It keeps the merchant table and a bounded
-//!   account-balance cache in memory, both coherent because it is the only writer. Its
-//!   `payd-checkpoint` thread copies the WAL into the database on a connection of its own,
-//!   so checkpoints never run inside a COMMIT; the writer only rewinds the WAL between
-//!   batches once it reaches `schema::WAL_RESTART_BYTES`.
+//!   connection, applies queued commands with the command layer (`payd_ledger::apply`, over
+//!   `writer::tx::SqliteTx`) in batches, commits each batch once (group commit), then
+//!   answers. It keeps the merchant table and a bounded account-balance cache in memory,
+//!   both coherent because it is the only writer. Its `payd-checkpoint` thread copies the
+//!   WAL into the database on a connection of its own, so checkpoints never run inside a
+//!   COMMIT; the writer only rewinds the WAL between batches once it reaches
+//!   `schema::WAL_RESTART_BYTES`.
 //! - `payments`: the gateway's payments ([`PaymentStore`]): intake, compare-and-set
 //!   transitions and per-second booked totals (writer side), the due queue and the summary
 //!   (reader side). Migration `0002_payments.sql` holds their tables.
 //! - `wallet`: holds, transfers, withdrawals, the outbox ([`WalletStore`]): row
-//!   conversions and reads here, the writer-side decisions in `writer::wallet`. Migration
-//!   `0003_wallets.sql` holds their tables and the stored idempotent responses.
+//!   conversions and reads. Migration `0003_wallets.sql` holds their tables and the stored
+//!   idempotent responses.
 //! - `webhooks`: registered webhooks, one delivery per (webhook, event) scheduled from a
 //!   per-webhook cursor into the outbox, leases of due deliveries and the attempt log
 //!   ([`WebhookStore`]). Migration `0004_webhooks.sql` holds their tables.
 //! - `reader`: a small pool of read-only connections for `account`, `entries` and
 //!   `merchants`; reads never touch the write connection.
-//! - this file: [`SqliteStore`] (open, shutdown, the [`LedgerStore`] impl) and [`OpenError`].
+//! - this file: [`SqliteStore`] (open, shutdown, the port impls: commands go to the
+//!   writer, reads to the pool) and [`OpenError`].
 //!
 //! # Metrics (via the `metrics` facade; the binary installs the recorder)
 //! `payd_writer_batch_size` (histogram, commands per commit), `payd_writer_commit_seconds`
@@ -34,6 +37,7 @@
 
 pub mod audit;
 pub mod config;
+mod lock;
 mod payments;
 mod reader;
 mod schema;
@@ -53,20 +57,19 @@ use payd_domain::ResourceId;
 use payd_domain::{
     AccountId, AuthorizationRequest, Category, Code, MerchantPattern, MerchantRules, Rules,
 };
+use payd_ledger::Command;
 use payd_ports::{
     AccountView, Claim, DepositReceipt, DepositRequest, Effect, EntryPage, EntryQuery, EventView,
-    HoldView, Intake, LedgerError, LedgerStore, Mutation, NewAccount, NewPayment, PaymentRecord,
-    PaymentStore, PaymentSummary, Replied, Sweep, TransferView, Transition, WalletStore,
+    HoldView, Intake, LedgerError, LedgerStore, Mutation, NewPayment, PaymentRecord, PaymentStore,
+    PaymentSummary, Replied, Sweep, TransferView, Transition, WalletStore,
 };
-use payd_ports::{
-    Attempt, AttemptView, DeliveryView, Leased, NewWebhook, WebhookStore, WebhookView,
-};
+use payd_ports::{Attempt, AttemptView, DeliveryView, Leased, WebhookStore, WebhookView};
 use tokio::sync::{mpsc, oneshot};
 
-pub use config::{DATABASE_FILE, Durability, SqliteConfig, UnknownDurability};
+pub use config::{DATABASE_FILE, Durability, LOCK_FILE, SqliteConfig, UnknownDurability};
 
 use reader::ReaderPool;
-use writer::{Command, Writer};
+use writer::{Job, Writer};
 
 /// The store could not be opened. The message names the database and the step that failed.
 #[derive(Debug, thiserror::Error)]
@@ -96,11 +99,13 @@ impl OpenError {
 /// (also run on drop) drains and stops the writer.
 pub struct SqliteStore {
     /// The queue to the writer; `None` once shutdown has begun.
-    queue: Mutex<Option<mpsc::Sender<Command>>>,
+    queue: Mutex<Option<mpsc::Sender<Job>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     writer_alive: Arc<AtomicBool>,
     readers: Arc<ReaderPool>,
     path: PathBuf,
+    /// The data directory's lock, held until shutdown (or drop).
+    lock: Mutex<Option<lock::DirLock>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -112,8 +117,8 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
-fn unavailable(reason: &str) -> LedgerError {
-    LedgerError::Unavailable(reason.to_owned())
+fn unavailable(reason: &'static str) -> LedgerError {
+    LedgerError::unavailable(reason)
 }
 
 impl SqliteStore {
@@ -123,10 +128,12 @@ impl SqliteStore {
         let dir = &config.data_dir;
         std::fs::create_dir_all(dir)
             .map_err(|e| OpenError::new(dir, "creating the data directory", e))?;
+        let lock = lock::DirLock::acquire(&dir.join(LOCK_FILE))
+            .map_err(|e| OpenError::new(dir, "locking the data directory", e))?;
         let path = config.database_path();
         let mut conn = schema::open_writer(&path, config.durability)
             .map_err(|e| OpenError::new(&path, "opening the database", e))?;
-        let applied = schema::migrate(&mut conn, writer::now_ms())
+        let applied = schema::migrate(&mut conn, config.clock.now_ms())
             .map_err(|e| OpenError::new(&path, "applying migrations", e))?;
         let merchants = schema::load_merchants(&conn)
             .map_err(|e| OpenError::new(&path, "loading the merchant table", e))?;
@@ -150,7 +157,14 @@ impl SqliteStore {
         let (sender, receiver) = mpsc::channel(config.queue_capacity.max(1));
         let writer_alive = Arc::new(AtomicBool::new(true));
         let alive = Arc::clone(&writer_alive);
-        let writer = Writer::new(conn, checkpointer, rules, config.batch_max);
+        let writer = Writer::new(
+            conn,
+            checkpointer,
+            rules,
+            config.batch_max,
+            config.clock,
+            config.instance,
+        );
         let handle = std::thread::Builder::new()
             .name("payd-writer".to_owned())
             .spawn(move || writer.run(receiver, alive))
@@ -161,6 +175,7 @@ impl SqliteStore {
             writer_alive,
             readers: Arc::new(readers),
             path,
+            lock: Mutex::new(Some(lock)),
         })
     }
 
@@ -171,8 +186,9 @@ impl SqliteStore {
 
     /// Stops taking commands, lets the writer apply, commit and answer everything already
     /// queued, and waits for it to exit. Blocks (call it from a blocking context, or accept
-    /// a short block at the end of a program). Idempotent. Afterwards [`is_ready`] is false
-    /// and every call answers [`LedgerError::Unavailable`].
+    /// a short block at the end of a program). Idempotent. Afterwards [`is_ready`] is false,
+    /// every call answers [`LedgerError::Unavailable`], and the data directory's lock is
+    /// released.
     ///
     /// [`is_ready`]: LedgerStore::is_ready
     pub fn shutdown(&self) {
@@ -183,7 +199,7 @@ impl SqliteStore {
         if let Some(sender) = sender {
             // `try_send` and not `blocking_send`: this may run on an async worker thread,
             // where blocking_send panics. The writer drains the queue, so space appears.
-            let mut stop = Command::Stop;
+            let mut stop = Job::Stop;
             loop {
                 match sender.try_send(stop) {
                     Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => break,
@@ -204,12 +220,26 @@ impl SqliteStore {
             tracing::error!(target: "payd_sqlite", "the writer thread panicked");
         }
         self.readers.close();
+        // Nothing is written any more: another process may open the directory.
+        match self.lock.lock() {
+            Ok(mut lock) => lock.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
     }
 
-    /// Queues a command and waits for its answer (given only after its commit).
+    /// Queues a command of the command layer and waits for its answer (given only after
+    /// its commit).
     async fn submit<T>(
         &self,
         command: impl FnOnce(oneshot::Sender<Result<T, LedgerError>>) -> Command,
+    ) -> Result<T, LedgerError> {
+        self.send(|reply| Job::Ledger(command(reply))).await
+    }
+
+    /// Queues a job and waits for its answer (given only after its commit).
+    async fn send<T>(
+        &self,
+        job: impl FnOnce(oneshot::Sender<Result<T, LedgerError>>) -> Job,
     ) -> Result<T, LedgerError> {
         let sender = self
             .queue
@@ -220,7 +250,7 @@ impl SqliteStore {
         let (reply, answer) = oneshot::channel();
         let started = std::time::Instant::now();
         sender
-            .send(command(reply))
+            .send(job(reply))
             .await
             .map_err(|_| unavailable("store is shutting down"))?;
         drop(sender);
@@ -246,11 +276,6 @@ impl LedgerStore for SqliteStore {
             .await
     }
 
-    async fn open_account(&self, account: NewAccount) -> Result<AccountView, LedgerError> {
-        self.submit(|reply| Command::OpenAccount { account, reply })
-            .await
-    }
-
     async fn deposit(&self, deposit: DepositRequest) -> Result<DepositReceipt, LedgerError> {
         self.submit(|reply| Command::Deposit { deposit, reply })
             .await
@@ -270,24 +295,6 @@ impl LedgerStore for SqliteStore {
 
     async fn merchants(&self) -> Result<Vec<(MerchantPattern, Category)>, LedgerError> {
         self.readers.blocking(reader::merchants).await
-    }
-
-    async fn put_merchant(
-        &self,
-        pattern: MerchantPattern,
-        category: Category,
-    ) -> Result<bool, LedgerError> {
-        self.submit(|reply| Command::PutMerchant {
-            pattern,
-            category,
-            reply,
-        })
-        .await
-    }
-
-    async fn delete_merchant(&self, pattern: MerchantPattern) -> Result<bool, LedgerError> {
-        self.submit(|reply| Command::DeleteMerchant { pattern, reply })
-            .await
     }
 
     fn is_ready(&self) -> bool {
@@ -337,6 +344,14 @@ impl PaymentStore for SqliteStore {
     ) -> Result<Vec<PaymentRecord>, LedgerError> {
         self.readers
             .blocking(move |conn| payments::due(conn, now_ms, limit).map_err(reader::sql_error))
+            .await
+    }
+
+    async fn orphaned_payments(&self, limit: u32) -> Result<Vec<PaymentRecord>, LedgerError> {
+        // One process owns this store (the lock file): every payment in flight was leased
+        // by a run that has ended.
+        self.readers
+            .blocking(move |conn| payments::in_flight(conn, limit).map_err(reader::sql_error))
             .await
     }
 
@@ -426,8 +441,7 @@ impl SqliteStore {
         &self,
         command: webhooks::WebhookCommand,
     ) -> Result<webhooks::WebhookAnswer, LedgerError> {
-        self.submit(|reply| Command::Webhook { command, reply })
-            .await
+        self.send(|reply| Job::Webhook { command, reply }).await
     }
 }
 
@@ -437,15 +451,6 @@ fn mismatched_webhook_answer() -> LedgerError {
 
 #[async_trait]
 impl WebhookStore for SqliteStore {
-    // Registration and deletion are wallet mutations (idempotent under a claim, see
-    // `writer::wallet`); these port methods are the same writer path without a claim.
-    async fn create_webhook(&self, webhook: NewWebhook) -> Result<WebhookView, LedgerError> {
-        match self.execute(Mutation::CreateWebhook(webhook), None).await? {
-            Replied::Fresh(Effect::Webhook { view, .. }) => Ok(view),
-            _ => Err(mismatched_webhook_answer()),
-        }
-    }
-
     async fn webhooks(&self) -> Result<Vec<WebhookView>, LedgerError> {
         self.readers
             .blocking(|conn| webhooks::webhooks(conn).map_err(reader::sql_error))
@@ -456,18 +461,6 @@ impl WebhookStore for SqliteStore {
         self.readers
             .inline(|conn| webhooks::webhook(conn, id).map_err(reader::sql_error))
             .await
-    }
-
-    async fn delete_webhook(&self, id: &ResourceId) -> Result<bool, LedgerError> {
-        match self
-            .execute(Mutation::DeleteWebhook { id: id.clone() }, None)
-            .await
-        {
-            Ok(Replied::Fresh(Effect::WebhookDeleted(_))) => Ok(true),
-            Err(LedgerError::WebhookNotFound) => Ok(false),
-            Err(error) => Err(error),
-            Ok(_) => Err(mismatched_webhook_answer()),
-        }
     }
 
     async fn lease_deliveries(

@@ -1,8 +1,9 @@
 //! The gateway's payments in SQLite: intake, compare-and-set transitions, the due queue and
 //! the booked summary.
 //!
-//! Writes run on the writer thread (inside its group-commit transaction), reads on the
-//! read pool; both are plain functions over a `Connection` here. A payment's
+//! Writes run on the writer thread (inside its group-commit transaction, for the command
+//! layer's decisions), reads on the read pool; both are plain functions over a
+//! `Connection` here. A payment's
 //! `PaymentState` is stored in columns (status, processor, due_ms, sent_ms,
 //! unknown_since_ms) and rebuilt from them; `state_columns` / `state_from_row` are the only
 //! two places that know the mapping.
@@ -10,7 +11,7 @@
 use payd_domain::gateway::Processor;
 use payd_domain::gateway::payment::PaymentState;
 use payd_domain::{Amount, CorrelationId, ResourceId};
-use payd_ports::{Intake, LedgerError, NewPayment, PaymentRecord, PaymentSummary, Transition};
+use payd_ports::{NewPayment, PaymentRecord, PaymentSummary, Transition};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::schema::corrupt;
@@ -113,15 +114,14 @@ fn record_from_row(row: &Row<'_>) -> rusqlite::Result<PaymentRecord> {
 
 // === Writes (writer thread, inside its transaction) ===
 
-/// Stores and queues a payment (`hold`: the pay-in's hold, placed by the caller). Same id
-/// and amount again, for a plain payment: a duplicate, nothing changes. (The writer checks
-/// a pay-in's duplicates before it places the hold.)
-pub(crate) fn accept(
+/// Stores and queues a payment (`hold`: the pay-in's hold, placed by the caller); `false`
+/// if its id exists (nothing changes).
+pub(crate) fn insert(
     conn: &Connection,
     payment: &NewPayment,
     hold: Option<&str>,
     now_ms: i64,
-) -> rusqlite::Result<Result<Intake, LedgerError>> {
+) -> rusqlite::Result<bool> {
     let (status, processor, due_ms, sent_ms, unknown_since_ms) =
         state_columns(&PaymentState::new(payment.requested_at_ms));
     let inserted = conn
@@ -143,100 +143,61 @@ pub(crate) fn accept(
             now_ms,
             hold
         ])?;
-    if inserted == 1 {
-        return Ok(Ok(Intake::Accepted));
-    }
-    let (amount_cents, existing_hold) =
-        existing(conn, &payment.id)?.ok_or_else(|| corrupt("payment", "vanished during intake"))?;
-    Ok(
-        if amount_cents == payment.amount.cents() && existing_hold.is_none() && hold.is_none() {
-            Ok(Intake::Duplicate)
-        } else {
-            Err(LedgerError::IdempotencyKeyReused)
-        },
-    )
+    Ok(inserted == 1)
 }
 
-/// A stored payment's amount and hold, if it exists.
-pub(crate) fn existing(
-    conn: &Connection,
-    id: &CorrelationId,
-) -> rusqlite::Result<Option<(i64, Option<String>)>> {
-    conn.prepare_cached("SELECT amount_cents, hold FROM payments WHERE id = ?1")?
-        .query_row([id.as_str()], |row| Ok((row.get(0)?, row.get(1)?)))
-        .optional()
-}
-
-/// Whether a payment's outcome is already uncertain (unknown, or re-sent after being
-/// unknown), so that becoming unknown again is not news.
-pub(crate) fn is_uncertain(conn: &Connection, id: &CorrelationId) -> rusqlite::Result<bool> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT 1 FROM payments WHERE id = ?1
-                AND (status = 'unknown' OR unknown_since_ms IS NOT NULL)",
-        )?
-        .query_row([id.as_str()], |_| Ok(()))
-        .optional()?
-        .is_some())
-}
-
-/// What an applied transition reports back.
-pub(crate) struct Applied {
-    pub(crate) amount_cents: i64,
-    /// The pay-in's hold.
-    pub(crate) hold: Option<String>,
-}
-
-/// Applies one compare-and-set transition; `None` if it was not applied. A payment that
-/// becomes booked is added to the per-second totals in the same transaction.
-pub(crate) fn transition(
+/// Stores a transition of a payment still at `expected_version` (and not final); whether
+/// it was. `owner` is recorded as the lease's owner when the payment becomes `processing`.
+pub(crate) fn update(
     conn: &Connection,
     change: &Transition,
+    owner: &str,
     now_ms: i64,
-) -> rusqlite::Result<Option<Applied>> {
+) -> rusqlite::Result<bool> {
     let (status, processor, due_ms, sent_ms, unknown_since_ms) = state_columns(&change.next);
+    let owner = matches!(change.next, PaymentState::Processing { .. }).then_some(owner);
     let updated = conn
         .prepare_cached(
             "UPDATE payments
                 SET status = ?3, processor = ?4, due_ms = ?5, sent_ms = ?6, unknown_since_ms = ?7,
-                    attempts = attempts + ?8, version = version + 1, updated_at_ms = ?9
-              WHERE id = ?1 AND version = ?2 AND status <> 'booked' AND status <> 'failed'
-             RETURNING amount_cents, requested_at_ms, hold",
+                    attempts = attempts + ?8, version = version + 1, updated_at_ms = ?9,
+                    lease_owner = ?10
+              WHERE id = ?1 AND version = ?2 AND status <> 'booked' AND status <> 'failed'",
         )?
-        .query_row(
-            params![
-                change.id.as_str(),
-                i64::try_from(change.expected_version).unwrap_or(i64::MAX),
-                status,
-                processor,
-                due_ms,
-                sent_ms,
-                unknown_since_ms,
-                u32::from(change.counts_attempt),
-                now_ms
-            ],
-            |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, i64>(1)?,
-                    row.get::<_, Option<String>>(2)?,
-                ))
-            },
-        )
-        .optional()?;
-    let Some((amount_cents, requested_at_ms, hold)) = updated else {
-        return Ok(None);
-    };
-    if let PaymentState::Booked { processor } = change.next {
-        conn.prepare_cached(
-            "INSERT INTO payment_totals (processor, second, requests, amount_cents)
-             VALUES (?1, ?2, 1, ?3)
-             ON CONFLICT (processor, second)
-             DO UPDATE SET requests = requests + 1, amount_cents = amount_cents + excluded.amount_cents",
-        )?
-        .execute(params![processor.as_str(), requested_at_ms.div_euclid(1_000), amount_cents])?;
-    }
-    Ok(Some(Applied { amount_cents, hold }))
+        .execute(params![
+            change.id.as_str(),
+            i64::try_from(change.expected_version).unwrap_or(i64::MAX),
+            status,
+            processor,
+            due_ms,
+            sent_ms,
+            unknown_since_ms,
+            u32::from(change.counts_attempt),
+            now_ms,
+            owner
+        ])?;
+    Ok(updated == 1)
+}
+
+/// Adds a booked payment to its processor's total for the second of its `requestedAt`.
+pub(crate) fn add_booked(
+    conn: &Connection,
+    processor: Processor,
+    requested_at_ms: i64,
+    amount: Amount,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO payment_totals (processor, second, requests, amount_cents)
+         VALUES (?1, ?2, 1, ?3)
+         ON CONFLICT (processor, second)
+         DO UPDATE SET requests = requests + 1, amount_cents = amount_cents + excluded.amount_cents",
+    )?
+    .execute(params![
+        processor.as_str(),
+        requested_at_ms.div_euclid(1_000),
+        amount.cents()
+    ])?;
+    Ok(())
 }
 
 /// Deletes every plain payment and every booked total (test resets); how many payments
@@ -262,6 +223,17 @@ pub(crate) fn payment(
     ))?
     .query_row([id.as_str()], record_from_row)
     .optional()
+}
+
+/// Every payment in flight (`processing`), at most `limit`: on a store one process owns,
+/// all of them are a previous run's.
+pub(crate) fn in_flight(conn: &Connection, limit: u32) -> rusqlite::Result<Vec<PaymentRecord>> {
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT {RECORD_COLUMNS} FROM payments
+          WHERE status = 'processing' ORDER BY due_ms LIMIT ?1"
+    ))?;
+    let rows = statement.query_map([limit], record_from_row)?;
+    rows.collect()
 }
 
 /// Due payments: bound ones first, then queued, each most overdue first.

@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use payd_domain::{AccountId, Amount, Bucket, Category, EntryCause, MerchantPattern};
-use payd_ports::{AccountView, EntryPage, EntryQuery, EntryView, LedgerError};
+use payd_ports::{
+    AccountView, EntryPage, EntryQuery, EntryView, LedgerError, Refusal, StoreFailure,
+};
 use rusqlite::{Connection, OptionalExtension};
 use tokio::sync::Semaphore;
 
@@ -26,8 +28,8 @@ pub(crate) struct ReaderPool {
     closed: AtomicBool,
 }
 
-fn unavailable(reason: impl std::fmt::Display) -> LedgerError {
-    LedgerError::Unavailable(reason.to_string())
+fn unavailable(reason: &'static str) -> LedgerError {
+    LedgerError::unavailable(reason)
 }
 
 impl ReaderPool {
@@ -68,7 +70,8 @@ impl ReaderPool {
         match pooled {
             Some(conn) => Ok(conn),
             // Only if a connection was lost to a panic: replace it.
-            None => schema::open_reader(&self.path).map_err(unavailable),
+            None => schema::open_reader(&self.path)
+                .map_err(|error| StoreFailure::new("opening a read connection", error).into()),
         }
     }
 
@@ -117,12 +120,13 @@ impl ReaderPool {
             result
         })
         .await;
-        outcome.map_err(|error| unavailable(format!("read task failed: {error}")))?
+        outcome.map_err(|error| StoreFailure::new("a read task failed", error))?
     }
 }
 
+/// A failed read, keeping SQLite's error.
 pub(crate) fn sql_error(error: rusqlite::Error) -> LedgerError {
-    unavailable(format!("sqlite: {error}"))
+    StoreFailure::new("sqlite read", error).into()
 }
 
 /// One account by id.
@@ -245,7 +249,7 @@ pub(crate) fn entries(
     let _ = conn.execute_batch("COMMIT");
     result
         .map_err(sql_error)?
-        .ok_or(LedgerError::AccountNotFound)
+        .ok_or(Refusal::AccountNotFound.into())
 }
 
 /// The merchant table, sorted by pattern text.

@@ -47,6 +47,11 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0005_summary_covering.sql"),
         seed: seed_nothing,
     },
+    Migration {
+        version: 6,
+        sql: include_str!("../migrations/0006_lease_owner.sql"),
+        seed: seed_nothing,
+    },
 ];
 
 /// The newest schema version this build knows.

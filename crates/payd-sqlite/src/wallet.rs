@@ -1,14 +1,13 @@
 //! Holds, transfers, withdrawals, stored responses and the outbox in SQLite: the row <->
 //! domain conversions, the reads (read pool), and the outbox append the writer calls inside
-//! its transaction. The writer-side decisions are in `writer::wallet`.
+//! its transaction. The decisions are the command layer's (`payd-ledger`).
 
 use payd_domain::{
     Amount, CorrelationId, EventKind, Hold, HoldStatus, RejectReason, ResourceId, Transfer,
     TransferStatus,
 };
-use payd_ports::{EventView, HoldView, TransferView};
+use payd_ports::{EventPayload, EventView, HoldView, TransferView};
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use serde_json::json;
 
 use crate::schema::{account_from_text, category_from_text, corrupt};
 
@@ -122,46 +121,12 @@ pub(crate) fn append_event(
     conn: &Connection,
     kind: EventKind,
     subject: &str,
-    payload: &serde_json::Value,
+    payload: &EventPayload,
     now_ms: i64,
 ) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO events (kind, subject, payload, created_at_ms) VALUES (?1, ?2, ?3, ?4)",
     )?
-    .execute(params![kind.as_str(), subject, payload.to_string(), now_ms])?;
+    .execute(params![kind.as_str(), subject, payload.to_json(), now_ms])?;
     Ok(())
-}
-
-/// A hold as an event payload (the same fields the API shows).
-pub(crate) fn hold_payload(view: &HoldView) -> serde_json::Value {
-    let hold = &view.hold;
-    json!({
-        "id": hold.id.as_str(),
-        "account": hold.account.as_str(),
-        "category": hold.category.as_str(),
-        "amount": hold.amount.to_string(),
-        "captured": hold.captured.to_string(),
-        "status": hold.status.as_str(),
-        "expiresAt": hold.expires_at_ms.map(payd_domain::timestamp::format_ms),
-        "payment": view.payment.as_ref().map(CorrelationId::as_str),
-    })
-}
-
-/// A transfer as an event payload.
-pub(crate) fn transfer_payload(view: &TransferView) -> serde_json::Value {
-    let transfer = &view.transfer;
-    let reason = match view.status {
-        TransferStatus::Rejected(reason) => Some(reason.as_str()),
-        _ => None,
-    };
-    json!({
-        "id": transfer.id.as_str(),
-        "from": transfer.from.as_str(),
-        "to": transfer.to.as_str(),
-        "category": transfer.category.as_str(),
-        "amount": transfer.amount.to_string(),
-        "description": view.description,
-        "status": view.status.as_str(),
-        "reason": reason,
-    })
 }

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use payd_domain::{EventKind, ResourceId};
 use payd_ports::{
     Attempt, AttemptOutcome, AttemptResult, AttemptView, Delivery, DeliveryStatus, DeliveryView,
-    EventView, Leased, LedgerError, NewWebhook, WebhookView,
+    EventView, Leased, NewWebhook, Refusal, WebhookView,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -210,20 +210,20 @@ pub(crate) fn create(
     conn: &Connection,
     webhook: &NewWebhook,
     now_ms: i64,
-) -> rusqlite::Result<Result<WebhookView, LedgerError>> {
+) -> rusqlite::Result<Result<WebhookView, Refusal>> {
     let taken = conn
         .prepare_cached("SELECT 1 FROM webhooks WHERE id = ?1")?
         .query_row([webhook.id.as_str()], |_| Ok(()))
         .optional()?
         .is_some();
     if taken {
-        return Ok(Err(LedgerError::ResourceExists));
+        return Ok(Err(Refusal::ResourceExists));
     }
     let live: i64 = conn
         .prepare_cached("SELECT COUNT(*) FROM webhooks WHERE deleted_at_ms IS NULL")?
         .query_row([], |row| row.get(0))?;
     if live >= WEBHOOKS_MAX {
-        return Ok(Err(LedgerError::Invalid(format!(
+        return Ok(Err(Refusal::Invalid(format!(
             "at most {WEBHOOKS_MAX} webhooks can be registered; delete one first"
         ))));
     }

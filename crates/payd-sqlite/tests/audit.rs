@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use payd_domain::{AccountId, Balances, Category, Code, IdempotencyKey};
-use payd_ports::testkit::{c, request as auth};
-use payd_ports::{DepositRequest, LedgerStore, NewAccount};
+use payd_ports::testkit::{self, c, request as auth};
+use payd_ports::{DepositRequest, LedgerStore};
 use payd_sqlite::audit::{AuditError, AuditReport, audit, checks};
 use payd_sqlite::{SqliteConfig, SqliteStore};
 use rusqlite::{Connection, params};
@@ -39,13 +39,7 @@ async fn write_through_the_api(store: &SqliteStore) {
         ("alice", Balances::with_available(c(1000), c(500), c(300))),
         ("bob", Balances::with_available(c(0), c(0), c(100))),
     ] {
-        store
-            .open_account(NewAccount {
-                id: id(name),
-                balances,
-            })
-            .await
-            .unwrap();
+        testkit::open(store, &id(name), balances).await.unwrap();
     }
     store
         .deposit(DepositRequest {
@@ -286,7 +280,7 @@ async fn a_consistent_store_audits_clean() {
     let dir = clean_store().await;
     let report = audit(&database(&dir)).unwrap();
     assert!(report.is_clean(), "{report}");
-    assert_eq!(report.schema_version, 5);
+    assert_eq!(report.schema_version, 6);
     let names: Vec<&str> = report.checks.iter().map(|check| check.name).collect();
     assert_eq!(names, checks::ALL);
     // alice, bob, @external; 4 openings + 1 deposit + 1 transaction + 9 wallet movements.

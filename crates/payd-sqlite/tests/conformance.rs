@@ -1,12 +1,8 @@
-//! The `LedgerStore` conformance suite on a fresh SQLite store per check.
+//! The four store suites (`payd_ports::testkit`) on a fresh SQLite store per check, each
+//! ending with `payd audit` on the database file.
 
-use std::sync::Arc;
+mod support;
 
-use payd_ports::LedgerStore;
-use payd_sqlite::{SqliteConfig, SqliteStore};
+use support::Sqlite;
 
-payd_ports::ledger_store_conformance!({
-    let dir = tempfile::TempDir::new().expect("temp dir");
-    let store = SqliteStore::open(SqliteConfig::new(dir.path())).expect("open store");
-    (Arc::new(store) as Arc<dyn LedgerStore>, dir)
-});
+payd_ports::store_conformance!(Sqlite::fresh());

@@ -5,12 +5,14 @@
 // Tests may unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use payd_domain::{AccountId, Balances, Category, Code, IdempotencyKey, system_account};
-use payd_ports::testkit::{self, c, pattern, request as auth};
-use payd_ports::{DepositRequest, EntryQuery, LedgerError, LedgerStore, NewAccount};
+use payd_ports::testkit::{self, Harness, c, pattern, request as auth};
+use payd_ports::{DepositRequest, EntryQuery, LedgerError, LedgerStore};
 use payd_sqlite::{Durability, SqliteConfig, SqliteStore};
 use tempfile::TempDir;
 
@@ -54,13 +56,13 @@ async fn data_survives_shutdown_and_reopen() {
     let declined = auth(Some("p-2"), &acc, 1_000_000, "5411", shop);
     let first_receipt = {
         let store = open_store(&dir);
-        store
-            .open_account(NewAccount {
-                id: acc.clone(),
-                balances: Balances::with_available(c(1000), c(0), c(0)),
-            })
-            .await
-            .unwrap();
+        testkit::open(
+            &store,
+            &acc.clone(),
+            Balances::with_available(c(1000), c(0), c(0)),
+        )
+        .await
+        .unwrap();
         assert_eq!(store.authorize(approved.clone()).await, Ok(Code::Approved));
         assert_eq!(
             store.authorize(declined.clone()).await,
@@ -71,12 +73,13 @@ async fn data_survives_shutdown_and_reopen() {
             .await
             .unwrap();
         assert_eq!(
-            store
-                .put_merchant(pattern("PERSIST BAR"), Category::Cash)
-                .await,
+            testkit::put_merchant(&store, "PERSIST BAR", Category::Cash).await,
             Ok(true)
         );
-        assert_eq!(store.delete_merchant(pattern("UBER EATS")).await, Ok(true));
+        assert_eq!(
+            testkit::delete_merchant(&store, "UBER EATS").await,
+            Ok(true)
+        );
         store.shutdown();
         receipt
     };
@@ -181,13 +184,13 @@ async fn shutdown_answers_queued_commands_and_refuses_later_ones() {
     let store = Arc::new(open_store(&dir));
     let acc = id("drain");
     let start_cents = 1_000_000;
-    store
-        .open_account(NewAccount {
-            id: acc.clone(),
-            balances: Balances::with_available(c(0), c(0), c(start_cents)),
-        })
-        .await
-        .unwrap();
+    testkit::open(
+        &*store,
+        &acc.clone(),
+        Balances::with_available(c(0), c(0), c(start_cents)),
+    )
+    .await
+    .unwrap();
     let tasks: Vec<_> = (0..400)
         .map(|i| {
             let (store, request) = (
@@ -232,7 +235,7 @@ async fn shutdown_answers_queued_commands_and_refuses_later_ones() {
         Err(LedgerError::Unavailable(_))
     ));
     assert!(matches!(
-        store.put_merchant(pattern("LATE"), Category::Cash).await,
+        testkit::put_merchant(&*store, "LATE", Category::Cash).await,
         Err(LedgerError::Unavailable(_))
     ));
     assert!(matches!(
@@ -255,15 +258,20 @@ async fn shutdown_answers_queued_commands_and_refuses_later_ones() {
 // on a fresh relaxed store, then a reopen that still sees the data.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relaxed_mode_works() {
-    let relaxed = |dir: &TempDir| {
-        let mut config = SqliteConfig::new(dir.path());
-        config.durability = "relaxed".parse::<Durability>().unwrap();
-        Arc::new(SqliteStore::open(config).unwrap())
+    let relaxed = || {
+        support::Sqlite::with(|mut config| {
+            config.durability = "relaxed".parse::<Durability>().unwrap();
+            config
+        })
     };
-    let (first, second) = (TempDir::new().unwrap(), TempDir::new().unwrap());
-    testkit::concurrent_authorizations_many_accounts(relaxed(&first)).await;
-    testkit::entries_and_conservation(relaxed(&second)).await;
-    let store = open_store(&first);
+    let (first, mut first_harness) = relaxed();
+    testkit::ledger::concurrent_authorizations_many_accounts(first, &mut first_harness).await;
+    first_harness.assert_audit_clean().await;
+    let (second, mut second_harness) = relaxed();
+    testkit::ledger::entries_and_conservation(second, &mut second_harness).await;
+    second_harness.assert_audit_clean().await;
+    let dir = first_harness.into_dir();
+    let store = SqliteStore::open(SqliteConfig::new(dir.path())).unwrap();
     assert_eq!(available(&store, &id("many-19")).await, [0, 0, 0]);
     assert_eq!(
         store
@@ -291,13 +299,13 @@ async fn id_less_transactions_reference_their_sequence() {
     let dir = TempDir::new().unwrap();
     let store = open_store(&dir);
     let acc = id("anon");
-    store
-        .open_account(NewAccount {
-            id: acc.clone(),
-            balances: Balances::with_available(c(100), c(0), c(0)),
-        })
-        .await
-        .unwrap();
+    testkit::open(
+        &store,
+        &acc.clone(),
+        Balances::with_available(c(100), c(0), c(0)),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         store
             .authorize(auth(Some("transaction"), &acc, 5, "5411", "ANON"))
@@ -353,13 +361,13 @@ async fn a_failing_command_fails_alone() {
     let good = id("good");
     let poison = id("poison");
     for account in [&good, &poison] {
-        store
-            .open_account(NewAccount {
-                id: account.clone(),
-                balances: Balances::with_available(c(0), c(0), c(10_000)),
-            })
-            .await
-            .unwrap();
+        testkit::open(
+            &*store,
+            &account.clone(),
+            Balances::with_available(c(0), c(0), c(10_000)),
+        )
+        .await
+        .unwrap();
     }
     side_connection(&dir)
         .execute_batch(

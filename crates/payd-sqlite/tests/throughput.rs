@@ -23,7 +23,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use payd_domain::{AccountId, Amount, AuthorizationRequest, Balances, Code, Mcc, TransactionId};
-use payd_ports::{LedgerStore, NewAccount};
+use payd_ports::LedgerStore;
+use payd_ports::testkit;
 use payd_sqlite::{Durability, SqliteConfig, SqliteStore};
 
 fn env_or(name: &str, default: usize) -> usize {
@@ -68,7 +69,7 @@ async fn run(durability: Durability) {
         .iter()
         .map(|id| {
             let (store, id) = (Arc::clone(&store), id.clone());
-            tokio::spawn(async move { store.open_account(NewAccount { id, balances: rich }).await })
+            tokio::spawn(async move { testkit::open(&*store, &id, rich).await })
         })
         .collect();
     for open in opens {
@@ -158,9 +159,7 @@ async fn authorizations_per_second() {
     }
 }
 
-fn stored(
-    outcome: &Result<payd_ports::Effect, payd_ports::LedgerError>,
-) -> payd_ports::StoredResponse {
+fn stored(outcome: &Result<payd_ports::Effect, payd_ports::Refusal>) -> payd_ports::StoredResponse {
     // About the size of the API's transfer body.
     payd_ports::StoredResponse {
         status: if outcome.is_ok() { 202 } else { 422 },
@@ -196,13 +195,7 @@ async fn transfers_per_second() {
             .collect(),
     );
     for id in ids.iter() {
-        store
-            .open_account(NewAccount {
-                id: id.clone(),
-                balances: rich,
-            })
-            .await
-            .unwrap();
+        testkit::open(&*store, &id.clone(), rich).await.unwrap();
     }
     let accepting = Arc::new(AtomicBool::new(true));
     let settler = {

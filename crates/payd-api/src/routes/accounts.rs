@@ -13,7 +13,7 @@ use crate::dto::{
 };
 use crate::error::{ApiError, Code, ErrorBody};
 use crate::extract::{JsonBytes, PathParam, QueryParams};
-use crate::idempotency::{self, IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, InFlight, Request};
+use crate::idempotency::{self, IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, Request};
 
 /// Opens an account.
 ///
@@ -145,7 +145,7 @@ pub(crate) async fn deposit(
     let key = idempotency_key(headers.get(IDEMPOTENCY_KEY).map(HeaderValue::as_bytes))?;
     // Concurrent duplicates are refused (a deposit's key shares the namespace of every
     // other `Idempotency-Key`); its first answer is kept by the deposits table itself.
-    let _guard = InFlight::enter(&ctx.in_flight, &format!("{HEADER_KEY_PREFIX}{key}"))?;
+    let _guard = idempotency::enter(&*ctx.in_flight, &format!("{HEADER_KEY_PREFIX}{key}")).await?;
     let (category, amount) = parse_deposit(&body)?;
     let receipt = ctx
         .store

@@ -10,29 +10,25 @@ pub(crate) mod wallet;
 pub(crate) mod webhooks;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use metrics_exporter_prometheus::PrometheusHandle;
 use payd_domain::ResourceId;
-use payd_ports::{LedgerStore, PaymentStore, WalletStore, WebhookStore};
-use serde::Serialize;
+use payd_ports::{Clock, InFlightKeys, Store};
 
 use crate::error::{ApiError, Code};
+pub(crate) use crate::response::{json, json_bytes};
 
 /// What handlers share: the [`crate::AppState`] plus things computed once at startup.
 pub(crate) struct Ctx {
-    pub(crate) store: Arc<dyn LedgerStore>,
-    pub(crate) payments: Arc<dyn PaymentStore>,
+    pub(crate) store: Arc<dyn Store>,
+    /// Idempotency keys of requests being processed.
+    pub(crate) in_flight: Arc<dyn InFlightKeys>,
+    pub(crate) clock: Arc<dyn Clock>,
     pub(crate) on_payment_accepted: Arc<dyn Fn() + Send + Sync>,
-    pub(crate) wallet: Arc<dyn WalletStore>,
     pub(crate) on_transfer_accepted: Arc<dyn Fn() + Send + Sync>,
     pub(crate) wallet_config: crate::WalletConfig,
-    pub(crate) webhooks: Arc<dyn WebhookStore>,
-    /// Idempotency keys of requests being processed.
-    pub(crate) in_flight: Arc<crate::idempotency::InFlight>,
     pub(crate) admin: crate::AdminAccess,
     pub(crate) metrics: PrometheusHandle,
     /// `GET /openapi.json`, serialized once: the spec cannot change at runtime.
@@ -41,34 +37,6 @@ pub(crate) struct Ctx {
 
 /// The router state.
 pub(crate) type Shared = Arc<Ctx>;
-
-/// `Content-Type: application/json`.
-pub(crate) const JSON: HeaderValue = HeaderValue::from_static("application/json");
-
-/// A JSON response from already encoded bytes.
-pub(crate) fn json_bytes(status: StatusCode, body: impl Into<Bytes>) -> Response {
-    let mut response = (status, body.into()).into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, JSON);
-    response
-}
-
-/// Encodes `value` as a JSON response.
-pub(crate) fn json<T: Serialize>(status: StatusCode, value: &T) -> Result<Response, ApiError> {
-    let bytes = serde_json::to_vec(value).map_err(|error| {
-        ApiError::new(
-            Code::Internal,
-            format!("failed to encode the response: {error}"),
-        )
-    })?;
-    Ok(json_bytes(status, bytes))
-}
-
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
 
 /// A UUIDv7 id of any id type: unique without coordination, and time-ordered so ids sort
 /// by creation.
@@ -103,14 +71,15 @@ pub(crate) async fn execute_stored(
     mutation: payd_ports::Mutation,
 ) -> Result<(payd_ports::StoredResponse, bool), ApiError> {
     let claimed = crate::idempotency::claim(
-        &ctx.in_flight,
+        &*ctx.in_flight,
         ctx.wallet_config.idempotency_retention_ms,
-        now_ms(),
+        ctx.clock.now_ms(),
         request,
-    )?;
+    )
+    .await?;
     let (claim, _guard) = match claimed {
         Some((claim, guard)) => (Some(claim), Some(guard)),
         None => (None, None),
     };
-    crate::idempotency::stored(ctx.wallet.execute(mutation, claim).await)
+    crate::idempotency::stored(ctx.store.execute(mutation, claim).await)
 }

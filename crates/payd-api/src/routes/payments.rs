@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use payd_ports::{NewPayment, Payer};
 
-use super::{Shared, generated_resource_id, json, now_ms};
+use super::{Shared, generated_resource_id, json};
 use crate::AdminAccess;
 use crate::dto::{
     PaymentAcceptedBody, PaymentBody, PaymentStatusBody, SummaryBody, SummaryParams, parse_payment,
@@ -17,7 +17,6 @@ use crate::dto::{
 };
 use crate::error::{ApiError, Code, ErrorBody};
 use crate::extract::{JsonBytes, PathParam, QueryParams};
-use crate::idempotency::InFlight;
 
 /// Accepts a payment for asynchronous forwarding to a processor.
 ///
@@ -54,7 +53,8 @@ pub(crate) async fn accept(
     let correlation_id = request.id.to_string();
     // A repeat after the first answered is accepted again (it changes nothing); one sent
     // while the first is still being committed is refused, as for every idempotency key.
-    let _guard = InFlight::enter(&ctx.in_flight, &format!("payment:{correlation_id}"))?;
+    let _guard =
+        crate::idempotency::enter(&*ctx.in_flight, &format!("payment:{correlation_id}")).await?;
     let payer = match request.payer {
         Some((account, category)) => Some(Payer {
             account,
@@ -63,11 +63,11 @@ pub(crate) async fn accept(
         }),
         None => None,
     };
-    ctx.payments
+    ctx.store
         .accept_payment(NewPayment {
             id: request.id,
             amount: request.amount,
-            requested_at_ms: now_ms(),
+            requested_at_ms: ctx.clock.now_ms(),
             payer,
         })
         .await?;
@@ -100,10 +100,10 @@ pub(crate) async fn get(
     PathParam(id): PathParam,
 ) -> Result<Response, ApiError> {
     let id = path_correlation_id(&id)?;
-    match ctx.payments.payment(&id).await? {
+    match ctx.store.payment(&id).await? {
         Some(record) => {
             let hold = match &record.hold {
-                Some(id) => ctx.wallet.hold(id).await?,
+                Some(id) => ctx.store.hold(id).await?,
                 None => None,
             };
             json(
@@ -140,7 +140,7 @@ pub(crate) async fn summary(
     QueryParams(params): QueryParams<SummaryParams>,
 ) -> Result<Response, ApiError> {
     let (from_ms, to_ms) = params.parse()?;
-    let summary = ctx.payments.payments_summary(from_ms, to_ms).await?;
+    let summary = ctx.store.payments_summary(from_ms, to_ms).await?;
     json(StatusCode::OK, &SummaryBody::from(&summary))
 }
 
@@ -164,7 +164,7 @@ pub(crate) async fn purge(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     authorize_admin(&ctx.admin, &headers)?;
-    let purged = ctx.payments.purge_payments().await?;
+    let purged = ctx.store.purge_payments().await?;
     tracing::warn!(purged, "All gateway payments were purged.");
     json(
         StatusCode::OK,

@@ -7,7 +7,7 @@ use axum::response::Response;
 use payd_domain::ResourceId;
 use payd_ports::{Mutation, NewHold, NewTransfer, NewWithdrawal};
 
-use super::{Shared, execute, generated_resource_id, json, now_ms};
+use super::{Shared, execute, generated_resource_id, json};
 use crate::dto::wallet::{
     EventBody, EventPageBody, EventsParams, HoldViewBody, TransferViewBody, WithdrawalBody,
     parse_capture, parse_empty, parse_hold, parse_transfer, path_resource,
@@ -64,7 +64,10 @@ pub(crate) async fn place_hold(
         Some(id) => id,
         None => generated_resource_id()?,
     };
-    let expires_at_ms = now_ms().saturating_add(i64::try_from(ttl_ms).unwrap_or(i64::MAX));
+    let expires_at_ms = ctx
+        .clock
+        .now_ms()
+        .saturating_add(i64::try_from(ttl_ms).unwrap_or(i64::MAX));
     execute(
         &ctx,
         Request::new("POST", &uri, &headers, &body).keyed_by(resource_key),
@@ -98,7 +101,7 @@ pub(crate) async fn get_hold(
     PathParam(id): PathParam,
 ) -> Result<Response, ApiError> {
     let id = path_resource("hold", &id)?;
-    match ctx.wallet.hold(&id).await? {
+    match ctx.store.hold(&id).await? {
         Some(view) => json(StatusCode::OK, &HoldViewBody::from(&view)),
         None => Err(ApiError::new(
             Code::HoldNotFound,
@@ -294,7 +297,7 @@ pub(crate) async fn get_transfer(
     PathParam(id): PathParam,
 ) -> Result<Response, ApiError> {
     let id: ResourceId = path_resource("transfer", &id)?;
-    match ctx.wallet.transfer(&id).await? {
+    match ctx.store.transfer(&id).await? {
         Some(view) => json(StatusCode::OK, &TransferViewBody::from(&view)),
         None => Err(ApiError::new(
             Code::TransferNotFound,
@@ -322,7 +325,7 @@ pub(crate) async fn events(
     QueryParams(params): QueryParams<EventsParams>,
 ) -> Result<Response, ApiError> {
     let (after, limit) = params.parse()?;
-    let events = ctx.wallet.events(after, limit).await?;
+    let events = ctx.store.events(after, limit).await?;
     let next = (events.len() == limit as usize)
         .then(|| events.last().map(|event| format!("evt_{}", event.seq)))
         .flatten();

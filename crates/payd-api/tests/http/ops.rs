@@ -2,7 +2,7 @@
 
 use axum::http::Method;
 use payd_api::Code;
-use payd_ports::LedgerError;
+use payd_ports::{LedgerError, Refusal};
 
 use crate::support::{App, Fault, send};
 
@@ -42,15 +42,15 @@ async fn health_and_ready() {
 async fn every_store_error_maps_through_the_table() {
     let cases = [
         (
-            LedgerError::Unavailable("disk on fire".into()),
+            LedgerError::unavailable("disk on fire"),
             503,
             "store_unavailable",
         ),
-        (LedgerError::BalanceOverflow, 422, "balance_overflow"),
-        (LedgerError::AccountNotFound, 404, "account_not_found"),
-        (LedgerError::AccountExists, 409, "account_exists"),
+        (Refusal::BalanceOverflow.into(), 422, "balance_overflow"),
+        (Refusal::AccountNotFound.into(), 404, "account_not_found"),
+        (Refusal::AccountExists.into(), 409, "account_exists"),
         (
-            LedgerError::IdempotencyKeyReused,
+            Refusal::IdempotencyKeyReused.into(),
             422,
             "idempotency_key_reused",
         ),
@@ -91,7 +91,7 @@ async fn every_store_error_maps_through_the_table() {
             "{error:?}"
         );
     }
-    let router = Fault::Error(LedgerError::Unavailable("x".into())).router();
+    let router = Fault::Error(LedgerError::unavailable("x")).router();
     send(&router, Method::GET, "/accounts/a", "", &[])
         .await
         .assert_error(503, "store_unavailable");

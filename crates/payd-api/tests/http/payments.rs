@@ -283,7 +283,7 @@ async fn purge_needs_the_admin_token() {
 
 #[tokio::test]
 async fn an_unavailable_store_is_503() {
-    let router = Fault::Error(payd_ports::LedgerError::Unavailable("down".to_owned())).router();
+    let router = Fault::Error(payd_ports::LedgerError::unavailable("down")).router();
     let send = |method, uri: &'static str, body: String| {
         let router = router.clone();
         async move {

@@ -14,14 +14,13 @@ use payd_domain::{AccountId, AuthorizationRequest, Category, Code, MerchantPatte
 use payd_domain::{CorrelationId, ResourceId};
 use payd_ports::{
     AccountView, DepositReceipt, DepositRequest, EntryPage, EntryQuery, Intake, LedgerError,
-    LedgerStore, NewAccount, NewPayment, PaymentRecord, PaymentStore, PaymentSummary, Transition,
+    LedgerStore, NewPayment, PaymentRecord, PaymentStore, PaymentSummary, Transition,
 };
-use payd_ports::{
-    Attempt, AttemptView, DeliveryView, Leased, NewWebhook, WebhookStore, WebhookView,
-};
+use payd_ports::{Attempt, AttemptView, DeliveryView, Leased, WebhookStore, WebhookView};
 use payd_ports::{
     Claim, Effect, EventView, HoldView, Mutation, Replied, Sweep, TransferView, WalletStore,
 };
+use payd_ports::{LocalInFlight, Store, TokioClock};
 use payd_sqlite::{SqliteConfig, SqliteStore};
 use serde::Deserialize;
 use serde_json::Value;
@@ -92,17 +91,11 @@ impl App {
         let wakes = Arc::new(AtomicUsize::new(0));
         let counter = wakes.clone();
         let router = router(AppState {
-            store: store.clone(),
-            payments: store.clone(),
             on_payment_accepted: Arc::new(move || {
                 counter.fetch_add(1, Ordering::Relaxed);
             }),
-            wallet: store.clone(),
-            on_transfer_accepted: Arc::new(|| {}),
-            wallet_config: WalletConfig::default(),
-            webhooks: store.clone(),
             admin,
-            metrics: install_metrics_recorder(),
+            ..state(store.clone())
         });
         App {
             router,
@@ -218,10 +211,6 @@ impl LedgerStore for Fault {
         Err(self.error())
     }
 
-    async fn open_account(&self, _account: NewAccount) -> Result<AccountView, LedgerError> {
-        Err(self.error())
-    }
-
     async fn deposit(&self, _deposit: DepositRequest) -> Result<DepositReceipt, LedgerError> {
         Err(self.error())
     }
@@ -238,14 +227,6 @@ impl LedgerStore for Fault {
         Err(self.error())
     }
 
-    async fn put_merchant(&self, _p: MerchantPattern, _c: Category) -> Result<bool, LedgerError> {
-        Err(self.error())
-    }
-
-    async fn delete_merchant(&self, _pattern: MerchantPattern) -> Result<bool, LedgerError> {
-        Err(self.error())
-    }
-
     fn is_ready(&self) -> bool {
         false
     }
@@ -259,18 +240,7 @@ impl Fault {
 
     /// A router over this faulty store, with a throwaway `App` for its helpers.
     pub(crate) fn router(self) -> Router {
-        let fault = Arc::new(self);
-        router(AppState {
-            store: fault.clone(),
-            payments: fault.clone(),
-            on_payment_accepted: Arc::new(|| {}),
-            wallet: fault.clone(),
-            on_transfer_accepted: Arc::new(|| {}),
-            wallet_config: WalletConfig::default(),
-            webhooks: fault,
-            admin: AdminAccess::Open,
-            metrics: install_metrics_recorder(),
-        })
+        router(state(Arc::new(self)))
     }
 }
 
@@ -297,6 +267,10 @@ impl PaymentStore for Fault {
     }
 
     async fn due_payments(&self, _: i64, _: u32) -> Result<Vec<PaymentRecord>, LedgerError> {
+        Err(self.error())
+    }
+
+    async fn orphaned_payments(&self, _: u32) -> Result<Vec<PaymentRecord>, LedgerError> {
         Err(self.error())
     }
 
@@ -350,19 +324,11 @@ impl WalletStore for Fault {
 
 #[async_trait]
 impl WebhookStore for Fault {
-    async fn create_webhook(&self, _: NewWebhook) -> Result<WebhookView, LedgerError> {
-        Err(self.error())
-    }
-
     async fn webhooks(&self) -> Result<Vec<WebhookView>, LedgerError> {
         Err(self.error())
     }
 
     async fn webhook(&self, _: &ResourceId) -> Result<Option<WebhookView>, LedgerError> {
-        Err(self.error())
-    }
-
-    async fn delete_webhook(&self, _: &ResourceId) -> Result<bool, LedgerError> {
         Err(self.error())
     }
 
@@ -416,22 +382,186 @@ impl App {
     pub(crate) fn with_wallet(wrap: impl FnOnce(Arc<SqliteStore>) -> Arc<dyn WalletStore>) -> App {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Arc::new(SqliteStore::open(SqliteConfig::new(dir.path())).expect("open store"));
-        let router = router(AppState {
-            store: store.clone(),
-            payments: store.clone(),
-            on_payment_accepted: Arc::new(|| {}),
+        let wrapped = Arc::new(WalletWrapped {
             wallet: wrap(store.clone()),
-            on_transfer_accepted: Arc::new(|| {}),
-            wallet_config: WalletConfig::default(),
-            webhooks: store.clone(),
-            admin: AdminAccess::Open,
-            metrics: install_metrics_recorder(),
+            inner: store.clone(),
         });
+        let router = router(state(wrapped));
         App {
             router,
             store,
             wakes: Arc::new(AtomicUsize::new(0)),
             _dir: dir,
         }
+    }
+}
+
+/// The app's state over `store`, as `payd serve` builds it (one process: in-flight keys in
+/// memory), with admin endpoints open.
+pub(crate) fn state(store: Arc<dyn Store>) -> AppState {
+    AppState {
+        store,
+        in_flight: Arc::new(LocalInFlight::default()),
+        clock: Arc::new(TokioClock::new()),
+        on_payment_accepted: Arc::new(|| {}),
+        on_transfer_accepted: Arc::new(|| {}),
+        wallet_config: WalletConfig::default(),
+        admin: AdminAccess::Open,
+        metrics: install_metrics_recorder(),
+    }
+}
+
+/// The real store with its wallet port replaced by a test double.
+struct WalletWrapped {
+    wallet: Arc<dyn WalletStore>,
+    inner: Arc<SqliteStore>,
+}
+
+#[async_trait]
+impl LedgerStore for WalletWrapped {
+    async fn authorize(&self, request: AuthorizationRequest) -> Result<Code, LedgerError> {
+        self.inner.authorize(request).await
+    }
+
+    async fn deposit(&self, deposit: DepositRequest) -> Result<DepositReceipt, LedgerError> {
+        self.inner.deposit(deposit).await
+    }
+
+    async fn account(&self, id: &AccountId) -> Result<Option<AccountView>, LedgerError> {
+        self.inner.account(id).await
+    }
+
+    async fn entries(&self, id: &AccountId, query: EntryQuery) -> Result<EntryPage, LedgerError> {
+        self.inner.entries(id, query).await
+    }
+
+    async fn merchants(&self) -> Result<Vec<(MerchantPattern, Category)>, LedgerError> {
+        self.inner.merchants().await
+    }
+
+    fn is_ready(&self) -> bool {
+        self.inner.is_ready()
+    }
+}
+
+#[async_trait]
+impl WalletStore for WalletWrapped {
+    async fn execute(
+        &self,
+        mutation: Mutation,
+        claim: Option<Claim>,
+    ) -> Result<Replied<Effect>, LedgerError> {
+        self.wallet.execute(mutation, claim).await
+    }
+
+    async fn hold(&self, id: &ResourceId) -> Result<Option<HoldView>, LedgerError> {
+        self.wallet.hold(id).await
+    }
+
+    async fn transfer(&self, id: &ResourceId) -> Result<Option<TransferView>, LedgerError> {
+        self.wallet.transfer(id).await
+    }
+
+    async fn expire_holds(&self, now_ms: i64, limit: u32) -> Result<Sweep, LedgerError> {
+        self.wallet.expire_holds(now_ms, limit).await
+    }
+
+    async fn settle_transfers(&self, limit: u32) -> Result<Sweep, LedgerError> {
+        self.wallet.settle_transfers(limit).await
+    }
+
+    async fn pending_transfers(&self) -> Result<u64, LedgerError> {
+        self.wallet.pending_transfers().await
+    }
+
+    async fn purge_idempotency(&self, now_ms: i64, limit: u32) -> Result<Sweep, LedgerError> {
+        self.wallet.purge_idempotency(now_ms, limit).await
+    }
+
+    async fn events(&self, after_seq: i64, limit: u32) -> Result<Vec<EventView>, LedgerError> {
+        self.wallet.events(after_seq, limit).await
+    }
+}
+
+#[async_trait]
+impl PaymentStore for WalletWrapped {
+    async fn accept_payment(&self, payment: NewPayment) -> Result<Intake, LedgerError> {
+        self.inner.accept_payment(payment).await
+    }
+
+    async fn payment(&self, id: &CorrelationId) -> Result<Option<PaymentRecord>, LedgerError> {
+        self.inner.payment(id).await
+    }
+
+    async fn payments_summary(
+        &self,
+        from_ms: Option<i64>,
+        to_ms: Option<i64>,
+    ) -> Result<PaymentSummary, LedgerError> {
+        self.inner.payments_summary(from_ms, to_ms).await
+    }
+
+    async fn purge_payments(&self) -> Result<u64, LedgerError> {
+        self.inner.purge_payments().await
+    }
+
+    async fn due_payments(
+        &self,
+        now_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<PaymentRecord>, LedgerError> {
+        self.inner.due_payments(now_ms, limit).await
+    }
+
+    async fn orphaned_payments(&self, limit: u32) -> Result<Vec<PaymentRecord>, LedgerError> {
+        self.inner.orphaned_payments(limit).await
+    }
+
+    async fn pending_payments(&self) -> Result<u64, LedgerError> {
+        self.inner.pending_payments().await
+    }
+
+    async fn apply_transitions(&self, changes: Vec<Transition>) -> Result<Vec<bool>, LedgerError> {
+        self.inner.apply_transitions(changes).await
+    }
+}
+
+#[async_trait]
+impl WebhookStore for WalletWrapped {
+    async fn webhooks(&self) -> Result<Vec<WebhookView>, LedgerError> {
+        self.inner.webhooks().await
+    }
+
+    async fn webhook(&self, id: &ResourceId) -> Result<Option<WebhookView>, LedgerError> {
+        self.inner.webhook(id).await
+    }
+
+    async fn lease_deliveries(
+        &self,
+        now_ms: i64,
+        limit: u32,
+        lease_ms: i64,
+    ) -> Result<Leased, LedgerError> {
+        self.inner.lease_deliveries(now_ms, limit, lease_ms).await
+    }
+
+    async fn record_attempt(&self, attempt: Attempt) -> Result<bool, LedgerError> {
+        self.inner.record_attempt(attempt).await
+    }
+
+    async fn delivery_attempts(
+        &self,
+        webhook: &ResourceId,
+        limit: u32,
+    ) -> Result<Vec<AttemptView>, LedgerError> {
+        self.inner.delivery_attempts(webhook, limit).await
+    }
+
+    async fn delivery(
+        &self,
+        webhook: &ResourceId,
+        event_seq: i64,
+    ) -> Result<Option<DeliveryView>, LedgerError> {
+        self.inner.delivery(webhook, event_seq).await
     }
 }

@@ -172,7 +172,7 @@ async fn the_attempt_log_is_listed_newest_first() {
 
 #[tokio::test]
 async fn store_failures_map_through_the_table() {
-    let router = Fault::Error(LedgerError::Unavailable("disk on fire".into())).router();
+    let router = Fault::Error(LedgerError::unavailable("disk on fire")).router();
     for (method, uri, body) in [
         (Method::POST, "/webhooks", r#"{"url":"http://h/"}"#),
         (Method::GET, "/webhooks", ""),

@@ -1,59 +1,28 @@
-//! The wallet on the SQLite store: holds, withdrawals, transfers, pay-ins, stored
-//! idempotent responses and the outbox, through the `WalletStore` and `PaymentStore` ports,
-//! on a real database. Every test ends with the offline audit of the store's invariants.
-
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The [`WalletStore`](crate::WalletStore) suite: holds (capture, void, expiry, also
+//! across a restart), transfers settled in acceptance order with their reasons,
+//! withdrawals, stored idempotent responses, pay-ins following their payment, the typed
+//! event payloads, and exactness under parallel opposite transfers and a hot account.
 
 use std::sync::Arc;
 
 use payd_domain::gateway::Processor;
 use payd_domain::gateway::payment::PaymentState;
 use payd_domain::{
-    AccountId, Amount, Balances, Category, CorrelationId, EventKind, HoldStatus, RejectReason,
-    ResourceId, Transfer, TransferStatus,
+    Category, CorrelationId, EventKind, HoldStatus, RejectReason, Transfer, TransferStatus,
 };
-use payd_ports::testkit::{c, request as auth};
-use payd_ports::{
-    Claim, Effect, HoldView, Intake, LedgerError, LedgerStore, Mutation, NewAccount, NewHold,
-    NewPayment, NewTransfer, NewWithdrawal, Payer, PaymentStore, Replied, StoredResponse,
-    Transition, WalletStore,
+
+use super::{Harness, account_id as id, c, request as auth, rid};
+use crate::{
+    Claim, Effect, HoldView, Intake, LedgerError, Mutation, NewHold, NewPayment, NewTransfer,
+    NewWithdrawal, Payer, Refusal, Replied, Store, StoredResponse, Transition,
 };
-use payd_sqlite::{SqliteConfig, SqliteStore};
-use tempfile::TempDir;
 
-fn id(text: &str) -> AccountId {
-    AccountId::parse(text).unwrap()
+/// Opens `name` with `cash_cents` of CASH.
+async fn open_account(store: &Arc<dyn Store>, name: &str, cash_cents: i64) {
+    super::open_account(store, name, 0, 0, cash_cents).await;
 }
 
-fn rid(text: &str) -> ResourceId {
-    ResourceId::parse(text).unwrap()
-}
-
-fn open(dir: &TempDir) -> Arc<SqliteStore> {
-    Arc::new(SqliteStore::open(SqliteConfig::new(dir.path())).unwrap())
-}
-
-/// Runs the offline audit and fails the test on any violation.
-fn audit_clean(store: &SqliteStore) {
-    let report = payd_sqlite::audit::audit(store.path()).unwrap();
-    assert!(report.is_clean(), "audit:\n{report}");
-}
-
-async fn open_account(store: &SqliteStore, name: &str, cash_cents: i64) {
-    store
-        .execute(
-            Mutation::OpenAccount(NewAccount {
-                id: id(name),
-                balances: Balances::with_available(c(0), c(0), c(cash_cents)),
-            }),
-            None,
-        )
-        .await
-        .unwrap();
-}
-
-/// (available, held) of CASH.
-async fn cash(store: &SqliteStore, name: &str) -> (i64, i64) {
+async fn cash(store: &Arc<dyn Store>, name: &str) -> (i64, i64) {
     let balance = store
         .account(&id(name))
         .await
@@ -65,7 +34,7 @@ async fn cash(store: &SqliteStore, name: &str) -> (i64, i64) {
 }
 
 async fn place(
-    store: &SqliteStore,
+    store: &Arc<dyn Store>,
     hold: &str,
     account: &str,
     cents: i64,
@@ -89,7 +58,7 @@ async fn place(
     }
 }
 
-async fn hold_step(store: &SqliteStore, mutation: Mutation) -> Result<HoldView, LedgerError> {
+async fn hold_step(store: &Arc<dyn Store>, mutation: Mutation) -> Result<HoldView, LedgerError> {
     match store.execute(mutation, None).await? {
         Replied::Fresh(Effect::Hold(view)) => Ok(view),
         other => panic!("unexpected {other:?}"),
@@ -114,15 +83,12 @@ const FAR_MS: i64 = i64::MAX / 2;
 // Goal: a hold moves money from available to held atomically with the check; capture
 // (partial) sends the captured part out and returns the rest; void returns everything;
 // final states stay final; the journal explains both buckets.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn holds_capture_and_void() {
-    let dir = TempDir::new().unwrap();
-    let store = open(&dir);
+pub async fn holds_capture_and_void(store: Arc<dyn Store>, _harness: &mut dyn Harness) {
     open_account(&store, "h", 10_000).await;
 
     assert_eq!(
         place(&store, "too-much", "h", 10_001, FAR_MS).await,
-        Err(LedgerError::InsufficientFunds)
+        Err(Refusal::InsufficientFunds.into())
     );
     assert_eq!(
         cash(&store, "h").await,
@@ -131,7 +97,7 @@ async fn holds_capture_and_void() {
     );
     assert_eq!(
         place(&store, "nobody", "ghost", 1, FAR_MS).await,
-        Err(LedgerError::AccountNotFound)
+        Err(Refusal::AccountNotFound.into())
     );
 
     let first = place(&store, "h1", "h", 6_000, FAR_MS).await.unwrap();
@@ -139,11 +105,11 @@ async fn holds_capture_and_void() {
     assert_eq!(cash(&store, "h").await, (4_000, 6_000));
     assert_eq!(
         place(&store, "h1", "h", 1, FAR_MS).await,
-        Err(LedgerError::ResourceExists)
+        Err(Refusal::ResourceExists.into())
     );
     assert_eq!(
         place(&store, "h2", "h", 4_001, FAR_MS).await,
-        Err(LedgerError::InsufficientFunds),
+        Err(Refusal::InsufficientFunds.into()),
         "held money is not available"
     );
     place(&store, "h2", "h", 4_000, FAR_MS).await.unwrap();
@@ -163,7 +129,7 @@ async fn holds_capture_and_void() {
     assert_eq!(cash(&store, "h").await, (3_500, 4_000));
     assert_eq!(
         hold_step(&store, Mutation::VoidHold { id: rid("h1") }).await,
-        Err(LedgerError::HoldNotActive(HoldStatus::Captured))
+        Err(Refusal::HoldNotActive(HoldStatus::Captured).into())
     );
     assert_eq!(
         hold_step(
@@ -174,7 +140,7 @@ async fn holds_capture_and_void() {
             }
         )
         .await,
-        Err(LedgerError::CaptureExceedsHold)
+        Err(Refusal::CaptureExceedsHold.into())
     );
     let voided = hold_step(&store, Mutation::VoidHold { id: rid("h2") })
         .await
@@ -190,11 +156,11 @@ async fn holds_capture_and_void() {
             }
         )
         .await,
-        Err(LedgerError::HoldNotActive(HoldStatus::Voided))
+        Err(Refusal::HoldNotActive(HoldStatus::Voided).into())
     );
     assert_eq!(
         hold_step(&store, Mutation::VoidHold { id: rid("nope") }).await,
-        Err(LedgerError::HoldNotFound)
+        Err(Refusal::HoldNotFound.into())
     );
     assert_eq!(store.hold(&rid("h1")).await.unwrap(), Some(captured));
 
@@ -206,16 +172,12 @@ async fn holds_capture_and_void() {
         .map(|e| e.kind)
         .collect();
     assert_eq!(kinds, [EventKind::HoldCaptured, EventKind::HoldVoided]);
-    audit_clean(&store);
 }
 
 // Goal: an expired hold returns its money and can never be captured, whether the sweeper
 // got to it first or the capture did; expiry survives a restart (it is stored, not timed).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn holds_expire_and_cannot_be_captured() {
-    let dir = TempDir::new().unwrap();
+pub async fn holds_expire_and_cannot_be_captured(store: Arc<dyn Store>, harness: &mut dyn Harness) {
     {
-        let store = open(&dir);
         open_account(&store, "e", 1_000).await;
         // Already due: expires_at in the past.
         place(&store, "past", "e", 300, 1).await.unwrap();
@@ -232,13 +194,12 @@ async fn holds_expire_and_cannot_be_captured() {
                 }
             )
             .await,
-            Err(LedgerError::HoldExpired)
+            Err(Refusal::HoldExpired.into())
         );
         assert_eq!(cash(&store, "e").await, (700, 300));
-        store.shutdown();
     }
     // After a restart the sweeper expires what is due, and only that.
-    let store = open(&dir);
+    let store = harness.reopen(store).await;
     let sweep = store.expire_holds(10, 100).await.unwrap();
     assert_eq!(sweep.done, 1);
     assert_eq!(sweep.next_due_ms, Some(FAR_MS));
@@ -255,19 +216,18 @@ async fn holds_expire_and_cannot_be_captured() {
                 }
             )
             .await,
-            Err(LedgerError::HoldNotActive(HoldStatus::Expired))
+            Err(Refusal::HoldNotActive(HoldStatus::Expired).into())
         );
     }
     assert_eq!(store.expire_holds(10, 100).await.unwrap().done, 0, "final");
-    audit_clean(&store);
 }
 
 // Goal: transfers are accepted pending, settle in acceptance order (so one funded by an
 // earlier transfer succeeds, one after a draining transfer is rejected), with reasons.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn transfers_settle_in_order_with_reasons() {
-    let dir = TempDir::new().unwrap();
-    let store = open(&dir);
+pub async fn transfers_settle_in_order_with_reasons(
+    store: Arc<dyn Store>,
+    _harness: &mut dyn Harness,
+) {
     open_account(&store, "a", 1_000).await;
     open_account(&store, "b", 0).await;
     for mutation in [
@@ -285,11 +245,11 @@ async fn transfers_settle_in_order_with_reasons() {
     }
     assert_eq!(
         store.execute(transfer("t1", "a", "b", 1), None).await,
-        Err(LedgerError::ResourceExists)
+        Err(Refusal::ResourceExists.into())
     );
     assert!(matches!(
         store.execute(transfer("same", "a", "a", 1), None).await,
-        Err(LedgerError::Invalid(_))
+        Err(LedgerError::Refused(Refusal::Invalid(_)))
     ));
     assert_eq!(cash(&store, "b").await, (0, 0), "nothing moves at intake");
     assert_eq!(store.pending_transfers().await.unwrap(), 4);
@@ -318,14 +278,10 @@ async fn transfers_settle_in_order_with_reasons() {
     assert_eq!(events[2].kind, EventKind::TransferRejected);
     assert!(events[2].payload.contains("insufficient_funds"));
     assert_eq!(store.settle_transfers(10).await.unwrap().done, 0, "final");
-    audit_clean(&store);
 }
 
 // Goal: withdrawals need cover, and leave through the system account.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn withdrawals() {
-    let dir = TempDir::new().unwrap();
-    let store = open(&dir);
+pub async fn withdrawals(store: Arc<dyn Store>, _harness: &mut dyn Harness) {
     open_account(&store, "w", 500).await;
     let withdraw = |name: &str, cents| {
         Mutation::Withdraw(NewWithdrawal {
@@ -342,13 +298,12 @@ async fn withdrawals() {
     assert_eq!(receipt.available_after, c(300));
     assert_eq!(
         store.execute(withdraw("w2", 301), None).await,
-        Err(LedgerError::InsufficientFunds)
+        Err(Refusal::InsufficientFunds.into())
     );
     assert_eq!(cash(&store, "w").await, (300, 0));
-    audit_clean(&store);
 }
 
-fn render(outcome: &Result<Effect, LedgerError>) -> StoredResponse {
+fn render(outcome: &Result<Effect, Refusal>) -> StoredResponse {
     StoredResponse {
         status: if outcome.is_ok() { 201 } else { 422 },
         body: format!("{outcome:?}").into_bytes(),
@@ -367,10 +322,7 @@ fn claim(key: &str, fingerprint: &str) -> Option<Claim> {
 // Goal: under a claim, the first response (success or refusal) is stored in the same
 // commit as the effect and replayed; another fingerprint is refused; the key is purged
 // after its retention and then applies afresh.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn claims_replay_the_first_response() {
-    let dir = TempDir::new().unwrap();
-    let store = open(&dir);
+pub async fn claims_replay_the_first_response(store: Arc<dyn Store>, _harness: &mut dyn Harness) {
     open_account(&store, "i", 1_000).await;
     let first = store
         .execute(transfer("ti", "i", "ghost", 10), claim("key:k1", "fp"))
@@ -393,7 +345,7 @@ async fn claims_replay_the_first_response() {
         store
             .execute(transfer("ti-3", "i", "ghost", 10), claim("key:k1", "other"))
             .await,
-        Err(LedgerError::IdempotencyKeyReused)
+        Err(Refusal::IdempotencyKeyReused.into())
     );
     // A refusal is stored too.
     let refused = Mutation::PlaceHold(NewHold {
@@ -405,11 +357,11 @@ async fn claims_replay_the_first_response() {
     });
     assert_eq!(
         store.execute(refused.clone(), claim("key:k2", "fp")).await,
-        Err(LedgerError::InsufficientFunds)
+        Err(Refusal::InsufficientFunds.into())
     );
     // Even once funds exist, the retry gets the first answer.
     store
-        .deposit(payd_ports::DepositRequest {
+        .deposit(crate::DepositRequest {
             key: payd_domain::IdempotencyKey::parse("d").unwrap(),
             account: id("i"),
             category: Category::Cash,
@@ -423,7 +375,7 @@ async fn claims_replay_the_first_response() {
         .unwrap();
     assert_eq!(
         replay,
-        Replied::Replayed(render(&Err(LedgerError::InsufficientFunds)))
+        Replied::Replayed(render(&Err(Refusal::InsufficientFunds)))
     );
     assert_eq!(store.hold(&rid("big")).await.unwrap(), None);
     // Retention over: purged, and the key applies afresh.
@@ -433,7 +385,6 @@ async fn claims_replay_the_first_response() {
         store.execute(refused, claim("key:k2", "fp")).await,
         Ok(Replied::Fresh(Effect::Hold(_)))
     ));
-    audit_clean(&store);
 }
 
 fn correlation(n: u64) -> CorrelationId {
@@ -441,7 +392,7 @@ fn correlation(n: u64) -> CorrelationId {
 }
 
 async fn pay_in(
-    store: &SqliteStore,
+    store: &Arc<dyn Store>,
     n: u64,
     account: &str,
     cents: i64,
@@ -460,7 +411,7 @@ async fn pay_in(
         .await
 }
 
-async fn finish(store: &SqliteStore, n: u64, next: PaymentState) {
+async fn finish(store: &Arc<dyn Store>, n: u64, next: PaymentState) {
     let record = store.payment(&correlation(n)).await.unwrap().unwrap();
     let applied = store
         .apply_transitions(vec![Transition {
@@ -477,16 +428,13 @@ async fn finish(store: &SqliteStore, n: u64, next: PaymentState) {
 // Goal: a pay-in holds its amount at intake (or is refused, queueing nothing), is captured
 // when booked, voided when it failed, stays held while unknown; its hold cannot be touched
 // directly; duplicates are recognized by account and amount.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pay_ins_follow_their_payment() {
-    let dir = TempDir::new().unwrap();
-    let store = open(&dir);
+pub async fn pay_ins_follow_their_payment(store: Arc<dyn Store>, _harness: &mut dyn Harness) {
     open_account(&store, "p", 1_000).await;
     assert_eq!(pay_in(&store, 1, "p", 400).await, Ok(Intake::Accepted));
     assert_eq!(pay_in(&store, 2, "p", 500).await, Ok(Intake::Accepted));
     assert_eq!(
         pay_in(&store, 3, "p", 101).await,
-        Err(LedgerError::InsufficientFunds)
+        Err(Refusal::InsufficientFunds.into())
     );
     assert_eq!(
         store.payment(&correlation(3)).await.unwrap(),
@@ -495,14 +443,14 @@ async fn pay_ins_follow_their_payment() {
     );
     assert_eq!(
         pay_in(&store, 4, "ghost", 1).await,
-        Err(LedgerError::AccountNotFound)
+        Err(Refusal::AccountNotFound.into())
     );
     assert_eq!(cash(&store, "p").await, (100, 900));
     // A retry (new hold id, same account and amount) is a duplicate; another amount is not.
     assert_eq!(pay_in(&store, 1, "p", 400).await, Ok(Intake::Duplicate));
     assert_eq!(
         pay_in(&store, 1, "p", 401).await,
-        Err(LedgerError::IdempotencyKeyReused)
+        Err(Refusal::IdempotencyKeyReused.into())
     );
     assert_eq!(cash(&store, "p").await, (100, 900), "no second hold");
 
@@ -528,7 +476,7 @@ async fn pay_ins_follow_their_payment() {
                 None
             )
             .await,
-        Err(LedgerError::HoldOwnedByPayment)
+        Err(Refusal::HoldOwnedByPayment.into())
     );
 
     finish(
@@ -578,16 +526,93 @@ async fn pay_ins_follow_their_payment() {
     );
     // Purging the gateway's test data keeps pay-ins: the ledger refers to them.
     assert_eq!(store.purge_payments().await.unwrap(), 0);
-    audit_clean(&store);
+}
+
+// Goal: every event's payload is the typed one of its kind (`payd_ports::events`): JSON,
+// amounts as numbers with two decimals, the resource's fields as the API shows them.
+pub async fn events_carry_typed_payloads(store: Arc<dyn Store>, _harness: &mut dyn Harness) {
+    open_account(&store, "ev", 1_000).await;
+    open_account(&store, "ev-to", 0).await;
+    place(&store, "ev-h", "ev", 250, FAR_MS).await.unwrap();
+    hold_step(
+        &store,
+        Mutation::CaptureHold {
+            id: rid("ev-h"),
+            amount: Some(c(120)),
+        },
+    )
+    .await
+    .unwrap();
+    store
+        .execute(transfer("ev-t", "ev", "ev-to", 99), None)
+        .await
+        .unwrap();
+    while store.settle_transfers(100).await.unwrap().more {}
+    assert_eq!(pay_in(&store, 77, "ev", 101).await, Ok(Intake::Accepted));
+    finish(
+        &store,
+        77,
+        PaymentState::Booked {
+            processor: Processor::Fallback,
+        },
+    )
+    .await;
+    let events = store.events(0, 100).await.unwrap();
+    let kinds: Vec<EventKind> = events.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            EventKind::HoldCaptured,
+            EventKind::TransferCompleted,
+            EventKind::HoldCaptured,
+            EventKind::PaymentSucceeded,
+        ]
+    );
+    assert!(
+        events.windows(2).all(|w| w[0].seq < w[1].seq),
+        "seq grows with commit order"
+    );
+    let json =
+        |n: usize| -> serde_json::Value { serde_json::from_str(&events[n].payload).unwrap() };
+    let hold = json(0);
+    assert_eq!(hold["id"], "ev-h");
+    assert_eq!(hold["status"], "captured");
+    // Exactly two decimals: read from the text (a parsed number forgets its form).
+    assert!(
+        events[0]
+            .payload
+            .contains(r#""amount":2.50,"captured":1.20,"#),
+        "{}",
+        events[0].payload
+    );
+    assert_eq!(events[0].subject, "ev-h");
+    let moved = json(1);
+    assert_eq!(moved["from"], "ev");
+    assert_eq!(moved["to"], "ev-to");
+    assert!(
+        events[1].payload.contains(r#""amount":0.99,"#),
+        "{}",
+        events[1].payload
+    );
+    assert_eq!(moved["status"], "completed");
+    assert_eq!(moved["reason"], serde_json::Value::Null);
+    let paid = json(3);
+    assert_eq!(paid["correlationId"], correlation(77).as_str());
+    assert!(
+        events[3].payload.contains(r#""amount":1.01,"#),
+        "{}",
+        events[3].payload
+    );
+    assert_eq!(paid["status"], "succeeded");
+    assert_eq!(paid["processor"], "fallback");
+    assert_eq!(json(2)["payment"], correlation(77).as_str());
+    assert_eq!(paid["hold"], json(2)["id"]);
 }
 
 // Goal: transfers in opposite directions between the same pairs, submitted in parallel,
 // neither deadlock nor lose a cent: final balances are exactly what the acceptance order
 // implies (all transfers are covered, so all complete).
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn opposite_transfers_in_parallel() {
-    let dir = TempDir::new().unwrap();
-    let store = open(&dir);
+pub async fn opposite_transfers_in_parallel(store: Arc<dyn Store>, _harness: &mut dyn Harness) {
     let names = ["x0", "x1", "x2", "x3"];
     for name in names {
         open_account(&store, name, 1_000_000).await;
@@ -630,15 +655,11 @@ async fn opposite_transfers_in_parallel() {
         assert_eq!(cash(&store, name).await, (expected[k], 0), "{name}");
     }
     assert_eq!(store.pending_transfers().await.unwrap(), 0);
-    audit_clean(&store);
 }
 
 // Goal: one hot account receiving transfers, holds and card authorizations at once stays
 // exact: every approved debit, hold and transfer is accounted for and nothing overdraws.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn hot_account_under_mixed_load() {
-    let dir = TempDir::new().unwrap();
-    let store = open(&dir);
+pub async fn hot_account_under_mixed_load(store: Arc<dyn Store>, _harness: &mut dyn Harness) {
     open_account(&store, "hot", 50_000).await;
     open_account(&store, "src", 1_000_000).await;
     let mut tasks = Vec::new();
@@ -711,10 +732,4 @@ async fn hot_account_under_mixed_load() {
         (50_000 + credited - spent - captured, 0)
     );
     assert_eq!(cash(&store, "src").await, (1_000_000 - credited, 0));
-    audit_clean(&store);
-}
-
-#[test]
-fn amounts_are_cents() {
-    assert_eq!(Amount::from_cents(1).to_string(), "0.01");
 }

@@ -1,8 +1,6 @@
-//! The conformance suite of [`PaymentStore`]: every implementation must pass it.
-//!
-//! Each check is a `pub async fn(Arc<dyn PaymentStore>)` that panics on failure; adapters
-//! run them all with [`payment_store_conformance!`](crate::payment_store_conformance). Each
-//! check expects a fresh, empty store.
+//! The [`PaymentStore`](crate::PaymentStore) suite: idempotent intake, compare-and-set
+//! transitions, the due queue's order, the summary against a brute force, the purge, and
+//! the payments a restarted process may take over.
 
 use std::sync::Arc;
 
@@ -10,7 +8,8 @@ use payd_domain::gateway::Processor;
 use payd_domain::gateway::payment::PaymentState;
 use payd_domain::{Amount, CorrelationId};
 
-use crate::{Intake, LedgerError, NewPayment, PaymentStore, PaymentSummary, Transition};
+use super::Harness;
+use crate::{Intake, NewPayment, PaymentSummary, Refusal, Store, Transition};
 
 /// A correlation id made from a number.
 pub fn correlation_id(n: u64) -> CorrelationId {
@@ -26,7 +25,7 @@ fn payment(n: u64, cents: i64, requested_at_ms: i64) -> NewPayment {
     }
 }
 
-async fn state_of(store: &Arc<dyn PaymentStore>, n: u64) -> (PaymentState, u64, u32) {
+async fn state_of(store: &Arc<dyn Store>, n: u64) -> (PaymentState, u64, u32) {
     let record = store
         .payment(&correlation_id(n))
         .await
@@ -36,12 +35,7 @@ async fn state_of(store: &Arc<dyn PaymentStore>, n: u64) -> (PaymentState, u64, 
 }
 
 /// Moves payment `n` to `next` from its current version; whether it applied.
-async fn move_to(
-    store: &Arc<dyn PaymentStore>,
-    n: u64,
-    next: PaymentState,
-    counts_attempt: bool,
-) -> bool {
+async fn move_to(store: &Arc<dyn Store>, n: u64, next: PaymentState, counts_attempt: bool) -> bool {
     let (_, version, _) = state_of(store, n).await;
     let transition = Transition {
         id: correlation_id(n),
@@ -56,7 +50,7 @@ async fn move_to(
 }
 
 /// Books payment `n` at `processor` through a dispatch, as the engine would.
-async fn book(store: &Arc<dyn PaymentStore>, n: u64, processor: Processor) {
+async fn book(store: &Arc<dyn Store>, n: u64, processor: Processor) {
     let (state, _, _) = state_of(store, n).await;
     let now_ms = state.due_ms().expect("waiting");
     let dispatched = state.dispatch(processor, now_ms, 1_000).expect("dispatch");
@@ -66,7 +60,7 @@ async fn book(store: &Arc<dyn PaymentStore>, n: u64, processor: Processor) {
 
 /// Goal: intake is idempotent by correlation id and a payment reads back queued.
 /// Method: accept, accept again, accept with another amount, read back.
-pub async fn intake_is_idempotent(store: Arc<dyn PaymentStore>) {
+pub async fn intake_is_idempotent(store: Arc<dyn Store>, _harness: &mut dyn Harness) {
     assert_eq!(
         store.accept_payment(payment(1, 1990, 1_000)).await,
         Ok(Intake::Accepted)
@@ -77,7 +71,7 @@ pub async fn intake_is_idempotent(store: Arc<dyn PaymentStore>) {
     );
     assert_eq!(
         store.accept_payment(payment(1, 1991, 1_000)).await,
-        Err(LedgerError::IdempotencyKeyReused)
+        Err(Refusal::IdempotencyKeyReused.into())
     );
     let record = store
         .payment(&correlation_id(1))
@@ -98,7 +92,7 @@ pub async fn intake_is_idempotent(store: Arc<dyn PaymentStore>) {
 /// Goal: transitions are compare-and-set on the version; final states are final.
 /// Method: apply with the right and a stale version; count attempts; try to move a booked
 /// payment; fire 50 concurrent transitions from the same version.
-pub async fn transitions_are_compare_and_set(store: Arc<dyn PaymentStore>) {
+pub async fn transitions_are_compare_and_set(store: Arc<dyn Store>, _harness: &mut dyn Harness) {
     store
         .accept_payment(payment(1, 100, 0))
         .await
@@ -168,7 +162,7 @@ pub async fn transitions_are_compare_and_set(store: Arc<dyn PaymentStore>) {
 
 /// Goal: due payments come bound-first, then queued, each most overdue first, within the
 /// limit; payments not yet due and final ones never come.
-pub async fn due_payments_are_ordered(store: Arc<dyn PaymentStore>) {
+pub async fn due_payments_are_ordered(store: Arc<dyn Store>, _harness: &mut dyn Harness) {
     for (n, at) in [(1, 500), (2, 100), (3, 300), (4, 9_000), (5, 200)] {
         store
             .accept_payment(payment(n, 100, at))
@@ -227,7 +221,7 @@ fn brute_force(
 /// Method: book 300 payments at pseudo-random instants over ~20 s (some left queued), then
 /// compare 400 pseudo-random windows (edges on, just inside and just outside payments, whole
 /// and partial seconds, unbounded sides, inverted) with the brute force.
-pub async fn summary_matches_brute_force(store: Arc<dyn PaymentStore>) {
+pub async fn summary_matches_brute_force(store: Arc<dyn Store>, _harness: &mut dyn Harness) {
     let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
     let mut next = move || {
         seed ^= seed << 13;
@@ -292,7 +286,7 @@ pub async fn summary_matches_brute_force(store: Arc<dyn PaymentStore>) {
 }
 
 /// Goal: purge removes every payment and every total.
-pub async fn purge_removes_everything(store: Arc<dyn PaymentStore>) {
+pub async fn purge_removes_everything(store: Arc<dyn Store>, _harness: &mut dyn Harness) {
     for n in 1..=5 {
         store
             .accept_payment(payment(n, 100, 1_000 * n as i64))
@@ -314,23 +308,46 @@ pub async fn purge_removes_everything(store: Arc<dyn PaymentStore>) {
     );
 }
 
-/// Instantiates every [`PaymentStore`] check as a test. `$factory` is an expression
-/// returning `(Arc<dyn PaymentStore>, guard)`; the guard lives as long as the test.
-#[macro_export]
-macro_rules! payment_store_conformance {
-    ($factory:expr) => {
-        $crate::payment_store_conformance!(@each $factory;
-            intake_is_idempotent,
-            transitions_are_compare_and_set,
-            due_payments_are_ordered,
-            summary_matches_brute_force,
-            purge_removes_everything);
-    };
-    (@each $factory:expr; $($check:ident),+) => {$(
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $check() {
-            let (store, _guard) = $factory;
-            $crate::payment_testkit::$check(store).await;
-        }
-    )+};
+/// Goal: a restarted process takes over its own payments in flight at once, and only
+/// those in flight: a queued, unknown or booked payment is never an orphan.
+/// Method: dispatch two payments (in flight), leave one queued, one unknown and one booked,
+/// then read the orphans.
+pub async fn orphaned_payments_are_the_ones_in_flight(
+    store: Arc<dyn Store>,
+    _harness: &mut dyn Harness,
+) {
+    for n in 1..=5 {
+        store
+            .accept_payment(payment(n, 100, 1_000))
+            .await
+            .expect("accept");
+    }
+    for n in [1, 2, 4] {
+        let dispatched = PaymentState::new(1_000)
+            .dispatch(Processor::Default, 1_000, 60_000)
+            .expect("dispatch");
+        assert!(move_to(&store, n, dispatched, true).await);
+    }
+    let in_flight = state_of(&store, 4).await.0;
+    let unknown = in_flight
+        .record(payd_domain::gateway::Outcome::Unknown, 1_100, 0, 50)
+        .expect("record");
+    assert!(move_to(&store, 4, unknown, false).await);
+    book(&store, 5, Processor::Fallback).await;
+    let mut orphans: Vec<_> = store
+        .orphaned_payments(100)
+        .await
+        .expect("orphans")
+        .into_iter()
+        .map(|record| {
+            assert!(
+                matches!(record.state, PaymentState::Processing { .. }),
+                "{record:?} is in flight"
+            );
+            record.id
+        })
+        .collect();
+    orphans.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    assert_eq!(orphans, vec![correlation_id(1), correlation_id(2)]);
+    assert_eq!(store.orphaned_payments(1).await.expect("orphans").len(), 1);
 }

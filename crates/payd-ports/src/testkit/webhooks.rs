@@ -1,27 +1,40 @@
-//! Webhook bookkeeping on the SQLite store, through the `WebhookStore` port: registration,
-//! the per-webhook cursor (only events after registration), leases (due work only, expired
-//! leases handed out again), recording attempts (delivered, retry, give up, stale leases),
-//! cancellation on delete, and bounded leases.
-
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The [`WebhookStore`](crate::WebhookStore) suite: registration (through
+//! [`WalletStore::execute`](crate::WalletStore::execute)), the per-webhook cursor (only
+//! events after registration), leases (due work only, expired leases handed out again),
+//! recording attempts (delivered, retry, give up, stale leases), cancellation on delete,
+//! bounded leases, and deliveries across a restart.
 
 use std::sync::Arc;
 
-use payd_domain::{AccountId, Balances, Category, ResourceId};
-use payd_ports::testkit::c;
-use payd_ports::{
-    Attempt, AttemptOutcome, AttemptResult, DeliveryStatus, LedgerError, Mutation, NewAccount,
-    NewHold, NewWebhook, WalletStore, WebhookStore,
-};
-use payd_sqlite::{SqliteConfig, SqliteStore};
-use tempfile::TempDir;
+use payd_domain::Category;
 
-fn rid(text: &str) -> ResourceId {
-    ResourceId::parse(text).unwrap()
+use super::{Harness, account_id, c, rid};
+use crate::{
+    Attempt, AttemptOutcome, AttemptResult, DeliveryStatus, Effect, LedgerError, Mutation, NewHold,
+    NewWebhook, Refusal, Replied, Store, WebhookView,
+};
+
+/// Registers a webhook.
+async fn create(store: &Arc<dyn Store>, webhook: NewWebhook) -> Result<WebhookView, LedgerError> {
+    match store
+        .execute(Mutation::CreateWebhook(webhook), None)
+        .await?
+    {
+        Replied::Fresh(Effect::Webhook { view, .. }) => Ok(view),
+        other => panic!("registering answers the webhook, not {other:?}"),
+    }
 }
 
-fn open(dir: &TempDir) -> Arc<SqliteStore> {
-    Arc::new(SqliteStore::open(SqliteConfig::new(dir.path())).unwrap())
+/// Deletes a webhook; whether it was live.
+async fn delete(store: &Arc<dyn Store>, id: &str) -> bool {
+    match store
+        .execute(Mutation::DeleteWebhook { id: rid(id) }, None)
+        .await
+    {
+        Ok(Replied::Fresh(Effect::WebhookDeleted(_))) => true,
+        Err(LedgerError::Refused(Refusal::WebhookNotFound)) => false,
+        other => panic!("deleting a webhook answers, not {other:?}"),
+    }
 }
 
 fn hook(id: &str) -> NewWebhook {
@@ -33,26 +46,17 @@ fn hook(id: &str) -> NewWebhook {
 }
 
 /// Opens `acc` with 1000.00 CASH.
-async fn open_account(store: &SqliteStore) {
-    store
-        .execute(
-            Mutation::OpenAccount(NewAccount {
-                id: AccountId::parse("acc").unwrap(),
-                balances: Balances::with_available(c(0), c(0), c(100_000)),
-            }),
-            None,
-        )
-        .await
-        .unwrap();
+async fn open_account(store: &Arc<dyn Store>) {
+    super::open_account(store, "acc", 0, 0, 100_000).await;
 }
 
 /// Places and voids a hold: one `hold.voided` event. Returns its seq.
-async fn event(store: &SqliteStore, name: &str) -> i64 {
+async fn event(store: &Arc<dyn Store>, name: &str) -> i64 {
     store
         .execute(
             Mutation::PlaceHold(NewHold {
                 id: rid(name),
-                account: AccountId::parse("acc").unwrap(),
+                account: account_id("acc"),
                 category: Category::Cash,
                 amount: c(100),
                 expires_at_ms: i64::MAX / 2,
@@ -90,17 +94,14 @@ fn failed(status: Option<u16>, retry_at_ms: Option<i64>) -> AttemptOutcome {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn register_list_get_delete() {
-    let dir = TempDir::new().unwrap();
-    let store = open(&dir);
-    let a = store.create_webhook(hook("a")).await.unwrap();
+pub async fn register_list_get_delete(store: Arc<dyn Store>, _harness: &mut dyn Harness) {
+    let a = create(&store, hook("a")).await.unwrap();
     assert_eq!(a.id, rid("a"));
     assert_eq!(a.after_seq, 0);
-    store.create_webhook(hook("b")).await.unwrap();
+    create(&store, hook("b")).await.unwrap();
     assert_eq!(
-        store.create_webhook(hook("a")).await,
-        Err(LedgerError::ResourceExists)
+        create(&store, hook("a")).await,
+        Err(Refusal::ResourceExists.into())
     );
     let listed: Vec<String> = store
         .webhooks()
@@ -111,41 +112,38 @@ async fn register_list_get_delete() {
         .collect();
     assert_eq!(listed, ["a", "b"]);
     assert_eq!(store.webhook(&rid("a")).await.unwrap(), Some(a));
-    assert!(store.delete_webhook(&rid("a")).await.unwrap());
-    assert!(!store.delete_webhook(&rid("a")).await.unwrap());
-    assert!(!store.delete_webhook(&rid("nope")).await.unwrap());
+    assert!(delete(&store, "a").await);
+    assert!(!delete(&store, "a").await);
+    assert!(!delete(&store, "nope").await);
     assert_eq!(store.webhook(&rid("a")).await.unwrap(), None);
     assert_eq!(store.webhooks().await.unwrap().len(), 1);
     // A deleted id is never reused.
     assert_eq!(
-        store.create_webhook(hook("a")).await,
-        Err(LedgerError::ResourceExists)
+        create(&store, hook("a")).await,
+        Err(Refusal::ResourceExists.into())
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn live_webhooks_are_bounded() {
-    let dir = TempDir::new().unwrap();
-    let store = open(&dir);
+pub async fn live_webhooks_are_bounded(store: Arc<dyn Store>, _harness: &mut dyn Harness) {
     for n in 0..100 {
-        store.create_webhook(hook(&format!("w{n}"))).await.unwrap();
+        create(&store, hook(&format!("w{n}"))).await.unwrap();
     }
     assert!(matches!(
-        store.create_webhook(hook("one-more")).await,
-        Err(LedgerError::Invalid(_))
+        create(&store, hook("one-more")).await,
+        Err(LedgerError::Refused(Refusal::Invalid(_)))
     ));
-    assert!(store.delete_webhook(&rid("w0")).await.unwrap());
-    store.create_webhook(hook("one-more")).await.unwrap();
+    assert!(delete(&store, "w0").await);
+    create(&store, hook("one-more")).await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_webhook_receives_only_events_after_its_registration() {
-    let dir = TempDir::new().unwrap();
-    let store = open(&dir);
+pub async fn a_webhook_receives_only_events_after_its_registration(
+    store: Arc<dyn Store>,
+    _harness: &mut dyn Harness,
+) {
     open_account(&store).await;
     event(&store, "h1").await;
     let before = event(&store, "h2").await;
-    let view = store.create_webhook(hook("w")).await.unwrap();
+    let view = create(&store, hook("w")).await.unwrap();
     assert_eq!(view.after_seq, before);
     let mut after = Vec::new();
     for name in ["h3", "h4", "h5"] {
@@ -169,12 +167,12 @@ async fn a_webhook_receives_only_events_after_its_registration() {
     assert_eq!(again.next_due_ms, Some(70_000));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn attempts_move_deliveries_to_delivered_retry_or_failed() {
-    let dir = TempDir::new().unwrap();
-    let store = open(&dir);
+pub async fn attempts_move_deliveries_to_delivered_retry_or_failed(
+    store: Arc<dyn Store>,
+    _harness: &mut dyn Harness,
+) {
     open_account(&store).await;
-    store.create_webhook(hook("w")).await.unwrap();
+    create(&store, hook("w")).await.unwrap();
     let ok = event(&store, "ok").await;
     let flaky = event(&store, "flaky").await;
     let dead = event(&store, "dead").await;
@@ -271,12 +269,12 @@ async fn attempts_move_deliveries_to_delivered_retry_or_failed() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_expired_lease_is_handed_out_again_and_the_stale_answer_is_only_logged() {
-    let dir = TempDir::new().unwrap();
-    let store = open(&dir);
+pub async fn an_expired_lease_is_handed_out_again_and_the_stale_answer_is_only_logged(
+    store: Arc<dyn Store>,
+    _harness: &mut dyn Harness,
+) {
     open_account(&store).await;
-    store.create_webhook(hook("w")).await.unwrap();
+    create(&store, hook("w")).await.unwrap();
     let seq = event(&store, "h").await;
     let first = store.lease_deliveries(1_000, 10, 100).await.unwrap();
     assert_eq!(first.deliveries[0].attempt, 1);
@@ -333,17 +331,17 @@ async fn an_expired_lease_is_handed_out_again_and_the_stale_answer_is_only_logge
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deleting_a_webhook_cancels_its_pending_deliveries() {
-    let dir = TempDir::new().unwrap();
-    let store = open(&dir);
+pub async fn deleting_a_webhook_cancels_its_pending_deliveries(
+    store: Arc<dyn Store>,
+    _harness: &mut dyn Harness,
+) {
     open_account(&store).await;
-    store.create_webhook(hook("gone")).await.unwrap();
-    store.create_webhook(hook("kept")).await.unwrap();
+    create(&store, hook("gone")).await.unwrap();
+    create(&store, hook("kept")).await.unwrap();
     let seq = event(&store, "h").await;
     let leased = store.lease_deliveries(1_000, 10, 100).await.unwrap();
     assert_eq!(leased.deliveries.len(), 2);
-    assert!(store.delete_webhook(&rid("gone")).await.unwrap());
+    assert!(delete(&store, "gone").await);
     let view = store.delivery(&rid("gone"), seq).await.unwrap().unwrap();
     assert_eq!(view.status, DeliveryStatus::Cancelled);
     // Only the live webhook's delivery comes back when the leases end, and new events
@@ -371,12 +369,12 @@ async fn deleting_a_webhook_cancels_its_pending_deliveries() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn leases_are_bounded_and_say_when_more_is_ready() {
-    let dir = TempDir::new().unwrap();
-    let store = open(&dir);
+pub async fn leases_are_bounded_and_say_when_more_is_ready(
+    store: Arc<dyn Store>,
+    _harness: &mut dyn Harness,
+) {
     open_account(&store).await;
-    store.create_webhook(hook("w")).await.unwrap();
+    create(&store, hook("w")).await.unwrap();
     for n in 0..5 {
         event(&store, &format!("h{n}")).await;
     }
@@ -402,20 +400,13 @@ async fn leases_are_bounded_and_say_when_more_is_ready() {
     assert_eq!(none.next_due_ms, Some(1_000));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deliveries_survive_a_restart() {
-    let dir = TempDir::new().unwrap();
-    let seq = {
-        let store = open(&dir);
-        open_account(&store).await;
-        store.create_webhook(hook("w")).await.unwrap();
-        let seq = event(&store, "h").await;
-        let leased = store.lease_deliveries(1_000, 10, 100).await.unwrap();
-        assert_eq!(leased.deliveries.len(), 1);
-        store.shutdown();
-        seq
-    };
-    let store = open(&dir);
+pub async fn deliveries_survive_a_restart(store: Arc<dyn Store>, harness: &mut dyn Harness) {
+    open_account(&store).await;
+    create(&store, hook("w")).await.unwrap();
+    let seq = event(&store, "h").await;
+    let leased = store.lease_deliveries(1_000, 10, 100).await.unwrap();
+    assert_eq!(leased.deliveries.len(), 1);
+    let store = harness.reopen(store).await;
     // The lease taken before the restart ends; the delivery is due again.
     let leased = store.lease_deliveries(1_100, 10, 100).await.unwrap();
     assert_eq!(leased.deliveries.len(), 1);
