@@ -17,11 +17,20 @@
 //!   commit; the sweeps that expire holds and settle transfers.
 //! - [`gateway`]: payment intake (with a pay-in's hold) and the compare-and-set
 //!   transitions that capture or release it and announce outcomes.
+//! - [`columns`]: how payment states, balances and transfer statuses are laid out in
+//!   columns, the same for every backend.
+//! - [`summary`]: how a store reads `GET /payments-summary` (whole seconds from totals,
+//!   partial seconds from the payments).
+//! - [`audit`]: the checks of `payd audit`, in SQL that every backend runs on one snapshot
+//!   ([`audit::AuditSource`]), and the report they make.
 
+pub mod audit;
 pub mod card;
+pub mod columns;
 pub mod command;
 pub mod gateway;
 mod money;
+pub mod summary;
 pub mod tx;
 pub mod wallet;
 

@@ -104,6 +104,24 @@ pub struct EntryPage {
     pub next_before_sequence: Option<i64>,
 }
 
+impl EntryPage {
+    /// The page of `limit` entries from `read`, which holds up to `limit + 1` (newest first):
+    /// the one past the page only says that another page follows.
+    pub fn from_overfetch(mut read: Vec<EntryView>, limit: usize) -> EntryPage {
+        let more = read.len() > limit;
+        read.truncate(limit);
+        let next_before_sequence = if more {
+            read.last().map(|e| e.sequence)
+        } else {
+            None
+        };
+        EntryPage {
+            entries: read,
+            next_before_sequence,
+        }
+    }
+}
+
 /// The ledger: the system of record for balances, card transactions and deposits.
 ///
 /// Every mutating method is atomic (all of its effects or none), serialized with every other

@@ -19,6 +19,19 @@ use payd_domain::ResourceId;
 
 use crate::{EventView, LedgerError};
 
+/// Most live webhooks: every event is delivered to each, so this bounds the fan-out.
+pub const WEBHOOKS_MAX: i64 = 100;
+
+/// Most deliveries one lease schedules (over all webhooks), so that a backlog of events
+/// (a webhook far behind) is taken in bounded steps.
+pub const SCHEDULE_MAX: u32 = 2_048;
+
+/// Most deliveries one lease hands out.
+pub const LEASE_MAX: u32 = 1_000;
+
+/// Most attempts one listing returns.
+pub const ATTEMPTS_PAGE_MAX: u32 = 1_000;
+
 /// A webhook to register.
 #[derive(Clone, PartialEq, Eq)]
 pub struct NewWebhook {
@@ -128,6 +141,46 @@ pub struct Attempt {
     pub duration_ms: u64,
     /// How it ended.
     pub outcome: AttemptOutcome,
+}
+
+impl AttemptOutcome {
+    /// What the attempt makes of its delivery.
+    pub fn result(&self) -> AttemptResult {
+        match self {
+            AttemptOutcome::Delivered { .. } => AttemptResult::Delivered,
+            AttemptOutcome::Failed {
+                retry_at_ms: Some(_),
+                ..
+            } => AttemptResult::Retrying,
+            AttemptOutcome::Failed {
+                retry_at_ms: None, ..
+            } => AttemptResult::GaveUp,
+        }
+    }
+
+    /// The receiver's HTTP status, if it answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            AttemptOutcome::Delivered { status } => Some(*status),
+            AttemptOutcome::Failed { status, .. } => *status,
+        }
+    }
+
+    /// What went wrong, if anything did.
+    pub fn error(&self) -> Option<&str> {
+        match self {
+            AttemptOutcome::Delivered { .. } => None,
+            AttemptOutcome::Failed { error, .. } => Some(error),
+        }
+    }
+
+    /// When the delivery is tried next, if it is.
+    pub fn retry_at_ms(&self) -> Option<i64> {
+        match self {
+            AttemptOutcome::Delivered { .. } => None,
+            AttemptOutcome::Failed { retry_at_ms, .. } => *retry_at_ms,
+        }
+    }
 }
 
 /// What became of a recorded attempt's delivery.

@@ -1,61 +1,23 @@
-//! `payd audit`: an offline check of the invariants the store keeps, read straight from the
-//! database file.
+//! `payd audit` on the SQLite store: the checks of `payd_ledger::audit` (one list for every
+//! backend; its documentation says what each checks), read straight from the database
+//! file, opened read-only: safe while `payd serve` runs, and it never changes the file.
 //!
-//! The writer keeps balances denormalized on `accounts` (one row per account, available and
-//! held per category) next to the double-entry journal (`entries`), and keeps holds,
-//! transfers and pay-ins in tables of their own. Nothing but the writer's code ties these
-//! together, so a bug there, a bad migration or a hand-edited database could break a fact
-//! that the API silently relies on. The audit restates each fact as a query and lists every
-//! row that breaks it:
-//!
-//! 1. **Entries balance per category**: every movement is a pair of entries summing to zero,
-//!    so all entries of a category, over all accounts and both buckets, sum to zero.
-//! 2. **Balances equal their entries**: each account's six balances (available and held for
-//!    FOOD, MEAL, CASH) equal the sums of its entries in that category and bucket; no entry
-//!    names an account that does not exist. A balance can only change through an entry.
-//! 3. **No negative balances**: available is never negative except on system accounts
-//!    (`@...`, the outside world); held is never negative for anyone.
-//! 4. **Active holds equal held balances**: for every customer account and category, the
-//!    amounts of its `active` holds add up to its held balance, and no active hold names an
-//!    account that does not exist.
-//! 5. **Captured amounts within their holds**: a captured hold took `0 < captured <= amount`;
-//!    a hold in any other status captured nothing.
-//! 6. **Pay-in holds follow their payments**: the hold of a `booked` payment is captured,
-//!    that of a `failed` one voided, that of an open one (`queued`, `processing`, `unknown`)
-//!    still active; a payment's hold names that payment back, and a hold that names a
-//!    payment points to an existing payment whose hold it is.
-//! 7. **Transfers have their entries**: a `completed` transfer has exactly two `transfer`
-//!    entries referencing it, −amount on the available bucket of `from` and +amount on that
-//!    of `to`, in its category; a `pending` or `rejected` one has none; no `transfer` entry
-//!    references a transfer that does not exist.
-//! 8. **Movements balance per cause and reference**: the entries of one cause, reference and
-//!    category (a deposit, a transfer, a hold and its capture, ...) are an even number
-//!    summing to zero, because each movement writes both its legs with the same cause and
-//!    reference. This pins an unbalanced pair to the operation that wrote it, where check 1
-//!    only says that some pair somewhere is off.
-//!
-//! Every check is one or two aggregate queries (`GROUP BY` inside SQLite, rows reach Rust
-//! only for violations), and all of them run inside one read transaction, so they see one
-//! consistent snapshot even while `payd serve` keeps writing: the database is opened
-//! read-only and, in WAL mode, a reader neither blocks nor is blocked by the writer. While
-//! the audit runs, the background checkpointer cannot copy frames past its snapshot, so
-//! the WAL file grows for that long; it is rewound afterwards as usual.
+//! All checks run inside one read transaction, so they see one consistent snapshot even
+//! while the writer keeps committing: in WAL mode a reader neither blocks nor is blocked by
+//! the writer. While the audit runs, the background checkpointer cannot copy frames past
+//! its snapshot, so the WAL file grows for that long; it is rewound afterwards as usual.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use payd_ledger::audit::{AuditRow, AuditSource, QueryError, RowError};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
+
+pub use payd_ledger::audit::{AuditReport, CheckResult, checks};
 
 /// The oldest schema version the checks can read: `0003_wallets.sql` added the `bucket`
 /// column, holds, transfers and pay-ins.
 pub const AUDITED_SCHEMA_VERSION: i64 = 3;
-
-/// Violations kept per check; beyond this the report only counts them.
-const KEPT_MAX: usize = 1_000;
-
-/// Violations printed per failed check by [`AuditReport`]'s `Display`.
-const SHOWN_MAX: usize = 20;
 
 /// How long the audit waits for a lock (only a WAL restart or recovery can make it wait).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -66,42 +28,6 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Measured on 2 million entries and 20,000 accounts: the whole audit in about 3 s, 140 MB
 /// peak RSS.
 const CACHE_KIB: i64 = 64 * 1024;
-
-/// The names of the checks, as they appear in [`CheckResult::name`] and in the report.
-pub mod checks {
-    /// 1: all entries of a category sum to zero.
-    pub const ENTRIES_BALANCE: &str = "entries balance per category";
-    /// 2: each account's balances equal the sums of its entries, per category and bucket.
-    pub const BALANCES_MATCH_ENTRIES: &str = "balances equal the sum of their entries";
-    /// 3: no negative available (except system accounts), no negative held.
-    pub const NO_NEGATIVE_BALANCES: &str = "no negative balances";
-    /// 4: active holds add up to held balances.
-    pub const HOLDS_MATCH_HELD: &str = "active holds equal held balances";
-    /// 5: captured holds took 0 < captured <= amount; other holds captured nothing.
-    pub const CAPTURES_WITHIN_HOLDS: &str = "captured amounts within their holds";
-    /// 6: a pay-in's hold follows its payment's status, and the two name each other.
-    pub const PAYMENT_HOLDS: &str = "pay-in holds follow their payments";
-    /// 7: completed transfers have their two entries, others none.
-    pub const TRANSFERS_HAVE_ENTRIES: &str = "transfers have their entries";
-    /// 8: entries of one cause, reference and category pair up and sum to zero.
-    pub const MOVEMENTS_BALANCE: &str = "movements balance per cause and reference";
-    /// 9: each account's entry chain (`entries.prev`, headed by `accounts.last_entry`)
-    /// links all of its entries newest to oldest, so its journal reads complete.
-    pub const ENTRY_CHAINS: &str = "entry chains link every entry";
-
-    /// Every check, in the order they run and are reported.
-    pub const ALL: [&str; 9] = [
-        ENTRIES_BALANCE,
-        BALANCES_MATCH_ENTRIES,
-        NO_NEGATIVE_BALANCES,
-        HOLDS_MATCH_HELD,
-        CAPTURES_WITHIN_HOLDS,
-        PAYMENT_HOLDS,
-        TRANSFERS_HAVE_ENTRIES,
-        MOVEMENTS_BALANCE,
-        ENTRY_CHAINS,
-    ];
-}
 
 /// The audit could not run (as opposed to: it ran and found violations).
 #[derive(Debug, thiserror::Error)]
@@ -135,121 +61,15 @@ pub enum AuditError {
         needed: i64,
     },
     /// A query failed (I/O error, corrupt file, a sum overflowing 64 bits, ...).
-    #[error("audit query failed ({step}): {source}")]
-    Query {
-        /// The check or step that was running.
-        step: &'static str,
-        /// SQLite's error.
-        source: rusqlite::Error,
-    },
+    #[error(transparent)]
+    Query(#[from] QueryError),
 }
 
-/// The outcome of one check.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CheckResult {
-    /// One of the names in [`checks`].
-    pub name: &'static str,
-    /// What the check looked at, for the report, e.g. `3 categories, 12,345 entries`.
-    pub scope: String,
-    /// How many rows (entries, accounts, holds, ...) the check examined; its main unit is
-    /// named in [`CheckResult::scope`].
-    pub examined: u64,
-    /// One line per violation, naming the row (account id and category, hold id, ...) and
-    /// the expected and actual values. At most [`CheckResult::KEPT_MAX`] are kept.
-    pub violations: Vec<String>,
-    /// Violations found beyond those kept in [`CheckResult::violations`].
-    pub unlisted: u64,
-}
-
-impl CheckResult {
-    /// Most violations kept per check; the rest are only counted in
-    /// [`CheckResult::unlisted`].
-    pub const KEPT_MAX: usize = KEPT_MAX;
-
-    /// No violation.
-    pub fn is_clean(&self) -> bool {
-        self.violations.is_empty() && self.unlisted == 0
-    }
-
-    /// Every violation found, kept or not.
-    pub fn violation_count(&self) -> u64 {
-        count(self.violations.len()).saturating_add(self.unlisted)
-    }
-}
-
-/// The outcome of [`audit`]: one [`CheckResult`] per check, in the order of [`checks::ALL`].
-/// Its `Display` is the report `payd audit` prints.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AuditReport {
-    /// The database's schema version (its newest applied migration).
-    pub schema_version: i64,
-    /// One result per check.
-    pub checks: Vec<CheckResult>,
-}
-
-impl AuditReport {
-    /// No check found a violation.
-    pub fn is_clean(&self) -> bool {
-        self.checks.iter().all(CheckResult::is_clean)
-    }
-
-    /// The result of the check called `name` (one of [`checks`]).
-    pub fn check(&self, name: &str) -> Option<&CheckResult> {
-        self.checks.iter().find(|check| check.name == name)
-    }
-
-    /// The checks that found violations.
-    pub fn failed(&self) -> impl Iterator<Item = &CheckResult> {
-        self.checks.iter().filter(|check| !check.is_clean())
-    }
-
-    /// Violations over all checks.
-    pub fn violation_count(&self) -> u64 {
-        self.checks
-            .iter()
-            .map(CheckResult::violation_count)
-            .fold(0, u64::saturating_add)
-    }
-}
-
-impl fmt::Display for AuditReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for check in &self.checks {
-            if check.is_clean() {
-                writeln!(f, "ok   {} ({})", check.name, check.scope)?;
-                continue;
-            }
-            let total = check.violation_count();
-            writeln!(
-                f,
-                "FAIL {} ({}): {} violation{}",
-                check.name,
-                check.scope,
-                grouped(total),
-                plural(total)
-            )?;
-            for violation in check.violations.iter().take(SHOWN_MAX) {
-                writeln!(f, "       {violation}")?;
-            }
-            let shown = count(check.violations.len().min(SHOWN_MAX));
-            if total > shown {
-                writeln!(f, "       ... and {} more", grouped(total - shown))?;
-            }
-        }
-        let failed = self.failed().count();
-        if failed == 0 {
-            write!(f, "clean: {} checks passed", self.checks.len())
-        } else {
-            let total = self.violation_count();
-            write!(
-                f,
-                "NOT CLEAN: {} violation{} in {failed} of {} checks",
-                grouped(total),
-                plural(total),
-                self.checks.len()
-            )
-        }
-    }
+fn query_error(step: &'static str, source: rusqlite::Error) -> AuditError {
+    AuditError::Query(QueryError {
+        step,
+        source: Box::new(source),
+    })
 }
 
 /// Audits the payd database file at `path` (`<data dir>/`[`DATABASE_FILE`]), opened
@@ -277,18 +97,11 @@ pub fn audit(path: &Path) -> Result<AuditReport, AuditError> {
     // BEGIN ... COMMIT: every query below reads the snapshot taken by the first one.
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Deferred)
-        .map_err(|source| AuditError::Query {
-            step: "BEGIN",
-            source,
-        })?;
+        .map_err(|source| query_error("BEGIN", source))?;
     let schema_version = schema_version(&tx, path)?;
-    let mut audit = Audit::new(&tx);
-    audit.run()?;
-    let checks = audit.results;
-    tx.commit().map_err(|source| AuditError::Query {
-        step: "COMMIT",
-        source,
-    })?;
+    let checks = crate::ready::block_on(payd_ledger::audit::run(&mut Snapshot(&tx)))?;
+    tx.commit()
+        .map_err(|source| query_error("COMMIT", source))?;
     Ok(AuditReport {
         schema_version,
         checks,
@@ -296,8 +109,7 @@ pub fn audit(path: &Path) -> Result<AuditReport, AuditError> {
 }
 
 fn schema_version(conn: &Connection, path: &Path) -> Result<i64, AuditError> {
-    let step = "reading the schema version";
-    let query = |source| AuditError::Query { step, source };
+    let query = |source| query_error("reading the schema version", source);
     let has_table: Option<i64> = conn
         .query_row(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'",
@@ -326,790 +138,50 @@ fn schema_version(conn: &Connection, path: &Path) -> Result<i64, AuditError> {
     Ok(found)
 }
 
-/// The categories, in the column order of `accounts`.
-const CATEGORIES: [&str; 3] = ["FOOD", "MEAL", "CASH"];
+/// The audit's read transaction.
+struct Snapshot<'t>(&'t Connection);
 
-/// The six balance columns of `accounts`, in order: (category, bucket name).
-const BALANCE_COLUMNS: [(&str, &str); 6] = [
-    ("FOOD", "available"),
-    ("FOOD", "held"),
-    ("MEAL", "available"),
-    ("MEAL", "held"),
-    ("CASH", "available"),
-    ("CASH", "held"),
-];
-
-/// Sums of one account's entries per balance column, in [`BALANCE_COLUMNS`] order.
-const ENTRY_SUMS: &str = "
-    COUNT(*) AS n,
-    COALESCE(SUM(CASE WHEN category = 'FOOD' AND bucket = 0 THEN amount_cents END), 0) AS food_available,
-    COALESCE(SUM(CASE WHEN category = 'FOOD' AND bucket = 1 THEN amount_cents END), 0) AS food_held,
-    COALESCE(SUM(CASE WHEN category = 'MEAL' AND bucket = 0 THEN amount_cents END), 0) AS meal_available,
-    COALESCE(SUM(CASE WHEN category = 'MEAL' AND bucket = 1 THEN amount_cents END), 0) AS meal_held,
-    COALESCE(SUM(CASE WHEN category = 'CASH' AND bucket = 0 THEN amount_cents END), 0) AS cash_available,
-    COALESCE(SUM(CASE WHEN category = 'CASH' AND bucket = 1 THEN amount_cents END), 0) AS cash_held";
-
-/// The statuses of a payment that is still open (its outcome not yet known).
-const OPEN_PAYMENT: &str =
-    "(p.status = 'queued' OR p.status = 'processing' OR p.status = 'unknown')";
-
-/// Violations of one check: the first [`KEPT_MAX`] as text, the rest counted.
-#[derive(Default)]
-struct Violations {
-    kept: Vec<String>,
-    unlisted: u64,
+fn column(error: rusqlite::Error) -> RowError {
+    RowError(Box::new(error))
 }
 
-impl Violations {
-    /// Records one violation; its text is built only if it is kept.
-    fn add(&mut self, text: impl FnOnce() -> String) {
-        if self.kept.len() < KEPT_MAX {
-            self.kept.push(text());
-        } else {
-            self.unlisted = self.unlisted.saturating_add(1);
-        }
+/// A row of the audit's queries.
+struct SqliteRow<'r, 's>(&'r Row<'s>);
+
+impl AuditRow for SqliteRow<'_, '_> {
+    fn int(&self, index: usize) -> Result<i64, RowError> {
+        self.0.get(index).map_err(column)
+    }
+
+    fn opt_int(&self, index: usize) -> Result<Option<i64>, RowError> {
+        self.0.get(index).map_err(column)
+    }
+
+    fn text(&self, index: usize) -> Result<String, RowError> {
+        self.0.get(index).map_err(column)
+    }
+
+    fn opt_text(&self, index: usize) -> Result<Option<String>, RowError> {
+        self.0.get(index).map_err(column)
+    }
+
+    /// SQLite answers a comparison with 0 or 1.
+    fn flag(&self, index: usize) -> Result<bool, RowError> {
+        self.0.get::<_, i64>(index).map(|n| n != 0).map_err(column)
     }
 }
 
-/// The checks' shared state: the snapshot and what earlier checks counted.
-struct Audit<'c> {
-    conn: &'c Connection,
-    results: Vec<CheckResult>,
-    /// Entries in the journal (counted by check 1).
-    entries: u64,
-    /// `transfer` entries in the journal (counted by check 1).
-    transfer_entries: u64,
-    /// Accounts, system ones included.
-    accounts: u64,
-    /// When the running check started.
-    started: Instant,
-}
-
-impl<'c> Audit<'c> {
-    fn new(conn: &'c Connection) -> Audit<'c> {
-        Audit {
-            conn,
-            results: Vec::with_capacity(checks::ALL.len()),
-            entries: 0,
-            transfer_entries: 0,
-            accounts: 0,
-            started: Instant::now(),
-        }
-    }
-
-    fn run(&mut self) -> Result<(), AuditError> {
-        self.accounts = count_i64(self.one(
-            "counting accounts",
-            "SELECT COUNT(*) FROM accounts",
-            |row| row.get(0),
-        )?);
-        self.entries_balance()?;
-        self.balances_match_entries()?;
-        self.no_negative_balances()?;
-        self.holds_match_held()?;
-        self.captures_within_holds()?;
-        self.payment_holds()?;
-        self.transfers_have_entries()?;
-        self.movements_balance()?;
-        self.entry_chains()?;
-        Ok(())
-    }
-
-    /// One row of a query.
-    fn one<T>(
-        &self,
-        step: &'static str,
+impl AuditSource for Snapshot<'_> {
+    async fn each(
+        &mut self,
         sql: &str,
-        map: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
-    ) -> Result<T, AuditError> {
-        self.conn
-            .query_row(sql, [], map)
-            .map_err(|source| AuditError::Query { step, source })
-    }
-
-    /// Every row of a query.
-    fn each(
-        &self,
-        step: &'static str,
-        sql: &str,
-        mut visit: impl FnMut(&Row<'_>) -> rusqlite::Result<()>,
-    ) -> Result<(), AuditError> {
-        let run = |visit: &mut dyn FnMut(&Row<'_>) -> rusqlite::Result<()>| {
-            let mut statement = self.conn.prepare(sql)?;
-            let mut rows = statement.query([])?;
-            while let Some(row) = rows.next()? {
-                visit(row)?;
-            }
-            Ok(())
-        };
-        run(&mut visit).map_err(|source| AuditError::Query { step, source })
-    }
-
-    /// "N accounts, M entries": the scope of the checks that read both.
-    fn accounts_and_entries(&self) -> String {
-        format!(
-            "{}, {}",
-            counted(self.accounts, "account", "accounts"),
-            counted(self.entries, "entry", "entries")
-        )
-    }
-
-    fn record(&mut self, name: &'static str, scope: String, examined: u64, found: Violations) {
-        tracing::debug!(
-            target: "payd_sqlite::audit",
-            check = name,
-            examined,
-            violations = count(found.kept.len()).saturating_add(found.unlisted),
-            elapsed_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            "audit check done"
-        );
-        self.started = Instant::now();
-        self.results.push(CheckResult {
-            name,
-            scope,
-            examined,
-            violations: found.kept,
-            unlisted: found.unlisted,
-        });
-    }
-
-    /// Check 1. One pass over the journal, no sort: conditional sums per category.
-    fn entries_balance(&mut self) -> Result<(), AuditError> {
-        let name = checks::ENTRIES_BALANCE;
-        let (total, transfers, per_category) = self.one(
-            name,
-            "SELECT COUNT(*),
-                    COALESCE(SUM(cause = 'transfer'), 0),
-                    COALESCE(SUM(category = 'FOOD'), 0),
-                    COALESCE(SUM(CASE WHEN category = 'FOOD' THEN amount_cents END), 0),
-                    COALESCE(SUM(category = 'MEAL'), 0),
-                    COALESCE(SUM(CASE WHEN category = 'MEAL' THEN amount_cents END), 0),
-                    COALESCE(SUM(category = 'CASH'), 0),
-                    COALESCE(SUM(CASE WHEN category = 'CASH' THEN amount_cents END), 0)
-             FROM entries",
-            |row| {
-                let mut per_category = [(0_i64, 0_i64); 3];
-                for (i, slot) in per_category.iter_mut().enumerate() {
-                    *slot = (row.get(2 + 2 * i)?, row.get(3 + 2 * i)?);
-                }
-                Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, per_category))
-            },
-        )?;
-        self.entries = count_i64(total);
-        self.transfer_entries = count_i64(transfers);
-        let mut found = Violations::default();
-        for (category, (entries, sum)) in CATEGORIES.iter().zip(per_category) {
-            if sum != 0 {
-                found.add(|| {
-                    format!(
-                        "{category}: its {} sum to {}, expected 0",
-                        counted(count_i64(entries), "entry", "entries"),
-                        signed(sum)
-                    )
-                });
-            }
+        visit: &mut (dyn FnMut(&dyn AuditRow) -> Result<(), RowError> + Send),
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let mut statement = self.0.prepare(sql)?;
+        let mut rows = statement.query([])?;
+        while let Some(row) = rows.next()? {
+            visit(&SqliteRow(row))?;
         }
-        let scope = format!(
-            "{} categories, {}",
-            CATEGORIES.len(),
-            counted(self.entries, "entry", "entries")
-        );
-        self.record(name, scope, self.entries, found);
         Ok(())
-    }
-
-    /// Check 2. Sums per account and column in one grouped pass, compared with the row.
-    fn balances_match_entries(&mut self) -> Result<(), AuditError> {
-        let name = checks::BALANCES_MATCH_ENTRIES;
-        let mut found = Violations::default();
-        let sql = format!(
-            "WITH sums AS (SELECT account AS num, {ENTRY_SUMS} FROM entries GROUP BY account)
-             SELECT s.num, a.id, s.n,
-                    a.food_available, a.food_held, a.meal_available, a.meal_held,
-                    a.cash_available, a.cash_held,
-                    s.food_available, s.food_held, s.meal_available, s.meal_held,
-                    s.cash_available, s.cash_held
-             FROM sums s LEFT JOIN accounts a ON a.num = s.num
-             WHERE a.num IS NULL
-                OR a.food_available <> s.food_available OR a.food_held <> s.food_held
-                OR a.meal_available <> s.meal_available OR a.meal_held <> s.meal_held
-                OR a.cash_available <> s.cash_available OR a.cash_held <> s.cash_held"
-        );
-        self.each(name, &sql, |row| {
-            let num: i64 = row.get(0)?;
-            let Some(id) = row.get::<_, Option<String>>(1)? else {
-                let entries: i64 = row.get(2)?;
-                found.add(|| {
-                    format!(
-                        "{} name account number {num}, which does not exist",
-                        counted(count_i64(entries), "entry", "entries")
-                    )
-                });
-                return Ok(());
-            };
-            for (i, (category, bucket)) in BALANCE_COLUMNS.iter().enumerate() {
-                let balance: i64 = row.get(3 + i)?;
-                let sum: i64 = row.get(9 + i)?;
-                if balance != sum {
-                    found.add(|| balance_mismatch(&id, category, bucket, balance, sum));
-                }
-            }
-            Ok(())
-        })?;
-        // Accounts with no entry at all must have zero balances; the grouped pass above
-        // only sees accounts that have entries.
-        self.each(
-            name,
-            "SELECT a.id, a.food_available, a.food_held, a.meal_available, a.meal_held,
-                    a.cash_available, a.cash_held
-             FROM accounts a
-             WHERE (a.food_available <> 0 OR a.food_held <> 0 OR a.meal_available <> 0
-                    OR a.meal_held <> 0 OR a.cash_available <> 0 OR a.cash_held <> 0)
-               AND NOT EXISTS (SELECT 1 FROM entries e WHERE e.account = a.num)",
-            |row| {
-                let id: String = row.get(0)?;
-                for (i, (category, bucket)) in BALANCE_COLUMNS.iter().enumerate() {
-                    let balance: i64 = row.get(1 + i)?;
-                    if balance != 0 {
-                        found.add(|| balance_mismatch(&id, category, bucket, balance, 0));
-                    }
-                }
-                Ok(())
-            },
-        )?;
-        let scope = self.accounts_and_entries();
-        self.record(name, scope, self.accounts, found);
-        Ok(())
-    }
-
-    /// Check 3.
-    fn no_negative_balances(&mut self) -> Result<(), AuditError> {
-        let name = checks::NO_NEGATIVE_BALANCES;
-        let mut found = Violations::default();
-        self.each(
-            name,
-            "SELECT id, substr(id, 1, 1) = '@',
-                    food_available, food_held, meal_available, meal_held,
-                    cash_available, cash_held
-             FROM accounts
-             WHERE (substr(id, 1, 1) <> '@'
-                    AND (food_available < 0 OR meal_available < 0 OR cash_available < 0))
-                OR food_held < 0 OR meal_held < 0 OR cash_held < 0",
-            |row| {
-                let id: String = row.get(0)?;
-                let system: bool = row.get(1)?;
-                for (i, (category, bucket)) in BALANCE_COLUMNS.iter().enumerate() {
-                    let balance: i64 = row.get(2 + i)?;
-                    let may_be_negative = system && *bucket == "available";
-                    if balance < 0 && !may_be_negative {
-                        found.add(|| {
-                            format!(
-                                "account {id} {category} {bucket}: {}, expected >= 0",
-                                signed(balance)
-                            )
-                        });
-                    }
-                }
-                Ok(())
-            },
-        )?;
-        let scope = counted(self.accounts, "account", "accounts");
-        self.record(name, scope, self.accounts, found);
-        Ok(())
-    }
-
-    /// Check 4. Active holds summed per account and category, against every customer
-    /// account's three held balances; then active holds on accounts that do not exist.
-    fn holds_match_held(&mut self) -> Result<(), AuditError> {
-        let name = checks::HOLDS_MATCH_HELD;
-        let mut found = Violations::default();
-        let active_holds = count_i64(self.one(
-            name,
-            "SELECT COUNT(*) FROM holds WHERE status = 'active'",
-            |row| row.get(0),
-        )?);
-        self.each(
-            name,
-            "WITH active AS (
-                 SELECT account, category, SUM(amount_cents) AS cents, COUNT(*) AS n
-                 FROM holds WHERE status = 'active' GROUP BY account, category),
-             held AS (
-                 SELECT id AS account, 'FOOD' AS category, food_held AS cents
-                     FROM accounts WHERE substr(id, 1, 1) <> '@'
-                 UNION ALL
-                 SELECT id, 'MEAL', meal_held FROM accounts WHERE substr(id, 1, 1) <> '@'
-                 UNION ALL
-                 SELECT id, 'CASH', cash_held FROM accounts WHERE substr(id, 1, 1) <> '@')
-             SELECT held.account, held.category, held.cents,
-                    COALESCE(active.cents, 0), COALESCE(active.n, 0)
-             FROM held LEFT JOIN active
-                  ON active.account = held.account AND active.category = held.category
-             WHERE held.cents <> COALESCE(active.cents, 0)
-             UNION ALL
-             SELECT active.account, active.category, NULL, active.cents, active.n
-             FROM active
-             WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = active.account)",
-            |row| {
-                let account: String = row.get(0)?;
-                let category: String = row.get(1)?;
-                let held: Option<i64> = row.get(2)?;
-                let active: i64 = row.get(3)?;
-                let holds = count_i64(row.get(4)?);
-                found.add(|| {
-                    let holds = counted(holds, "active hold", "active holds");
-                    match held {
-                        Some(held) => format!(
-                            "account {account} {category}: held {}, expected {} \
-                             (the sum of its {holds})",
-                            signed(held),
-                            signed(active)
-                        ),
-                        None => format!(
-                            "account {account} does not exist, yet has {holds} \
-                             of {} {category}",
-                            signed(active)
-                        ),
-                    }
-                });
-                Ok(())
-            },
-        )?;
-        let scope = format!(
-            "{}, {}",
-            counted(self.accounts, "account", "accounts"),
-            counted(active_holds, "active hold", "active holds")
-        );
-        self.record(name, scope, active_holds, found);
-        Ok(())
-    }
-
-    /// Check 5.
-    fn captures_within_holds(&mut self) -> Result<(), AuditError> {
-        let name = checks::CAPTURES_WITHIN_HOLDS;
-        let mut found = Violations::default();
-        let (holds, captured) = self.one(
-            name,
-            "SELECT COUNT(*), COALESCE(SUM(status = 'captured'), 0) FROM holds",
-            |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)),
-        )?;
-        self.each(
-            name,
-            "SELECT id, account, category, status, amount_cents, captured_cents FROM holds
-             WHERE amount_cents <= 0
-                OR (status = 'captured'
-                    AND NOT (captured_cents > 0 AND captured_cents <= amount_cents))
-                OR (status <> 'captured' AND captured_cents <> 0)",
-            |row| {
-                let id: String = row.get(0)?;
-                let account: String = row.get(1)?;
-                let category: String = row.get(2)?;
-                let status: String = row.get(3)?;
-                let amount: i64 = row.get(4)?;
-                let captured: i64 = row.get(5)?;
-                let expected = if amount <= 0 {
-                    "a positive amount".to_owned()
-                } else if status == "captured" {
-                    format!("0 < captured <= {}", signed(amount))
-                } else {
-                    "captured 0".to_owned()
-                };
-                found.add(|| {
-                    format!(
-                        "hold {id} ({account} {category}, {status}): amount {}, captured {}, \
-                         expected {expected}",
-                        signed(amount),
-                        signed(captured)
-                    )
-                });
-                Ok(())
-            },
-        )?;
-        let scope = format!(
-            "{}, {} captured",
-            counted(count_i64(holds), "hold", "holds"),
-            grouped(count_i64(captured))
-        );
-        self.record(name, scope, count_i64(holds), found);
-        Ok(())
-    }
-
-    /// Check 6. From each payment with a hold to its hold, then from each hold with a
-    /// payment to its payment; both joins are primary-key lookups.
-    fn payment_holds(&mut self) -> Result<(), AuditError> {
-        let name = checks::PAYMENT_HOLDS;
-        let mut found = Violations::default();
-        let payments = count_i64(self.one(
-            name,
-            "SELECT COUNT(*) FROM payments WHERE hold IS NOT NULL",
-            |row| row.get(0),
-        )?);
-        let holds = count_i64(self.one(
-            name,
-            "SELECT COUNT(*) FROM holds WHERE payment IS NOT NULL",
-            |row| row.get(0),
-        )?);
-        let sql = format!(
-            "SELECT p.id, p.status, p.hold, h.status, h.payment
-             FROM payments p LEFT JOIN holds h ON h.id = p.hold
-             WHERE p.hold IS NOT NULL
-               AND (h.id IS NULL
-                    OR h.payment IS NOT p.id
-                    OR (p.status = 'booked' AND h.status <> 'captured')
-                    OR (p.status = 'failed' AND h.status <> 'voided')
-                    OR ({OPEN_PAYMENT} AND h.status <> 'active'))"
-        );
-        self.each(name, &sql, |row| {
-            let payment: String = row.get(0)?;
-            let status: String = row.get(1)?;
-            let hold: String = row.get(2)?;
-            let hold_status: Option<String> = row.get(3)?;
-            let backs: Option<String> = row.get(4)?;
-            let Some(hold_status) = hold_status else {
-                found.add(|| {
-                    format!("payment {payment} ({status}): its hold {hold} does not exist")
-                });
-                return Ok(());
-            };
-            if backs.as_deref() != Some(payment.as_str()) {
-                found.add(|| {
-                    format!(
-                        "payment {payment} ({status}): its hold {hold} backs {}",
-                        backs.as_deref().map_or_else(
-                            || "no payment".to_owned(),
-                            |other| format!("payment {other}")
-                        )
-                    )
-                });
-            }
-            let expected = match status.as_str() {
-                "booked" => "captured",
-                "failed" => "voided",
-                _ => "active",
-            };
-            if hold_status != expected {
-                found.add(|| {
-                    format!(
-                        "payment {payment} ({status}): its hold {hold} is {hold_status}, \
-                         expected {expected}"
-                    )
-                });
-            }
-            Ok(())
-        })?;
-        self.each(
-            name,
-            "SELECT h.id, h.payment, p.id, p.hold
-             FROM holds h LEFT JOIN payments p ON p.id = h.payment
-             WHERE h.payment IS NOT NULL AND (p.id IS NULL OR p.hold IS NOT h.id)",
-            |row| {
-                let hold: String = row.get(0)?;
-                let payment: String = row.get(1)?;
-                let exists = row.get::<_, Option<String>>(2)?.is_some();
-                let payments_hold: Option<String> = row.get(3)?;
-                found.add(|| {
-                    if !exists {
-                        format!("hold {hold} backs payment {payment}, which does not exist")
-                    } else {
-                        format!(
-                            "hold {hold} backs payment {payment}, whose hold is {}",
-                            payments_hold.as_deref().unwrap_or("none")
-                        )
-                    }
-                });
-                Ok(())
-            },
-        )?;
-        let scope = format!(
-            "{} with a hold, {} with a payment",
-            counted(payments, "payment", "payments"),
-            counted(holds, "hold", "holds")
-        );
-        self.record(name, scope, payments.saturating_add(holds), found);
-        Ok(())
-    }
-
-    /// Check 7. The `transfer` entries grouped by reference (one pass over the journal,
-    /// joined to transfers by their unique id), against every transfer; then `transfer`
-    /// entries whose reference is no transfer.
-    fn transfers_have_entries(&mut self) -> Result<(), AuditError> {
-        let name = checks::TRANSFERS_HAVE_ENTRIES;
-        let mut found = Violations::default();
-        let (transfers, completed) = self.one(
-            name,
-            "SELECT COUNT(*), COALESCE(SUM(status = 'completed'), 0) FROM transfers",
-            |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)),
-        )?;
-        self.each(
-            name,
-            "WITH legs AS (
-                 SELECT t.id AS id, COUNT(*) AS n,
-                        SUM(CASE WHEN a.id = t.from_account AND e.category = t.category
-                                      AND e.bucket = 0 AND e.amount_cents = -t.amount_cents
-                                 THEN 1 ELSE 0 END) AS debits,
-                        SUM(CASE WHEN a.id = t.to_account AND e.category = t.category
-                                      AND e.bucket = 0 AND e.amount_cents = t.amount_cents
-                                 THEN 1 ELSE 0 END) AS credits
-                 FROM entries e
-                 JOIN transfers t ON t.id = e.reference
-                 LEFT JOIN accounts a ON a.num = e.account
-                 WHERE e.cause = 'transfer'
-                 GROUP BY t.id)
-             SELECT t.id, t.status, t.from_account, t.to_account, t.category, t.amount_cents,
-                    COALESCE(legs.n, 0), COALESCE(legs.debits, 0), COALESCE(legs.credits, 0)
-             FROM transfers t LEFT JOIN legs ON legs.id = t.id
-             WHERE (t.status = 'completed'
-                    AND NOT (COALESCE(legs.n, 0) = 2 AND legs.debits = 1 AND legs.credits = 1))
-                OR (t.status <> 'completed' AND COALESCE(legs.n, 0) <> 0)",
-            |row| {
-                let id: String = row.get(0)?;
-                let status: String = row.get(1)?;
-                let from: String = row.get(2)?;
-                let to: String = row.get(3)?;
-                let category: String = row.get(4)?;
-                let amount: i64 = row.get(5)?;
-                let n = count_i64(row.get(6)?);
-                let debits: i64 = row.get(7)?;
-                let credits: i64 = row.get(8)?;
-                found.add(|| {
-                    let what = format!(
-                        "transfer {id} ({status}, {from} -> {to}, {category} {})",
-                        signed(amount)
-                    );
-                    if status == "completed" {
-                        format!(
-                            "{what}: {}, {debits} matching debit of {from} \
-                             and {credits} matching credit of {to}; expected exactly 2 entries, \
-                             -{} on {from} and +{} on {to} (available {category})",
-                            counted(n, "transfer entry", "transfer entries"),
-                            grouped(count_i64(amount)),
-                            grouped(count_i64(amount))
-                        )
-                    } else {
-                        format!(
-                            "{what}: {}, expected none until completed",
-                            counted(n, "transfer entry", "transfer entries")
-                        )
-                    }
-                });
-                Ok(())
-            },
-        )?;
-        self.each(
-            name,
-            "SELECT e.reference, COUNT(*) FROM entries e
-             WHERE e.cause = 'transfer'
-               AND NOT EXISTS (SELECT 1 FROM transfers t WHERE t.id = e.reference)
-             GROUP BY e.reference",
-            |row| {
-                let reference: String = row.get(0)?;
-                let n = count_i64(row.get(1)?);
-                found.add(|| {
-                    format!(
-                        "transfer {reference} does not exist, yet has {}",
-                        counted(n, "transfer entry", "transfer entries")
-                    )
-                });
-                Ok(())
-            },
-        )?;
-        let scope = format!(
-            "{}, {} completed, {}",
-            counted(count_i64(transfers), "transfer", "transfers"),
-            grouped(count_i64(completed)),
-            counted(self.transfer_entries, "transfer entry", "transfer entries")
-        );
-        self.record(name, scope, count_i64(transfers), found);
-        Ok(())
-    }
-
-    /// Check 8. One grouped pass over the journal; only unbalanced groups come back.
-    fn movements_balance(&mut self) -> Result<(), AuditError> {
-        let name = checks::MOVEMENTS_BALANCE;
-        let mut found = Violations::default();
-        self.each(
-            name,
-            "SELECT cause, reference, category, COUNT(*), SUM(amount_cents) FROM entries
-             GROUP BY cause, reference, category
-             HAVING COUNT(*) % 2 <> 0 OR SUM(amount_cents) <> 0",
-            |row| {
-                let cause: String = row.get(0)?;
-                let reference: String = row.get(1)?;
-                let category: String = row.get(2)?;
-                let n = count_i64(row.get(3)?);
-                let sum: i64 = row.get(4)?;
-                found.add(|| {
-                    format!(
-                        "{cause} {reference} {category}: {} summing to {}, expected \
-                         an even number summing to 0",
-                        counted(n, "entry", "entries"),
-                        signed(sum)
-                    )
-                });
-                Ok(())
-            },
-        )?;
-        let scope = counted(self.entries, "entry", "entries");
-        self.record(name, scope, self.entries, found);
-        Ok(())
-    }
-}
-
-impl Audit<'_> {
-    /// Check 9. Each entry's `prev` must be the account's previous entry (one sorted pass
-    /// with a window function), and each account's `last_entry` its newest.
-    fn entry_chains(&mut self) -> Result<(), AuditError> {
-        let name = checks::ENTRY_CHAINS;
-        let mut found = Violations::default();
-        self.each(
-            name,
-            "SELECT COALESCE(a.id, '#' || c.account), c.sequence, c.prev, c.expected
-               FROM (SELECT account, sequence, prev,
-                            LAG(sequence) OVER (PARTITION BY account ORDER BY sequence) AS expected
-                       FROM entries) AS c
-               LEFT JOIN accounts a ON a.num = c.account
-              WHERE c.prev IS NOT c.expected",
-            |row| {
-                let account: String = row.get(0)?;
-                let sequence: i64 = row.get(1)?;
-                let prev: Option<i64> = row.get(2)?;
-                let expected: Option<i64> = row.get(3)?;
-                found.add(|| {
-                    format!(
-                        "account {account}: entry {sequence} links to {}, expected {}",
-                        link(prev),
-                        link(expected)
-                    )
-                });
-                Ok(())
-            },
-        )?;
-        self.each(
-            name,
-            "SELECT a.id, a.last_entry, h.newest
-               FROM accounts a
-               LEFT JOIN (SELECT account, MAX(sequence) AS newest FROM entries GROUP BY account) h
-                      ON h.account = a.num
-              WHERE a.last_entry IS NOT h.newest",
-            |row| {
-                let account: String = row.get(0)?;
-                let head: Option<i64> = row.get(1)?;
-                let newest: Option<i64> = row.get(2)?;
-                found.add(|| {
-                    format!(
-                        "account {account}: its chain starts at {}, its newest entry is {}",
-                        link(head),
-                        link(newest)
-                    )
-                });
-                Ok(())
-            },
-        )?;
-        let scope = self.accounts_and_entries();
-        self.record(name, scope, self.entries, found);
-        Ok(())
-    }
-}
-
-/// An entry link for a report: `entry 12` or `none`.
-fn link(sequence: Option<i64>) -> String {
-    sequence.map_or_else(|| "none".to_owned(), |sequence| format!("entry {sequence}"))
-}
-
-fn balance_mismatch(id: &str, category: &str, bucket: &str, balance: i64, sum: i64) -> String {
-    format!(
-        "account {id} {category} {bucket}: balance {}, its entries sum to {} (off by {})",
-        signed(balance),
-        signed(sum),
-        signed(balance.saturating_sub(sum))
-    )
-}
-
-/// A count from SQLite (never negative) as `u64`.
-fn count_i64(n: i64) -> u64 {
-    u64::try_from(n).unwrap_or(0)
-}
-
-fn count(n: usize) -> u64 {
-    u64::try_from(n).unwrap_or(u64::MAX)
-}
-
-/// `1 entry`, `12,345 entries`.
-fn counted(n: u64, one: &str, many: &str) -> String {
-    format!("{} {}", grouped(n), if n == 1 { one } else { many })
-}
-
-fn plural(n: u64) -> &'static str {
-    if n == 1 { "" } else { "s" }
-}
-
-/// `12345` → `12,345`.
-fn grouped(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    out
-}
-
-/// Cents with digit grouping and a sign when negative: `-1,234`.
-fn signed(cents: i64) -> String {
-    let magnitude = grouped(cents.unsigned_abs());
-    if cents < 0 {
-        format!("-{magnitude}")
-    } else {
-        magnitude
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn numbers_are_grouped() {
-        assert_eq!(grouped(0), "0");
-        assert_eq!(grouped(999), "999");
-        assert_eq!(grouped(1_000), "1,000");
-        assert_eq!(grouped(12_345_678), "12,345,678");
-        assert_eq!(signed(-1_234), "-1,234");
-        assert_eq!(signed(i64::MIN), "-9,223,372,036,854,775,808");
-    }
-
-    #[test]
-    fn report_lists_at_most_twenty_violations() {
-        let report = AuditReport {
-            schema_version: 3,
-            checks: vec![
-                CheckResult {
-                    name: checks::ENTRIES_BALANCE,
-                    scope: "3 categories, 12,345 entries".to_owned(),
-                    examined: 12_345,
-                    violations: vec![],
-                    unlisted: 0,
-                },
-                CheckResult {
-                    name: checks::NO_NEGATIVE_BALANCES,
-                    scope: "2 accounts".to_owned(),
-                    examined: 2,
-                    violations: (0..25).map(|i| format!("v{i}")).collect(),
-                    unlisted: 5,
-                },
-            ],
-        };
-        let text = report.to_string();
-        assert!(
-            text.starts_with("ok   entries balance per category (3 categories, 12,345 entries)\n")
-        );
-        assert!(text.contains("FAIL no negative balances (2 accounts): 30 violations\n"));
-        assert!(text.contains("       v19\n"));
-        assert!(!text.contains("v20"));
-        assert!(text.contains("       ... and 10 more\n"));
-        assert!(text.ends_with("NOT CLEAN: 30 violations in 1 of 2 checks"));
-        assert!(!report.is_clean());
-        assert_eq!(report.violation_count(), 30);
     }
 }

@@ -40,6 +40,7 @@ pub mod config;
 mod lock;
 mod payments;
 mod reader;
+mod ready;
 mod schema;
 mod wallet;
 mod webhooks;

@@ -3,10 +3,9 @@
 //!
 //! Writes run on the writer thread (inside its group-commit transaction, for the command
 //! layer's decisions), reads on the read pool; both are plain functions over a
-//! `Connection` here. A payment's
-//! `PaymentState` is stored in columns (status, processor, due_ms, sent_ms,
-//! unknown_since_ms) and rebuilt from them; `state_columns` / `state_from_row` are the only
-//! two places that know the mapping.
+//! `Connection` here. A payment's `PaymentState` is stored in columns (status, processor,
+//! due_ms, sent_ms, unknown_since_ms) as `payd_ledger::columns` lays them out, the one
+//! mapping every backend uses.
 
 use payd_domain::gateway::Processor;
 use payd_domain::gateway::payment::PaymentState;
@@ -14,83 +13,22 @@ use payd_domain::{Amount, CorrelationId, ResourceId};
 use payd_ports::{NewPayment, PaymentRecord, PaymentSummary, Transition};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+use payd_ledger::columns::{DUE_PAYMENT_CLASSES, state_columns, state_from_columns};
+
 use crate::schema::corrupt;
-
-/// The columns of a state: (status, processor, due_ms, sent_ms, unknown_since_ms).
-type Columns = (
-    &'static str,
-    Option<&'static str>,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-);
-
-fn state_columns(state: &PaymentState) -> Columns {
-    match *state {
-        PaymentState::Queued { due_ms } => ("queued", None, Some(due_ms), None, None),
-        PaymentState::Processing {
-            processor,
-            sent_ms,
-            lease_until_ms,
-            unknown_since_ms,
-        } => (
-            "processing",
-            Some(processor.as_str()),
-            Some(lease_until_ms),
-            Some(sent_ms),
-            unknown_since_ms,
-        ),
-        PaymentState::Unknown {
-            processor,
-            last_sent_ms,
-            due_ms,
-        } => (
-            "unknown",
-            Some(processor.as_str()),
-            Some(due_ms),
-            Some(last_sent_ms),
-            None,
-        ),
-        PaymentState::Booked { processor } => {
-            ("booked", Some(processor.as_str()), None, None, None)
-        }
-        PaymentState::Failed => ("failed", None, None, None, None),
-    }
-}
 
 /// Rebuilds a state from columns `first..first + 5` of `row` (the order of [`Columns`]).
 fn state_from_row(row: &Row<'_>, first: usize) -> rusqlite::Result<PaymentState> {
     let status: String = row.get(first)?;
     let processor: Option<String> = row.get(first + 1)?;
-    let due_ms: Option<i64> = row.get(first + 2)?;
-    let sent_ms: Option<i64> = row.get(first + 3)?;
-    let unknown_since_ms: Option<i64> = row.get(first + 4)?;
-    let processor = || -> rusqlite::Result<Processor> {
-        let text = processor.as_deref().unwrap_or_default();
-        text.parse().map_err(|_| corrupt("processor", text))
-    };
-    let need = |value: Option<i64>, what: &str| value.ok_or_else(|| corrupt(what, "NULL"));
-    Ok(match status.as_str() {
-        "queued" => PaymentState::Queued {
-            due_ms: need(due_ms, "due_ms")?,
-        },
-        "processing" => PaymentState::Processing {
-            processor: processor()?,
-            sent_ms: need(sent_ms, "sent_ms")?,
-            lease_until_ms: need(due_ms, "due_ms")?,
-            unknown_since_ms,
-        },
-        "unknown" => PaymentState::Unknown {
-            processor: processor()?,
-            last_sent_ms: need(sent_ms, "sent_ms")?,
-            due_ms: need(due_ms, "due_ms")?,
-        },
-        "booked" => PaymentState::Booked {
-            processor: processor()?,
-        },
-        "failed" => PaymentState::Failed,
-        other => return Err(corrupt("status", other)),
-    })
+    state_from_columns(
+        &status,
+        processor.as_deref(),
+        row.get(first + 2)?,
+        row.get(first + 3)?,
+        row.get(first + 4)?,
+    )
+    .map_err(|what| corrupt("payment", &what))
 }
 
 const RECORD_COLUMNS: &str = "id, amount_cents, requested_at_ms, status, processor, due_ms, sent_ms, unknown_since_ms, attempts, version, hold";
@@ -243,10 +181,7 @@ pub(crate) fn due(
     limit: u32,
 ) -> rusqlite::Result<Vec<PaymentRecord>> {
     let mut records = Vec::new();
-    for class in [
-        "status = 'processing' OR status = 'unknown'",
-        "status = 'queued'",
-    ] {
+    for class in DUE_PAYMENT_CLASSES {
         let room = i64::from(limit) - records.len() as i64;
         if room <= 0 {
             break;
@@ -281,86 +216,40 @@ pub(crate) fn pending(conn: &Connection) -> rusqlite::Result<u64> {
 const BOOKED_BETWEEN: &str = "SELECT processor, COUNT(*), SUM(amount_cents) FROM payments
     WHERE status = 'booked' AND requested_at_ms BETWEEN ?1 AND ?2 GROUP BY processor";
 
-/// Booked totals per processor over `requested_at_ms` in `[from_ms, to_ms]`.
-///
-/// Whole seconds inside the window come from `payment_totals`; the partial seconds at each
-/// edge come from the booked payments themselves (through their index). So the cost grows
-/// with the window's length in seconds plus the payments of two seconds at most, never with
-/// the total number of payments.
+/// Booked totals per processor over `requested_at_ms` in `[from_ms, to_ms]`, read as
+/// `payd_ledger::summary` plans it: whole seconds from `payment_totals`, the partial seconds
+/// at the edges from the booked payments (through their covering index).
 pub(crate) fn summary(
     conn: &Connection,
     from_ms: Option<i64>,
     to_ms: Option<i64>,
 ) -> rusqlite::Result<PaymentSummary> {
-    let from_ms = from_ms.unwrap_or(i64::MIN);
-    let to_ms = to_ms.unwrap_or(i64::MAX);
+    let plan = payd_ledger::summary::plan(from_ms, to_ms);
     let mut summary = PaymentSummary::default();
-    if from_ms > to_ms {
-        return Ok(summary);
-    }
-    // The whole seconds [first_second, last_second] lie entirely inside the window:
-    // first_second = ceil(from / 1000), last_second = floor((to + 1) / 1000) - 1.
-    let first_second = if from_ms == i64::MIN {
-        i64::MIN
-    } else {
-        from_ms.div_euclid(1_000) + i64::from(from_ms.rem_euclid(1_000) != 0)
+    let mut add = |processor: String, requests: i64, cents: i64| -> rusqlite::Result<()> {
+        let processor: Processor = processor
+            .parse()
+            .map_err(|_| corrupt("processor", &processor))?;
+        let requests = u64::try_from(requests).unwrap_or(0);
+        payd_ledger::summary::add(&mut summary, processor, requests, Amount::from_cents(cents))
+            .ok_or_else(|| corrupt("summary", "amount overflow"))
     };
-    let last_second = if to_ms == i64::MAX {
-        i64::MAX
-    } else {
-        (to_ms + 1).div_euclid(1_000) - 1
-    };
-    let add = |summary: &mut PaymentSummary,
-               processor: &str,
-               requests: i64,
-               cents: i64|
-     -> rusqlite::Result<()> {
-        let totals = match processor {
-            "default" => &mut summary.default,
-            "fallback" => &mut summary.fallback,
-            other => return Err(corrupt("processor", other)),
-        };
-        totals.requests += u64::try_from(requests).unwrap_or(0);
-        totals.amount = totals
-            .amount
-            .checked_add(Amount::from_cents(cents))
-            .ok_or_else(|| corrupt("summary", "amount overflow"))?;
-        Ok(())
-    };
-    let rows_between =
-        |low_ms: i64, high_ms: i64, summary: &mut PaymentSummary| -> rusqlite::Result<()> {
-            let mut statement = conn.prepare_cached(BOOKED_BETWEEN)?;
-            let mut rows = statement.query(params![low_ms, high_ms])?;
-            while let Some(row) = rows.next()? {
-                add(summary, &row.get::<_, String>(0)?, row.get(1)?, row.get(2)?)?;
-            }
-            Ok(())
-        };
-    if first_second > last_second {
-        // The window lies within one or two partial seconds: read the payments directly.
-        rows_between(from_ms, to_ms, &mut summary)?;
-        return Ok(summary);
-    }
-    {
+    if let Some((first, last)) = plan.seconds {
         let mut statement = conn.prepare_cached(
             "SELECT processor, SUM(requests), SUM(amount_cents) FROM payment_totals
               WHERE second BETWEEN ?1 AND ?2 GROUP BY processor",
         )?;
-        let mut rows = statement.query(params![first_second, last_second])?;
+        let mut rows = statement.query(params![first, last])?;
         while let Some(row) = rows.next()? {
-            add(
-                &mut summary,
-                &row.get::<_, String>(0)?,
-                row.get(1)?,
-                row.get(2)?,
-            )?;
+            add(row.get(0)?, row.get(1)?, row.get(2)?)?;
         }
     }
-    if from_ms != i64::MIN && from_ms < first_second.saturating_mul(1_000) {
-        rows_between(from_ms, first_second * 1_000 - 1, &mut summary)?;
-    }
-    if to_ms != i64::MAX && last_second.saturating_add(1).saturating_mul(1_000) <= to_ms {
-        rows_between((last_second + 1) * 1_000, to_ms, &mut summary)?;
+    for (low_ms, high_ms) in plan.edges {
+        let mut statement = conn.prepare_cached(BOOKED_BETWEEN)?;
+        let mut rows = statement.query(params![low_ms, high_ms])?;
+        while let Some(row) = rows.next()? {
+            add(row.get(0)?, row.get(1)?, row.get(2)?)?;
+        }
     }
     Ok(summary)
 }

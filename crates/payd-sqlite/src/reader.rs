@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use payd_domain::{AccountId, Amount, Bucket, Category, EntryCause, MerchantPattern};
+use payd_domain::{AccountId, Amount, Category, EntryCause, MerchantPattern};
+use payd_ledger::columns::bucket_from_column;
 use payd_ports::{
     AccountView, EntryPage, EntryQuery, EntryView, LedgerError, Refusal, StoreFailure,
 };
@@ -221,28 +222,14 @@ pub(crate) fn entries(
                 sequence,
                 account: id.clone(),
                 category,
-                bucket: if bucket == 0 {
-                    Bucket::Available
-                } else {
-                    Bucket::Held
-                },
+                bucket: bucket_from_column(bucket),
                 amount: Amount::from_cents(amount),
                 cause,
                 reference,
                 created_at_ms,
             });
         }
-        let more = entries.len() > limit as usize;
-        entries.truncate(limit as usize);
-        let next_before_sequence = if more {
-            entries.last().map(|e| e.sequence)
-        } else {
-            None
-        };
-        Ok(Some(EntryPage {
-            entries,
-            next_before_sequence,
-        }))
+        Ok(Some(EntryPage::from_overfetch(entries, limit as usize)))
     };
     let result = read();
     // Ends the read transaction whatever happened; a failure here only means none was open.

@@ -4,10 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use payd_domain::{
-    AccountId, Amount, Balances, Category, CategoryBalance, MerchantPattern, MerchantRules,
-    system_account,
-};
+use payd_domain::{AccountId, Balances, Category, MerchantPattern, MerchantRules, system_account};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row};
 
 use crate::config::Durability;
@@ -243,30 +240,16 @@ fn seed_0001(conn: &Connection, now_ms: i64) -> rusqlite::Result<()> {
 pub(crate) const SELECT_BALANCES: &str = "SELECT food_available, food_held, meal_available, meal_held, \
      cash_available, cash_held FROM accounts WHERE id = ?1";
 
-/// Balances from six columns starting at `first`: food available, food held, meal
-/// available, meal held, cash available, cash held.
+/// Balances from six columns starting at `first`, in `payd_ledger::columns` order.
 pub(crate) fn balances_from_row(row: &Row<'_>, first: usize) -> rusqlite::Result<Balances> {
-    let part = |at: usize| -> rusqlite::Result<CategoryBalance> {
-        Ok(CategoryBalance {
-            available: Amount::from_cents(row.get(first + at)?),
-            held: Amount::from_cents(row.get(first + at + 1)?),
-        })
-    };
-    Ok(Balances::from_parts([part(0)?, part(2)?, part(4)?]))
+    let mut columns = [0_i64; 6];
+    for (at, column) in columns.iter_mut().enumerate() {
+        *column = row.get(first + at)?;
+    }
+    Ok(payd_ledger::columns::balances_from_columns(columns))
 }
 
-/// The six column values for `balances`, in the order of [`balances_from_row`].
-pub(crate) fn balance_values(balances: &Balances) -> [i64; 6] {
-    let [food, meal, cash] = Category::ALL.map(|c| balances.get(c));
-    [
-        food.available.cents(),
-        food.held.cents(),
-        meal.available.cents(),
-        meal.held.cents(),
-        cash.available.cents(),
-        cash.held.cents(),
-    ]
-}
+pub(crate) use payd_ledger::columns::balance_columns as balance_values;
 
 /// An error for a stored value that does not parse: the database was changed by hand or by
 /// a newer version.

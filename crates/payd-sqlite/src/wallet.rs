@@ -2,10 +2,7 @@
 //! domain conversions, the reads (read pool), and the outbox append the writer calls inside
 //! its transaction. The decisions are the command layer's (`payd-ledger`).
 
-use payd_domain::{
-    Amount, CorrelationId, EventKind, Hold, HoldStatus, RejectReason, ResourceId, Transfer,
-    TransferStatus,
-};
+use payd_domain::{Amount, CorrelationId, EventKind, Hold, HoldStatus, ResourceId, Transfer};
 use payd_ports::{EventPayload, EventView, HoldView, TransferView};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -43,14 +40,8 @@ pub(crate) fn transfer_from_row(row: &Row<'_>) -> rusqlite::Result<TransferView>
     let id: String = row.get(0)?;
     let status: String = row.get(6)?;
     let reason: Option<String> = row.get(7)?;
-    let status = match (status.as_str(), reason.as_deref()) {
-        ("pending", None) => TransferStatus::Pending,
-        ("completed", None) => TransferStatus::Completed,
-        ("rejected", Some(reason)) => TransferStatus::Rejected(
-            RejectReason::parse(reason).ok_or_else(|| corrupt("transfer reason", reason))?,
-        ),
-        _ => return Err(corrupt("transfer status", &status)),
-    };
+    let status = payd_ledger::columns::transfer_status(&status, reason.as_deref())
+        .map_err(|what| corrupt("transfer", &what))?;
     Ok(TransferView {
         transfer: Transfer {
             id: ResourceId::parse(&id).map_err(|_| corrupt("transfer id", &id))?,

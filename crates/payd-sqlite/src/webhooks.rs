@@ -18,18 +18,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::schema::corrupt;
 
-/// Most live webhooks: every event is delivered to each, so this bounds the fan-out.
-pub(crate) const WEBHOOKS_MAX: i64 = 100;
-
-/// Most deliveries one lease schedules (over all webhooks), so that a backlog of events
-/// (a webhook far behind) is taken in bounded writer commands.
-pub(crate) const SCHEDULE_MAX: u32 = 2_048;
-
-/// Most deliveries one lease hands out.
-pub(crate) const LEASE_MAX: u32 = 1_000;
-
-/// Most attempts one listing returns.
-pub(crate) const ATTEMPTS_PAGE_MAX: u32 = 1_000;
+use payd_ports::webhooks::{ATTEMPTS_PAGE_MAX, LEASE_MAX, SCHEDULE_MAX, WEBHOOKS_MAX};
 
 /// What the store asks of the writer for webhooks (one variant of the writer's `Command`).
 pub(crate) enum WebhookCommand {
@@ -371,22 +360,8 @@ fn lease(conn: &Connection, now_ms: i64, limit: u32, lease_ms: i64) -> rusqlite:
 }
 
 fn record(conn: &Connection, attempt: &Attempt, now_ms: i64) -> rusqlite::Result<bool> {
-    let (result, status, error) = match &attempt.outcome {
-        AttemptOutcome::Delivered { status } => (AttemptResult::Delivered, Some(*status), None),
-        AttemptOutcome::Failed {
-            status,
-            error,
-            retry_at_ms,
-        } => (
-            if retry_at_ms.is_some() {
-                AttemptResult::Retrying
-            } else {
-                AttemptResult::GaveUp
-            },
-            *status,
-            Some(error.as_str()),
-        ),
-    };
+    let outcome = &attempt.outcome;
+    let (result, status, error) = (outcome.result(), outcome.status(), outcome.error());
     let duration_ms = i64::try_from(attempt.duration_ms).unwrap_or(i64::MAX);
     conn.prepare_cached(
         "INSERT INTO webhook_attempts

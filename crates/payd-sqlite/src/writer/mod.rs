@@ -22,7 +22,6 @@ pub(crate) mod tx;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll, Wake, Waker};
 use std::time::Instant;
 
 use payd_domain::Rules;
@@ -94,28 +93,6 @@ impl Drop for AliveGuard {
     }
 }
 
-/// Wakes the writer thread: the futures of [`tx::SqliteTx`] are always ready, so this is a
-/// formality (a future that did wait would park the thread until woken).
-struct ThreadWaker(std::thread::Thread);
-
-impl Wake for ThreadWaker {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
-}
-
-/// Runs a future of the command layer to completion on this thread.
-fn block_on<F: std::future::Future>(waker: &Waker, future: F) -> F::Output {
-    let mut future = std::pin::pin!(future);
-    let mut context = Context::from_waker(waker);
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut context) {
-            return output;
-        }
-        std::thread::park();
-    }
-}
-
 /// The writer: its state, its bounds and the checkpointer's connection.
 pub(crate) struct Writer {
     state: WriterState,
@@ -148,7 +125,6 @@ impl Writer {
     /// The thread's body: batches until the queue is closed and empty.
     pub(crate) fn run(mut self, mut queue: mpsc::Receiver<Job>, alive: Arc<AtomicBool>) {
         let _alive = AliveGuard(alive);
-        let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
         // Stopped when this function returns, before the write connection closes.
         let mut checkpointer = self.checkpoint_conn.take().and_then(Checkpointer::start);
         let mut commands: Vec<Command> = Vec::with_capacity(self.batch_max);
@@ -179,7 +155,7 @@ impl Writer {
                 if part.is_empty() {
                     continue;
                 }
-                self.run_batch(&waker, part);
+                self.run_batch(part);
                 if let Some(checkpointer) = &mut checkpointer {
                     checkpointer.rewind_wal_if_due(&self.state.conn);
                 }
@@ -189,10 +165,10 @@ impl Writer {
     }
 
     /// Applies and commits `batch`, then answers every job in it.
-    fn run_batch(&mut self, waker: &Waker, batch: Vec<Pending>) {
+    fn run_batch(&mut self, batch: Vec<Pending>) {
         let started = Instant::now();
         let now_ms = self.clock.now_ms();
-        match self.transaction(waker, &batch, now_ms) {
+        match self.transaction(&batch, now_ms) {
             Ok(decided) => {
                 metrics::histogram!("payd_writer_batch_size").record(batch.len() as f64);
                 metrics::histogram!("payd_writer_commit_seconds")
@@ -212,7 +188,7 @@ impl Writer {
                 );
                 // Isolate the culprit: each command in its own transaction.
                 for pending in batch {
-                    match self.transaction(waker, std::slice::from_ref(&pending), now_ms) {
+                    match self.transaction(std::slice::from_ref(&pending), now_ms) {
                         Ok(mut decided) => match decided.pop() {
                             Some(decided) => pending.answer(decided),
                             None => {
@@ -231,13 +207,8 @@ impl Writer {
 
     /// One SQLite transaction over `batch`: all of it committed, or none and every
     /// in-memory effect undone.
-    fn transaction(
-        &mut self,
-        waker: &Waker,
-        batch: &[Pending],
-        now_ms: i64,
-    ) -> Result<Vec<Decided>, Failure> {
-        let result = self.apply_and_commit(waker, batch, now_ms);
+    fn transaction(&mut self, batch: &[Pending], now_ms: i64) -> Result<Vec<Decided>, Failure> {
+        let result = self.apply_and_commit(batch, now_ms);
         match &result {
             Ok(_) => self.state.committed(),
             Err(_) => {
@@ -253,7 +224,6 @@ impl Writer {
 
     fn apply_and_commit(
         &mut self,
-        waker: &Waker,
         batch: &[Pending],
         now_ms: i64,
     ) -> Result<Vec<Decided>, Failure> {
@@ -267,7 +237,9 @@ impl Writer {
             decided.push(match pending {
                 Pending::Ledger(command) => {
                     let mut tx = self.state.tx(now_ms);
-                    Decided::Ledger(block_on(waker, payd_ledger::apply(&mut tx, command))?)
+                    Decided::Ledger(crate::ready::block_on(payd_ledger::apply(
+                        &mut tx, command,
+                    ))?)
                 }
                 Pending::Webhook { command, .. } => {
                     Decided::Webhook(crate::webhooks::apply(&self.state.conn, command, now_ms)?)

@@ -11,10 +11,11 @@ use std::collections::HashMap;
 
 use payd_domain::gateway::Processor;
 use payd_domain::{
-    AccountId, Amount, AuthorizationRequest, Balances, Bucket, Category, Code, CorrelationId,
-    Entry, EntryCause, EventKind, IdempotencyKey, Mcc, MerchantPattern, MerchantRules,
-    PriorAuthorization, ResourceId, Rules, TransactionId,
+    AccountId, Amount, AuthorizationRequest, Balances, Category, Code, CorrelationId, Entry,
+    EntryCause, EventKind, IdempotencyKey, Mcc, MerchantPattern, MerchantRules, PriorAuthorization,
+    ResourceId, Rules, TransactionId,
 };
+use payd_ledger::columns::bucket_column;
 use payd_ledger::{Failure, LedgerTx, PendingTransfer, StoredClaim, StoredHold, StoredTransfer};
 use payd_ports::{
     Claim, DepositReceipt, EventPayload, HoldView, NewPayment, NewWebhook, PaymentRecord, Refusal,
@@ -265,7 +266,7 @@ impl LedgerTx for SqliteTx<'_> {
                 .execute(params![
                     num,
                     entry.category.as_str(),
-                    i64::from(entry.bucket == Bucket::Held),
+                    bucket_column(entry.bucket),
                     entry.amount.cents(),
                     cause.as_str(),
                     reference,
@@ -650,10 +651,7 @@ impl LedgerTx for SqliteTx<'_> {
     }
 
     async fn update_transfer(&mut self, seq: i64, view: &TransferView) -> Result<(), Failure> {
-        let reason = match view.status {
-            payd_domain::TransferStatus::Rejected(reason) => Some(reason.as_str()),
-            _ => None,
-        };
+        let reason = payd_ledger::columns::transfer_reason(view.status);
         let updated = self
             .conn()
             .prepare_cached(
