@@ -3,22 +3,28 @@
 //! # Layout
 //! - `main.rs`: the command line (clap; every flag also reads a `PAYD_*` environment
 //!   variable), logging setup, and the subcommands:
-//!   - `serve`: the HTTP API and the embedded SQLite store in one process (the default way
-//!     to run payd);
-//!   - `migrate`: opens the store, applies pending schema migrations, and exits;
-//!   - `audit`: checks the store's invariants on a read-only connection (safe while `serve`
+//!   - `serve`: the HTTP API and the background engine in one process, on the embedded
+//!     SQLite store (the default way to run payd) or, with `--database-url`, on PostgreSQL
+//!     shared with any number of other payd processes;
+//!   - `migrate`: applies pending schema migrations to the store, and exits;
+//!   - `audit`: checks the store's invariants on a read-only snapshot (safe while payd
 //!     runs) and prints a report; exit code 0 clean, 1 violations, 2 could not run;
 //!   - `processor-sim`: a simulated payment processor (the processors' API of the gateway
 //!     spec), for development, tests and benchmarks;
 //!   - `openapi`: prints the OpenAPI document generated from the code.
 //! - `serve.rs`: the server's lifecycle: bind, serve, and the graceful shutdown on
-//!   SIGTERM/SIGINT (stop accepting, finish in-flight requests, drain and commit the writer).
+//!   SIGTERM/SIGINT (stop accepting, finish in-flight requests, drain and commit the
+//!   writers).
+//! - `store.rs`: which store the flags select (SQLite or PostgreSQL), opened, and what
+//!   each gives the API (its in-flight keys) and its shutdown.
 
 mod serve;
+mod store;
 
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -41,11 +47,12 @@ enum Command {
     /// Run the HTTP API and the embedded store in one process.
     // Boxed: the serve flags are much larger than the other commands' (clippy).
     Serve(Box<ServeArgs>),
-    /// Apply pending schema migrations to the embedded store, then exit.
+    /// Apply pending schema migrations to the store (SQLite, or PostgreSQL with
+    /// --database-url), then exit. Safe while other processes start or run.
     Migrate(StoreArgs),
     /// Check the store's invariants (ledger balanced, balances equal their entries, holds,
-    /// pay-ins and transfers consistent) read-only, and print a report. Safe while `serve`
-    /// runs. Exit code: 0 clean, 1 violations found, 2 the audit could not run.
+    /// pay-ins and transfers consistent) read-only on one snapshot, and print a report. Safe
+    /// while payd runs. Exit code: 0 clean, 1 violations found, 2 the audit could not run.
     Audit(AuditArgs),
     /// Run a simulated payment processor (default role: 127.0.0.1:8001, fee 5%; fallback
     /// role: 127.0.0.1:8002, fee 15%).
@@ -357,39 +364,89 @@ impl SimArgs {
 
 #[derive(Debug, Args)]
 struct StoreArgs {
-    /// Directory of the embedded SQLite store (created if missing).
+    /// PostgreSQL to use instead of the embedded store: `postgres://user:password@host:port/db`.
+    /// Any number of payd processes may share one database.
+    #[arg(long, env = "PAYD_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// Directory of the embedded SQLite store (created if missing); unused with
+    /// --database-url.
     #[arg(long, env = "PAYD_DATA_DIR", default_value = "./payd-data")]
     data_dir: PathBuf,
     /// `strict`: fsync every group commit (survives power loss). `relaxed`: no fsync at
     /// commit (survives a process crash; may lose the last milliseconds on power loss).
+    /// SQLite only: on PostgreSQL a commit is as durable as the server's
+    /// `synchronous_commit` makes it.
     #[arg(long, env = "PAYD_DURABILITY", default_value = "strict")]
     durability: Durability,
     /// MCC → category map, as `MCC=CATEGORY` pairs; codes not listed are CASH.
     #[arg(long, env = "PAYD_MCC_MAP", default_value = MccMap::DEFAULT_TEXT)]
     mcc_map: String,
-    /// Most commands the writer applies in one group commit.
-    #[arg(long, env = "PAYD_BATCH_MAX", default_value_t = 1024)]
-    batch_max: usize,
-    /// Capacity of the writer's command queue; a full queue makes requests wait.
+    /// Most commands a writer applies in one transaction (group commit).
+    #[arg(long, env = "PAYD_BATCH_MAX")]
+    batch_max: Option<usize>,
+    /// Capacity of the writers' command queue; a full queue makes requests wait.
     #[arg(long, env = "PAYD_QUEUE_CAPACITY", default_value_t = 8192)]
     queue_capacity: usize,
-    /// Read-only connections for balance and journal reads.
+    /// Read-only connections for balance and journal reads (SQLite).
     #[arg(long, env = "PAYD_READERS", default_value_t = 4)]
     readers: usize,
+    /// Connections to PostgreSQL: the writers' and the readers' (PostgreSQL).
+    #[arg(long, env = "PAYD_PG_POOL_SIZE", default_value_t = 16)]
+    pg_pool_size: usize,
+    /// Writer tasks, each one transaction at a time on a connection of its own
+    /// (PostgreSQL).
+    #[arg(long, env = "PAYD_PG_WRITERS", default_value_t = 2)]
+    pg_writers: usize,
+    /// `statement_timeout` of every PostgreSQL connection, in ms (0: none).
+    #[arg(long, env = "PAYD_PG_STATEMENT_TIMEOUT_MS", default_value_t = 5_000)]
+    pg_statement_timeout_ms: u64,
+    /// This process's instance id, recorded as the owner of the payment leases it takes.
+    /// On PostgreSQL a process restarted under the same id takes over its own leases at
+    /// once (a stable id per replica, e.g. the pod name, speeds up recovery); any other
+    /// lease only once it expires. Two live processes must never share one. Default: a
+    /// fresh random id at every start.
+    #[arg(long, env = "PAYD_INSTANCE_ID")]
+    instance_id: Option<String>,
 }
 
 /// `payd audit`.
 #[derive(Debug, Args)]
 struct AuditArgs {
-    /// Directory of the embedded SQLite store to audit (never created or changed).
+    /// The PostgreSQL database to audit (read-only, one snapshot).
+    #[arg(long, env = "PAYD_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// Directory of the embedded SQLite store to audit (never created or changed); unused
+    /// with --database-url.
     #[arg(long, env = "PAYD_DATA_DIR", default_value = "./payd-data")]
     data_dir: PathBuf,
 }
 
 /// Runs `payd audit` and returns its exit code: 0 clean, 1 violations, 2 could not run.
 fn run_audit(args: &AuditArgs) -> u8 {
-    let path = args.data_dir.join(payd_sqlite::DATABASE_FILE);
-    let report = match payd_sqlite::audit::audit(&path) {
+    let (what, report) = match &args.database_url {
+        Some(url) => {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    eprintln!("payd audit: {error}");
+                    return 2;
+                }
+            };
+            let report = runtime
+                .block_on(payd_postgres::audit::audit(url))
+                .map_err(|error| error.to_string());
+            (payd_postgres::config::redacted(url), report)
+        }
+        None => {
+            let path = args.data_dir.join(payd_sqlite::DATABASE_FILE);
+            let report = payd_sqlite::audit::audit(&path).map_err(|error| error.to_string());
+            (path.display().to_string(), report)
+        }
+    };
+    let report = match report {
         Ok(report) => report,
         Err(error) => {
             eprintln!("payd audit: {error}");
@@ -399,8 +456,7 @@ fn run_audit(args: &AuditArgs) -> u8 {
     let mut out = std::io::stdout().lock();
     let written = writeln!(
         out,
-        "payd audit: {} (schema version {})",
-        path.display(),
+        "payd audit: {what} (schema version {})",
         report.schema_version
     )
     .and_then(|()| writeln!(out, "{report}"))
@@ -413,21 +469,54 @@ fn run_audit(args: &AuditArgs) -> u8 {
 }
 
 impl StoreArgs {
-    /// Validates the flags into the store's configuration; fails fast on bad values.
-    fn config(&self) -> anyhow::Result<SqliteConfig> {
-        anyhow::ensure!(self.batch_max >= 1, "--batch-max must be at least 1");
+    /// Validates the flags into the selected store's configuration; fails fast on bad
+    /// values.
+    fn config(&self, clock: Arc<dyn payd_ports::Clock>) -> anyhow::Result<store::StoreConfig> {
         anyhow::ensure!(
             self.queue_capacity >= 1,
             "--queue-capacity must be at least 1"
         );
+        let mcc_map = MccMap::parse(&self.mcc_map).context("invalid --mcc-map")?;
+        let instance = match &self.instance_id {
+            Some(id) => {
+                anyhow::ensure!(
+                    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()),
+                    "--instance-id must be 1 to 128 printable ASCII characters without spaces"
+                );
+                id.clone()
+            }
+            None => format!("payd-{}", uuid::Uuid::new_v4().simple()),
+        };
+        if let Some(url) = &self.database_url {
+            anyhow::ensure!(self.pg_writers >= 1, "--pg-writers must be at least 1");
+            anyhow::ensure!(
+                self.pg_pool_size >= self.pg_writers + 2,
+                "--pg-pool-size must be at least --pg-writers + 2 (the writers' connections and two for reads)"
+            );
+            let mut config = payd_postgres::PgConfig::new(url.clone(), instance);
+            config.pool_size = self.pg_pool_size;
+            config.writers = self.pg_writers;
+            config.statement_timeout_ms = self.pg_statement_timeout_ms;
+            config.batch_max = self
+                .batch_max
+                .unwrap_or(payd_postgres::PgConfig::BATCH_MAX_DEFAULT);
+            anyhow::ensure!(config.batch_max >= 1, "--batch-max must be at least 1");
+            config.queue_capacity = self.queue_capacity;
+            config.mcc_map = mcc_map;
+            config.clock = clock;
+            return Ok(store::StoreConfig::Postgres(config));
+        }
         anyhow::ensure!(self.readers >= 1, "--readers must be at least 1");
         let mut config = SqliteConfig::new(&self.data_dir);
         config.durability = self.durability;
-        config.mcc_map = MccMap::parse(&self.mcc_map).context("invalid --mcc-map")?;
-        config.batch_max = self.batch_max;
+        config.mcc_map = mcc_map;
+        config.batch_max = self.batch_max.unwrap_or(SqliteConfig::BATCH_MAX_DEFAULT);
+        anyhow::ensure!(config.batch_max >= 1, "--batch-max must be at least 1");
         config.queue_capacity = self.queue_capacity;
         config.readers = self.readers;
-        Ok(config)
+        config.clock = clock;
+        config.instance = instance;
+        Ok(store::StoreConfig::Sqlite(config))
     }
 }
 
@@ -437,11 +526,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(*args),
         Command::Migrate(args) => {
-            let store = payd_sqlite::SqliteStore::open(args.config()?)
-                .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
-            store.shutdown();
-            println!("payd: store at {} is migrated", args.data_dir.display());
-            Ok(())
+            store::migrate(args.config(Arc::new(payd_ports::TokioClock::new()))?)
         }
         // Exit codes 1 and 2 are the audit's own answers, not an error of `main`.
         Command::Audit(args) => std::process::exit(i32::from(run_audit(&args))),

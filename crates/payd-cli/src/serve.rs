@@ -1,4 +1,4 @@
-//! `payd serve`: the API and the embedded store in one process.
+//! `payd serve`: the API and the background engine in one process, on the selected store.
 //!
 //! Shutdown order matters for "durable before acknowledged": first stop accepting and let
 //! in-flight requests finish (each waits for its group commit), then stop the gateway (its
@@ -11,14 +11,12 @@ use std::time::Duration;
 use anyhow::Context;
 use payd_api::{AdminAccess, AppState};
 use payd_engine::{Gateway, TokioClock, WalletWorker, WebhookDeliverer};
-use payd_ports::{
-    Clock, LocalInFlight, PaymentStore, ProcessorClient, Store, WalletStore, WebhookStore,
-};
+use payd_ports::{Clock, PaymentStore, ProcessorClient, WalletStore, WebhookStore};
 use payd_processors::{HttpProcessors, HttpWebhookConfig, HttpWebhookSender};
-use payd_sqlite::SqliteStore;
 use tokio::net::TcpListener;
 
 use crate::ServeArgs;
+use crate::store::Opened;
 
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut http = tokio::runtime::Builder::new_multi_thread();
@@ -68,20 +66,15 @@ fn lower_this_thread_priority(_nice: u8) {}
 async fn serve(args: ServeArgs, engine: tokio::runtime::Handle) -> anyhow::Result<()> {
     let metrics = payd_api::install_metrics_recorder();
     // Every setting is checked before anything starts.
-    let config = args.store.config()?;
+    let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
+    let config = args.store.config(clock.clone())?;
+    let described = config.describe();
     let wallet_config = args.wallet.api_config()?;
     let wallet_worker_config = args.wallet.worker_config()?;
     let webhook_config = args.wallet.webhook_config()?;
     let (processors_config, gateway_config) = args.gateway.config()?;
-    let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
-    let mut config = config;
-    config.clock = clock.clone();
-    let data_dir = config.data_dir.clone();
-    let store = Arc::new(
-        tokio::task::spawn_blocking(move || SqliteStore::open(config))
-            .await?
-            .with_context(|| format!("opening the store in {}", data_dir.display()))?,
-    );
+    let opened = Opened::open(config).await?;
+    let store = opened.store();
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
@@ -121,9 +114,8 @@ async fn serve(args: ServeArgs, engine: tokio::runtime::Handle) -> anyhow::Resul
     let webhook_task = engine.spawn(deliverer.run(stop_gateway.subscribe()));
     let wake = gateway.clone();
     let state = AppState {
-        store: store.clone() as Arc<dyn Store>,
-        // One process owns the embedded store: its in-flight keys are all in memory.
-        in_flight: Arc::new(LocalInFlight::default()),
+        store: store.clone(),
+        in_flight: opened.in_flight(),
         clock,
         on_payment_accepted: Arc::new(move || wake.wake()),
         on_transfer_accepted: Arc::new(move || wallet_worker.wake()),
@@ -132,7 +124,7 @@ async fn serve(args: ServeArgs, engine: tokio::runtime::Handle) -> anyhow::Resul
         metrics,
     };
     let app = payd_api::router(state);
-    tracing::info!(address = %local, data_dir = %data_dir.display(), durability = %args.store.durability, "Payd is listening.");
+    tracing::info!(address = %local, store = %described, "Payd is listening.");
     // Tests and scripts read this line to learn the port when listening on port 0.
     println!("payd listening on http://{local}");
 
@@ -166,9 +158,8 @@ async fn serve(args: ServeArgs, engine: tokio::runtime::Handle) -> anyhow::Resul
     if let Err(error) = webhook_task.await {
         tracing::error!(%error, "The webhook deliverer failed.");
     }
-    tracing::info!("Gateway stopped; draining the writer.");
-    let writer = store.clone();
-    tokio::task::spawn_blocking(move || writer.shutdown()).await?;
+    tracing::info!("Gateway stopped; draining the writers.");
+    opened.shutdown().await?;
     tracing::info!("Payd stopped cleanly.");
     Ok(())
 }

@@ -1,8 +1,9 @@
 //! The payment gateway end to end, as real processes: two `payd processor-sim` (default and
-//! fallback) and `payd serve`, with payments streaming in while a chaos script reconfigures
-//! the processors. Checks: payd's summary equals the simulators' own admin summaries over
-//! the same window, per processor, at every checkpoint; no correlation id is booked at both;
-//! after recovery every accepted payment is booked exactly once, also across a `kill -9`.
+//! fallback) and `payd serve` (on SQLite, or two of them on one PostgreSQL database), with
+//! payments streaming in while a chaos script reconfigures the processors. Checks: payd's
+//! summary (from either process) equals the simulators' own admin summaries over the same
+//! window, per processor, at every checkpoint; no correlation id is booked at both; after
+//! recovery every accepted payment is booked exactly once, also across a `kill -9`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test helpers fail loudly by design.
 
@@ -17,15 +18,16 @@ use payd_domain::timestamp::format_ms;
 use serde_json::{Value, json};
 use support::Proc;
 
-fn sim(role: &str, dir: &Path) -> Proc {
-    Proc::spawn(
-        &["processor-sim", "--role", role, "--listen", "127.0.0.1:0"],
-        &dir.join(format!("sim-{role}.log")),
-        "processor-sim listening on ",
-    )
+/// Where the payd processes keep their data.
+enum Deployment {
+    /// One process on the embedded store in the test's directory.
+    Sqlite,
+    /// Two processes on one PostgreSQL database.
+    Postgres(payd_pgtest::TestDatabase),
 }
 
-fn payd(dir: &Path, default: &Proc, fallback: &Proc) -> Proc {
+/// The deployment's payd processes.
+fn payds(deployment: &Deployment, dir: &Path, default: &Proc, fallback: &Proc) -> Vec<Proc> {
     let flags = [
         "--dev",
         "--default-processor-url",
@@ -33,7 +35,16 @@ fn payd(dir: &Path, default: &Proc, fallback: &Proc) -> Proc {
         "--fallback-processor-url",
         &fallback.url,
     ];
-    Proc::serve(&dir.join("data"), &flags)
+    match deployment {
+        Deployment::Sqlite => vec![Proc::serve(&dir.join("data"), &flags)],
+        Deployment::Postgres(database) => ["a", "b"]
+            .iter()
+            .map(|instance| {
+                let log = dir.join(format!("payd-{instance}.log"));
+                Proc::serve_pg(database.url(), instance, &log, &flags)
+            })
+            .collect(),
+    }
 }
 
 fn now_ms() -> i64 {
@@ -60,19 +71,7 @@ struct World {
 
 impl World {
     async fn configure(&self, sim: &Proc, what: &str, body: Value) {
-        let response = self
-            .http
-            .put(format!("{}/admin/configurations/{what}", sim.url))
-            .header("X-Rinha-Token", "123")
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            response.status().is_success(),
-            "configuring {what}: {}",
-            response.status()
-        );
+        sim.configure_sim(&self.http, what, body).await;
     }
 
     async fn sim_totals(&self, sim: &Proc, query: &str) -> (u64, i64) {
@@ -155,10 +154,10 @@ struct Ledger {
     accepted: Vec<(String, i64)>,
 }
 
-/// Streams payments at ~`rate` per second to whatever payd is at `target` now.
+/// Streams payments at ~`rate` per second to the payd processes at `targets` now, in turn.
 fn load(
     http: reqwest::Client,
-    target: Arc<Mutex<String>>,
+    targets: Arc<Mutex<Vec<String>>>,
     rate: u64,
     stop: Arc<AtomicBool>,
     ledger: Arc<Mutex<Ledger>>,
@@ -171,7 +170,10 @@ fn load(
             let n = SERIAL.fetch_add(1, Ordering::Relaxed);
             let id = format!("0e2e0000-0000-4000-8000-{n:012x}");
             let cents = 100 + (n * 37 % 9_900) as i64;
-            let url = format!("{}/payments", target.lock().unwrap());
+            let url = {
+                let targets = targets.lock().unwrap();
+                format!("{}/payments", targets[n as usize % targets.len()])
+            };
             ledger.lock().unwrap().attempted.push((id.clone(), cents));
             let (http, ledger) = (http.clone(), ledger.clone());
             tokio::spawn(async move {
@@ -188,23 +190,24 @@ fn load(
 }
 
 /// Runs the chaos script with checks; `kill_during` kills and restarts payd in that phase.
-async fn chaos(kill_during: Option<&str>) {
+async fn chaos(kill_during: Option<&str>, deployment: Deployment) {
     let dir = tempfile::tempdir().unwrap();
     let world = World {
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .build()
             .unwrap(),
-        default: sim("default", dir.path()),
-        fallback: sim("fallback", dir.path()),
+        default: Proc::processor_sim("default", dir.path()),
+        fallback: Proc::processor_sim("fallback", dir.path()),
     };
-    let mut payd = payd(dir.path(), &world.default, &world.fallback);
-    let target = Arc::new(Mutex::new(payd.url.clone()));
+    let mut payds = payds(&deployment, dir.path(), &world.default, &world.fallback);
+    let urls = |payds: &[Proc]| payds.iter().map(|p| p.url.clone()).collect::<Vec<_>>();
+    let targets = Arc::new(Mutex::new(urls(&payds)));
     let stop = Arc::new(AtomicBool::new(false));
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let generator = load(
         world.http.clone(),
-        target.clone(),
+        targets.clone(),
         100,
         stop.clone(),
         ledger.clone(),
@@ -263,14 +266,18 @@ async fn chaos(kill_during: Option<&str>) {
         while started.elapsed() < Duration::from_secs(seconds) {
             tokio::time::sleep(Duration::from_millis(2_500)).await;
             if kill_during == Some(name) && !killed {
-                payd.kill_9();
-                payd = self::payd(dir.path(), &world.default, &world.fallback);
-                *target.lock().unwrap() = payd.url.clone();
+                for payd in &mut payds {
+                    payd.kill_9();
+                }
+                payds = self::payds(&deployment, dir.path(), &world.default, &world.fallback);
+                *targets.lock().unwrap() = urls(&payds);
                 killed = true;
                 eprintln!("payd killed with -9 and restarted during '{name}'");
             }
+            // Any process answers the summary: they share one store.
+            let asked = &payds[checks % payds.len()].url;
             checks += 1;
-            first_look_mismatches += u32::from(!world.check_window(&payd.url).await);
+            first_look_mismatches += u32::from(!world.check_window(asked).await);
         }
     }
     stop.store(true, Ordering::Relaxed);
@@ -292,7 +299,7 @@ async fn chaos(kill_during: Option<&str>) {
     while !waiting.is_empty() {
         let mut still = Vec::new();
         for id in waiting {
-            let url = format!("{}/payments/{id}", payd.url);
+            let url = format!("{}/payments/{id}", payds[0].url);
             let response = world.http.get(url).send().await.unwrap();
             assert_eq!(
                 response.status(),
@@ -340,16 +347,19 @@ async fn chaos(kill_during: Option<&str>) {
             booked_cents += cents;
         }
     }
-    let (ours_default, ours_fallback) = world.payd_totals(&payd.url, "").await.unwrap();
     let theirs = (
         world.sim_totals(&world.default, "").await,
         world.sim_totals(&world.fallback, "").await,
     );
-    assert_eq!(
-        (ours_default, ours_fallback),
-        theirs,
-        "final summary differs from the processors'"
-    );
+    let (ours_default, ours_fallback) = world.payd_totals(&payds[0].url, "").await.unwrap();
+    for payd in &payds {
+        assert_eq!(
+            world.payd_totals(&payd.url, "").await.unwrap(),
+            theirs,
+            "final summary of {} differs from the processors'",
+            payd.url
+        );
+    }
     assert_eq!(ours_default.0 + ours_fallback.0, booked_count);
     assert_eq!(ours_default.1 + ours_fallback.1, booked_cents);
     eprintln!(
@@ -371,7 +381,20 @@ async fn chaos(kill_during: Option<&str>) {
 /// booked twice, and the summary always equals the processors' own records.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_keeps_the_summary_exact_and_books_each_payment_once() {
-    chaos(None).await;
+    chaos(None, Deployment::Sqlite).await;
+}
+
+/// Goal: the same with two payd processes on one PostgreSQL database, each taking half the
+/// payments and running its own gateway: the summary from either equals the processors',
+/// and no payment is booked twice or at both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_with_two_processes_on_postgres_keeps_the_summary_exact() {
+    let Some(database) =
+        payd_pgtest::TestDatabase::create("chaos_with_two_processes_on_postgres").await
+    else {
+        return;
+    };
+    chaos(None, Deployment::Postgres(database)).await;
 }
 
 /// Goal: the same through a `kill -9` of payd while payments are in flight at a slow
@@ -379,5 +402,5 @@ async fn chaos_keeps_the_summary_exact_and_books_each_payment_once() {
 /// doubled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_with_kill_9_loses_and_doubles_nothing() {
-    chaos(Some("default slow")).await;
+    chaos(Some("default slow"), Deployment::Sqlite).await;
 }

@@ -19,14 +19,6 @@ use support::{Proc, assert_audit_clean};
 const ACCOUNTS: usize = 8;
 const INITIAL_CENTS: i64 = 10_000_000;
 
-fn sim(role: &str, dir: &Path) -> Proc {
-    Proc::spawn(
-        &["processor-sim", "--role", role, "--listen", "127.0.0.1:0"],
-        &dir.join(format!("sim-{role}.log")),
-        "processor-sim listening on ",
-    )
-}
-
 fn serve(data: &Path, default: &Proc, fallback: &Proc) -> Proc {
     Proc::serve(
         data,
@@ -122,8 +114,8 @@ fn uuid(worker: usize, n: usize) -> String {
 async fn acknowledged_wallet_operations_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let default = sim("default", dir.path());
-    let fallback = sim("fallback", dir.path());
+    let default = Proc::processor_sim("default", dir.path());
+    let fallback = Proc::processor_sim("fallback", dir.path());
     let mut payd = serve(&data, &default, &fallback);
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))

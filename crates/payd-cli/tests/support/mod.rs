@@ -40,12 +40,62 @@ impl Proc {
         Proc { child, url }
     }
 
+    /// `payd processor-sim --role <role>` on a free port, its log in `dir`.
+    #[allow(dead_code)] // Not every test binary needs processors.
+    pub(crate) fn processor_sim(role: &str, dir: &Path) -> Proc {
+        Proc::spawn(
+            &["processor-sim", "--role", role, "--listen", "127.0.0.1:0"],
+            &dir.join(format!("sim-{role}.log")),
+            "processor-sim listening on ",
+        )
+    }
+
+    /// Sets this simulator's `what` (`delay`, `failure`) to `body` through its admin API.
+    #[allow(dead_code)] // Not every test binary reconfigures processors.
+    pub(crate) async fn configure_sim(
+        &self,
+        http: &reqwest::Client,
+        what: &str,
+        body: serde_json::Value,
+    ) {
+        let response = http
+            .put(format!("{}/admin/configurations/{what}", self.url))
+            .header("X-Rinha-Token", "123")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "configuring {what}: {}",
+            response.status()
+        );
+    }
+
     /// `payd serve` on a free port with its data in `data_dir`, plus `extra` flags.
+    #[allow(dead_code)] // The PostgreSQL tests start `serve_pg` instead.
     pub(crate) fn serve(data_dir: &Path, extra: &[&str]) -> Proc {
         let data = data_dir.to_str().expect("utf-8 path");
         let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--data-dir", data];
         args.extend_from_slice(extra);
         Proc::spawn(&args, &data_dir.with_extension("log"), "payd listening on ")
+    }
+
+    /// `payd serve` on a free port on the PostgreSQL database `url` as instance `instance`,
+    /// plus `extra` flags; its log in `log`.
+    #[allow(dead_code)] // Only the PostgreSQL tests run it.
+    pub(crate) fn serve_pg(url: &str, instance: &str, log: &Path, extra: &[&str]) -> Proc {
+        let mut args = vec![
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            url,
+            "--instance-id",
+            instance,
+        ];
+        args.extend_from_slice(extra);
+        Proc::spawn(&args, log, "payd listening on ")
     }
 
     /// The process id.
@@ -55,6 +105,7 @@ impl Proc {
     }
 
     /// SIGKILL, and reap.
+    #[allow(dead_code)] // Not every test binary that includes this module kills.
     pub(crate) fn kill_9(&mut self) {
         self.child.kill().expect("SIGKILL");
         self.child.wait().expect("reap");
@@ -90,8 +141,18 @@ impl Drop for Proc {
 /// ledger's invariants all hold.
 #[allow(dead_code)] // Not every test binary that includes this module audits.
 pub(crate) fn assert_audit_clean(data: &std::path::Path) {
+    assert_audited(&["audit", "--data-dir", data.to_str().unwrap()]);
+}
+
+/// `payd audit` on the PostgreSQL database `url`, as [`assert_audit_clean`].
+#[allow(dead_code)] // Only the PostgreSQL tests audit a database.
+pub(crate) fn assert_pg_audit_clean(url: &str) {
+    assert_audited(&["audit", "--database-url", url]);
+}
+
+fn assert_audited(args: &[&str]) {
     let audit = std::process::Command::new(env!("CARGO_BIN_EXE_payd"))
-        .args(["audit", "--data-dir", data.to_str().unwrap()])
+        .args(args)
         .output()
         .unwrap();
     assert!(
