@@ -188,11 +188,18 @@ impl PgStore {
             ));
         }
         let applied = migrate(&config.url, config.clock.now_ms()).await?;
-        let options = if config.statement_timeout_ms > 0 {
-            format!("-c statement_timeout={}", config.statement_timeout_ms)
-        } else {
-            String::new()
-        };
+        // Every statement is planned for its own keys, never from a cached generic plan:
+        // a generic plan made while a table was nearly empty (a new database) is a
+        // sequential scan that outlives the table's growth until autovacuum analyzes it,
+        // and cost the card benchmark 60% of its throughput; planning each time costs
+        // about a tenth of the database's CPU (bench/README.md, PostgreSQL).
+        let mut options = String::from("-c plan_cache_mode=force_custom_plan");
+        if config.statement_timeout_ms > 0 {
+            options.push_str(&format!(
+                " -c statement_timeout={}",
+                config.statement_timeout_ms
+            ));
+        }
         let pool = connect_pool(
             &config.url,
             config.pool_size.max(config.writers + 2),

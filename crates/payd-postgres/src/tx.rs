@@ -406,8 +406,8 @@ impl<'c> PgTx<'c> {
             self.query(
                 &format!(
                     "SELECT {HOLD_COLUMNS}, fingerprint FROM holds
-                      WHERE id = ANY($1)
-                         OR id IN (SELECT hold FROM payments WHERE id = ANY($2) AND hold IS NOT NULL)
+                      WHERE id = ANY($1::text[] || ARRAY(
+                                SELECT hold FROM payments WHERE id = ANY($2) AND hold IS NOT NULL))
                       ORDER BY id FOR UPDATE"
                 ),
                 &[&holds, &payments],
@@ -422,11 +422,11 @@ impl<'c> PgTx<'c> {
                 &format!(
                     "SELECT id, num, {BALANCE_COLUMNS}, last_entry FROM accounts
                       WHERE shard = 0
-                        AND (id = ANY($1)
-                             OR id IN (SELECT account FROM holds
-                                        WHERE id = ANY($2)
-                                           OR id IN (SELECT hold FROM payments
-                                                      WHERE id = ANY($3) AND hold IS NOT NULL)))
+                        AND id = ANY($1::text[] || ARRAY(
+                                SELECT account FROM holds
+                                 WHERE id = ANY($2::text[] || ARRAY(
+                                         SELECT hold FROM payments
+                                          WHERE id = ANY($3) AND hold IS NOT NULL))))
                       ORDER BY id FOR UPDATE"
                 ),
                 &[&accounts, &holds, &payments],
