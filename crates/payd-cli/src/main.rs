@@ -393,8 +393,8 @@ struct StoreArgs {
     /// Connections to PostgreSQL: the writers' and the readers' (PostgreSQL).
     #[arg(long, env = "PAYD_PG_POOL_SIZE", default_value_t = 16)]
     pg_pool_size: usize,
-    /// Writer tasks, each one transaction at a time on a connection of its own
-    /// (PostgreSQL).
+    /// Request writer tasks, each one transaction at a time on a connection of its own;
+    /// one more takes the gateway's bookkeeping and the sweeps (PostgreSQL).
     #[arg(long, env = "PAYD_PG_WRITERS", default_value_t = 2)]
     pg_writers: usize,
     /// `statement_timeout` of every PostgreSQL connection, in ms (0: none).
@@ -490,8 +490,8 @@ impl StoreArgs {
         if let Some(url) = &self.database_url {
             anyhow::ensure!(self.pg_writers >= 1, "--pg-writers must be at least 1");
             anyhow::ensure!(
-                self.pg_pool_size >= self.pg_writers + 2,
-                "--pg-pool-size must be at least --pg-writers + 2 (the writers' connections and two for reads)"
+                self.pg_pool_size >= self.pg_writers + 3,
+                "--pg-pool-size must be at least --pg-writers + 3 (the writers' connections, the background writer's and two for reads)"
             );
             let mut config = payd_postgres::PgConfig::new(url.clone(), instance);
             config.pool_size = self.pg_pool_size;

@@ -12,14 +12,15 @@ use payd_ports::{Clock, TokioClock};
 pub struct PgConfig {
     /// `postgres://user:password@host:port/database` (or the key=value form).
     pub url: String,
-    /// Connections in the pool: the writers' and the readers' together. A call waits
-    /// for a free one.
+    /// Connections in the pool: the writers' (`writers` + 1) and the readers' together
+    /// (at least `writers` + 3). A call waits for a free one.
     pub pool_size: usize,
     /// `statement_timeout` of every connection, in ms (0: none): a statement stuck
     /// behind a lock or a sick server fails instead of holding its caller forever.
     pub statement_timeout_ms: u64,
-    /// Writer tasks. Each applies batches of commands in one transaction at a time on a
-    /// connection of its own; commands for one account always go to the same writer.
+    /// Request writer tasks. Each applies batches of commands in one transaction at a time
+    /// on a connection of its own; commands for one account always go to the same writer.
+    /// One more writer takes the gateway's bookkeeping and the sweeps.
     pub writers: usize,
     /// Most commands one writer applies in one transaction.
     pub batch_max: usize,

@@ -151,7 +151,8 @@ pub async fn migrate(url: &str, now_ms: i64) -> Result<usize, OpenError> {
 pub struct PgStore {
     pool: Pool,
     in_flight: PgInFlight,
-    /// The writers' queues; `None` once shutdown has begun.
+    /// The writers' queues, the request writers' then the background lane's; `None` once
+    /// shutdown has begun.
     writers: Mutex<Option<Vec<mpsc::Sender<Command>>>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     watchdog: JoinHandle<()>,
@@ -202,7 +203,7 @@ impl PgStore {
         }
         let pool = connect_pool(
             &config.url,
-            config.pool_size.max(config.writers + 2),
+            config.pool_size.max(config.writers + 3),
             &options,
         )?;
         let claims = connect_pool(
@@ -220,10 +221,12 @@ impl PgStore {
             "PostgreSQL store opened"
         );
         let ready = Arc::new(AtomicBool::new(true));
-        let per_writer = (config.queue_capacity / config.writers).max(1);
-        let mut senders = Vec::with_capacity(config.writers);
-        let mut tasks = Vec::with_capacity(config.writers);
-        for slot in 0..config.writers {
+        // The request writers, then the background lane's.
+        let lanes = config.writers + 1;
+        let per_writer = (config.queue_capacity / lanes).max(1);
+        let mut senders = Vec::with_capacity(lanes);
+        let mut tasks = Vec::with_capacity(lanes);
+        for slot in 0..lanes {
             let (sender, receiver) = mpsc::channel(per_writer);
             let writer = Writer {
                 pool: pool.clone(),
@@ -280,11 +283,11 @@ impl PgStore {
         self.ready.store(false, Ordering::Release);
     }
 
-    /// Queues a command on the writer of `route` and waits for its answer (given after its
+    /// Queues a command on the writer of `lane` and waits for its answer (given after its
     /// commit).
     async fn submit<T>(
         &self,
-        route: &str,
+        lane: Lane<'_>,
         command: impl FnOnce(Reply<T>) -> Command,
     ) -> Result<T, LedgerError> {
         let sender = {
@@ -295,9 +298,15 @@ impl PgStore {
             let writers = writers
                 .as_ref()
                 .ok_or_else(|| LedgerError::unavailable("store is shut down"))?;
-            let mut hasher = std::collections::hash_map::DefaultHasher::new();
-            route.hash(&mut hasher);
-            let index = (hasher.finish() % writers.len() as u64) as usize;
+            let requests = writers.len().saturating_sub(1).max(1);
+            let index = match lane {
+                Lane::Request(route) => {
+                    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                    route.hash(&mut hasher);
+                    (hasher.finish() % requests as u64) as usize
+                }
+                Lane::Background => writers.len() - 1,
+            };
             writers[index].clone()
         };
         let (reply, answer) = oneshot::channel();
@@ -366,6 +375,18 @@ async fn watch_readiness(pool: Pool, ready: Arc<AtomicBool>) {
     }
 }
 
+/// Which writer a command goes to.
+#[derive(Clone, Copy)]
+enum Lane<'a> {
+    /// A request writer, by the hash of the route (an account where the command has one),
+    /// so that one account's commands batch together.
+    Request(&'a str),
+    /// The writer of the gateway's bookkeeping and of the sweeps, so that requests never
+    /// wait behind them. Its commands take the same row locks as the requests', so the
+    /// database orders them as it orders two processes.
+    Background,
+}
+
 /// The writer route of a mutation: its account where it has one, so that one account's
 /// commands batch together.
 fn mutation_route(mutation: &Mutation) -> &str {
@@ -384,14 +405,20 @@ fn mutation_route(mutation: &Mutation) -> &str {
 impl LedgerStore for PgStore {
     async fn authorize(&self, request: AuthorizationRequest) -> Result<Code, LedgerError> {
         let route = request.account.as_str().to_owned();
-        self.submit(&route, |reply| Command::Authorize { request, reply })
-            .await
+        self.submit(Lane::Request(&route), |reply| Command::Authorize {
+            request,
+            reply,
+        })
+        .await
     }
 
     async fn deposit(&self, deposit: DepositRequest) -> Result<DepositReceipt, LedgerError> {
         let route = deposit.account.as_str().to_owned();
-        self.submit(&route, |reply| Command::Deposit { deposit, reply })
-            .await
+        self.submit(Lane::Request(&route), |reply| Command::Deposit {
+            deposit,
+            reply,
+        })
+        .await
     }
 
     async fn account(&self, id: &AccountId) -> Result<Option<AccountView>, LedgerError> {
@@ -433,8 +460,11 @@ impl PaymentStore for PgStore {
             Some(payer) => payer.account.as_str().to_owned(),
             None => payment.id.as_str().to_owned(),
         };
-        self.submit(&route, |reply| Command::AcceptPayment { payment, reply })
-            .await
+        self.submit(Lane::Request(&route), |reply| Command::AcceptPayment {
+            payment,
+            reply,
+        })
+        .await
     }
 
     async fn payment(&self, id: &CorrelationId) -> Result<Option<PaymentRecord>, LedgerError> {
@@ -456,7 +486,7 @@ impl PaymentStore for PgStore {
     }
 
     async fn purge_payments(&self) -> Result<u64, LedgerError> {
-        self.submit("purge", |reply| Command::PurgePayments { reply })
+        self.submit(Lane::Background, |reply| Command::PurgePayments { reply })
             .await
     }
 
@@ -490,11 +520,11 @@ impl PaymentStore for PgStore {
         &self,
         transitions: Vec<Transition>,
     ) -> Result<Vec<bool>, LedgerError> {
-        let route = transitions
-            .first()
-            .map_or_else(String::new, |t| t.id.as_str().to_owned());
-        self.submit(&route, |reply| Command::Transitions { transitions, reply })
-            .await
+        self.submit(Lane::Background, |reply| Command::Transitions {
+            transitions,
+            reply,
+        })
+        .await
     }
 }
 
@@ -506,7 +536,7 @@ impl WalletStore for PgStore {
         claim: Option<Claim>,
     ) -> Result<Replied<Effect>, LedgerError> {
         let route = mutation_route(&mutation).to_owned();
-        self.submit(&route, |reply| Command::Execute {
+        self.submit(Lane::Request(&route), |reply| Command::Execute {
             mutation,
             claim,
             reply,
@@ -529,7 +559,7 @@ impl WalletStore for PgStore {
     }
 
     async fn expire_holds(&self, now_ms: i64, limit: u32) -> Result<Sweep, LedgerError> {
-        self.submit("sweeps", |reply| Command::ExpireHolds {
+        self.submit(Lane::Background, |reply| Command::ExpireHolds {
             now_ms,
             limit,
             reply,
@@ -538,8 +568,11 @@ impl WalletStore for PgStore {
     }
 
     async fn settle_transfers(&self, limit: u32) -> Result<Sweep, LedgerError> {
-        self.submit("sweeps", |reply| Command::SettleTransfers { limit, reply })
-            .await
+        self.submit(Lane::Background, |reply| Command::SettleTransfers {
+            limit,
+            reply,
+        })
+        .await
     }
 
     async fn pending_transfers(&self) -> Result<u64, LedgerError> {
@@ -550,7 +583,7 @@ impl WalletStore for PgStore {
     }
 
     async fn purge_idempotency(&self, now_ms: i64, limit: u32) -> Result<Sweep, LedgerError> {
-        self.submit("sweeps", |reply| Command::PurgeIdempotency {
+        self.submit(Lane::Background, |reply| Command::PurgeIdempotency {
             now_ms,
             limit,
             reply,
