@@ -20,7 +20,7 @@ use payd_ports::{Attempt, AttemptView, DeliveryView, Leased, WebhookStore, Webho
 use payd_ports::{
     Claim, Effect, EventView, HoldView, Mutation, Replied, Sweep, TransferView, WalletStore,
 };
-use payd_ports::{LocalInFlight, Store, TokioClock};
+use payd_ports::{Clock, LocalInFlight, Store, TokioClock};
 use payd_sqlite::{SqliteConfig, SqliteStore};
 use serde::Deserialize;
 use serde_json::Value;
@@ -87,7 +87,7 @@ impl App {
     /// An app whose admin endpoints are guarded by `admin`.
     pub(crate) fn with_admin(admin: AdminAccess) -> App {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Arc::new(SqliteStore::open(SqliteConfig::new(dir.path())).expect("open store"));
+        let (store, clock) = open_store(dir.path());
         let wakes = Arc::new(AtomicUsize::new(0));
         let counter = wakes.clone();
         let router = router(AppState {
@@ -95,7 +95,7 @@ impl App {
                 counter.fetch_add(1, Ordering::Relaxed);
             }),
             admin,
-            ..state(store.clone())
+            ..state(store.clone(), clock)
         });
         App {
             router,
@@ -240,7 +240,7 @@ impl Fault {
 
     /// A router over this faulty store, with a throwaway `App` for its helpers.
     pub(crate) fn router(self) -> Router {
-        router(state(Arc::new(self)))
+        router(state(Arc::new(self), Arc::new(TokioClock::new())))
     }
 }
 
@@ -381,12 +381,12 @@ impl App {
     /// one that pauses `execute`); every other port is the store itself.
     pub(crate) fn with_wallet(wrap: impl FnOnce(Arc<SqliteStore>) -> Arc<dyn WalletStore>) -> App {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Arc::new(SqliteStore::open(SqliteConfig::new(dir.path())).expect("open store"));
+        let (store, clock) = open_store(dir.path());
         let wrapped = Arc::new(WalletWrapped {
             wallet: wrap(store.clone()),
             inner: store.clone(),
         });
-        let router = router(state(wrapped));
+        let router = router(state(wrapped, clock));
         App {
             router,
             store,
@@ -396,13 +396,26 @@ impl App {
     }
 }
 
-/// The app's state over `store`, as `payd serve` builds it (one process: in-flight keys in
-/// memory), with admin endpoints open.
-pub(crate) fn state(store: Arc<dyn Store>) -> AppState {
+/// A fresh embedded store in `dir`, and its clock: the API must read the same one, as in
+/// `payd serve` (two `TokioClock`s started apart can disagree by a millisecond, and a
+/// hold's expiry, reckoned by the API, would then precede or pass its `createdAt` by one).
+fn open_store(dir: &std::path::Path) -> (Arc<SqliteStore>, Arc<dyn Clock>) {
+    let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
+    let mut config = SqliteConfig::new(dir);
+    config.clock = clock.clone();
+    (
+        Arc::new(SqliteStore::open(config).expect("open store")),
+        clock,
+    )
+}
+
+/// The app's state over `store` on `clock`, as `payd serve` builds it (one process:
+/// in-flight keys in memory), with admin endpoints open.
+pub(crate) fn state(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> AppState {
     AppState {
         store,
         in_flight: Arc::new(LocalInFlight::default()),
-        clock: Arc::new(TokioClock::new()),
+        clock,
         on_payment_accepted: Arc::new(|| {}),
         on_transfer_accepted: Arc::new(|| {}),
         wallet_config: WalletConfig::default(),
