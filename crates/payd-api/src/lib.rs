@@ -122,27 +122,6 @@ impl std::fmt::Debug for AppState {
 /// The whole API with its layers: every route, the JSON 404/405 answers, the 64 KiB body
 /// limit and the HTTP metrics.
 pub fn router(state: AppState) -> Router {
-    // Serialized once; on failure (a bug) the route answers an empty object rather than
-    // taking the service down.
-    let openapi_json = openapi()
-        .to_json()
-        .map(Bytes::from)
-        .unwrap_or_else(|error| {
-            tracing::error!(%error, "Failed to encode the OpenAPI document.");
-            Bytes::from_static(b"{}")
-        });
-    let ctx = Arc::new(Ctx {
-        store: state.store,
-        in_flight: state.in_flight,
-        clock: state.clock,
-        on_payment_accepted: state.on_payment_accepted,
-        on_transfer_accepted: state.on_transfer_accepted,
-        wallet_config: state.wallet_config,
-        admin: state.admin,
-        metrics: state.metrics,
-        openapi_json,
-    });
-
     let api = Router::new()
         .route("/transactions", post(card::transactions))
         .route("/authorize", post(card::authorize))
@@ -184,5 +163,43 @@ pub fn router(state: AppState) -> Router {
         .layer(metrics::HttpMetricsLayer);
 
     // Added after the layers on purpose: liveness must stay as cheap as axum allows.
-    api.route("/health", get(ops::health)).with_state(ctx)
+    api.route("/health", get(ops::health))
+        .with_state(ctx(state))
+}
+
+/// The probes and the metrics alone (`/health`, `/ready`, `/metrics`), for a process that
+/// serves no API (`payd worker`); other paths answer the JSON 404.
+pub fn ops_router(state: AppState) -> Router {
+    Router::new()
+        .route("/ready", get(ops::ready))
+        .route("/metrics", get(ops::metrics))
+        .fallback(ops::not_found)
+        .method_not_allowed_fallback(ops::method_not_allowed)
+        .layer(metrics::HttpMetricsLayer)
+        .route("/health", get(ops::health))
+        .with_state(ctx(state))
+}
+
+/// The handlers' shared context.
+fn ctx(state: AppState) -> Arc<Ctx> {
+    // Serialized once; on failure (a bug) the route answers an empty object rather than
+    // taking the service down.
+    let openapi_json = openapi()
+        .to_json()
+        .map(Bytes::from)
+        .unwrap_or_else(|error| {
+            tracing::error!(%error, "Failed to encode the OpenAPI document.");
+            Bytes::from_static(b"{}")
+        });
+    Arc::new(Ctx {
+        store: state.store,
+        in_flight: state.in_flight,
+        clock: state.clock,
+        on_payment_accepted: state.on_payment_accepted,
+        on_transfer_accepted: state.on_transfer_accepted,
+        wallet_config: state.wallet_config,
+        admin: state.admin,
+        metrics: state.metrics,
+        openapi_json,
+    })
 }

@@ -1,43 +1,156 @@
-//! `payd serve`: the API and the background engine in one process, on the selected store.
+//! A server process: `payd serve` (the API and the background engine together), `payd api`
+//! (the API only) or `payd worker` (the engine only, with its probes and metrics), on the
+//! selected store. A [`Plan`] says which halves run, with every setting already checked.
 //!
 //! Shutdown order matters for "durable before acknowledged": first stop accepting and let
-//! in-flight requests finish (each waits for its group commit), then stop the gateway (its
-//! calls in flight finish and record their outcomes), then stop the writer, which commits and
-//! answers whatever is still queued before its thread exits.
+//! in-flight requests finish (each waits for its group commit), then stop the engine (the
+//! gateway's calls in flight finish and record their outcomes), then stop the writer, which
+//! commits and answers whatever is still queued before it exits.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use payd_api::{AdminAccess, AppState};
-use payd_engine::{Gateway, TokioClock, WalletWorker, WebhookDeliverer};
-use payd_ports::{Clock, PaymentStore, ProcessorClient, WalletStore, WebhookStore};
-use payd_processors::{HttpProcessors, HttpWebhookConfig, HttpWebhookSender};
+use payd_engine::{
+    Gateway, GatewayConfig, TokioClock, WalletWorker, WalletWorkerConfig, WebhookDeliverer,
+    WebhookDelivererConfig,
+};
+use payd_ports::{Clock, PaymentStore, ProcessorClient, Store, WalletStore, WebhookStore};
+use payd_processors::{HttpProcessors, HttpProcessorsConfig, HttpWebhookConfig, HttpWebhookSender};
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 
-use crate::ServeArgs;
-use crate::store::Opened;
+use crate::args::{
+    ApiArgs, BackgroundArgs, GatewayArgs, HttpArgs, IntakeArgs, ServeArgs, WorkerArgs,
+};
+use crate::store::{Opened, StoreConfig};
 
-pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
+/// What one process runs, with every setting checked before anything starts.
+pub(crate) struct Plan {
+    /// `serve`, `api` or `worker`, for the logs and the listening line.
+    role: &'static str,
+    listen: SocketAddr,
+    shutdown_grace_ms: u64,
+    http_threads: usize,
+    engine_threads: u16,
+    engine_nice: u8,
+    clock: Arc<dyn Clock>,
+    store: StoreConfig,
+    /// The HTTP API; without it, only `/health`, `/ready` and `/metrics` are served.
+    api: Option<ApiPlan>,
+    /// The background engine.
+    engine: Option<EnginePlan>,
+}
+
+struct ApiPlan {
+    wallet: payd_api::WalletConfig,
+    admin: AdminAccess,
+}
+
+impl ApiPlan {
+    fn new(http: &HttpArgs, intake: &IntakeArgs) -> anyhow::Result<ApiPlan> {
+        Ok(ApiPlan {
+            wallet: intake.config()?,
+            admin: http.admin(),
+        })
+    }
+}
+
+struct EnginePlan {
+    processors: HttpProcessorsConfig,
+    gateway: GatewayConfig,
+    wallet: WalletWorkerConfig,
+    webhooks: WebhookDelivererConfig,
+}
+
+impl EnginePlan {
+    fn new(gateway: &GatewayArgs, background: &BackgroundArgs) -> anyhow::Result<EnginePlan> {
+        let (processors, gateway) = gateway.config()?;
+        Ok(EnginePlan {
+            processors,
+            gateway,
+            wallet: background.worker_config()?,
+            webhooks: background.webhook_config()?,
+        })
+    }
+}
+
+impl Plan {
+    /// `payd serve`: both halves.
+    pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<Plan> {
+        let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
+        Ok(Plan {
+            role: "serve",
+            listen: args.listen,
+            shutdown_grace_ms: args.http.shutdown_grace_ms,
+            http_threads: args.http.http_threads,
+            engine_threads: args.engine.engine_threads,
+            engine_nice: args.engine.engine_nice,
+            store: args.store.config(clock.clone())?,
+            api: Some(ApiPlan::new(&args.http, &args.intake)?),
+            engine: Some(EnginePlan::new(&args.gateway, &args.background)?),
+            clock,
+        })
+    }
+
+    /// `payd api`: the HTTP API on a shared store; the workers do the background work.
+    pub(crate) fn api(args: ApiArgs) -> anyhow::Result<Plan> {
+        let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
+        Ok(Plan {
+            role: "api",
+            listen: args.listen,
+            shutdown_grace_ms: args.http.shutdown_grace_ms,
+            http_threads: args.http.http_threads,
+            engine_threads: 1,
+            engine_nice: 0,
+            store: args.store.shared_config("api", clock.clone())?,
+            api: Some(ApiPlan::new(&args.http, &args.intake)?),
+            engine: None,
+            clock,
+        })
+    }
+
+    /// `payd worker`: the engine on a shared store, its probes and metrics on one thread.
+    pub(crate) fn worker(args: WorkerArgs) -> anyhow::Result<Plan> {
+        let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
+        Ok(Plan {
+            role: "worker",
+            listen: args.listen,
+            // Probes and scrapes only: nothing to wait for.
+            shutdown_grace_ms: 1_000,
+            http_threads: 1,
+            engine_threads: args.engine.engine_threads,
+            engine_nice: args.engine.engine_nice,
+            store: args.store.shared_config("worker", clock.clone())?,
+            api: None,
+            engine: Some(EnginePlan::new(&args.gateway, &args.background)?),
+            clock,
+        })
+    }
+}
+
+pub(crate) fn run(plan: Plan) -> anyhow::Result<()> {
     let mut http = tokio::runtime::Builder::new_multi_thread();
-    if args.http_threads > 0 {
-        http.worker_threads(args.http_threads);
+    if plan.http_threads > 0 {
+        http.worker_threads(plan.http_threads);
     }
     let http = http.enable_all().thread_name("payd-http").build()?;
     // Background work runs on its own threads: a request's task never waits in a run queue
     // behind the gateway's processor calls, and with the engine's threads niced, the kernel
     // runs request handling first when both cores are busy (the gateway draining a backlog
     // while payments keep arriving). Background work only needs the cores' spare time.
-    let nice = args.engine_nice;
+    let nice = plan.engine_nice;
     let engine = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(usize::from(args.engine_threads))
+        .worker_threads(usize::from(plan.engine_threads))
         .enable_all()
         .thread_name("payd-engine")
         .on_thread_start(move || lower_this_thread_priority(nice))
         .build()?;
     // The engine runtime is dropped here, outside any runtime, after `serve` has awaited
     // every engine task.
-    http.block_on(serve(args, engine.handle().clone()))
+    http.block_on(serve(plan, engine.handle().clone()))
 }
 
 /// Sets the calling thread's niceness to the process's plus `nice`. On Linux a thread id
@@ -63,70 +176,53 @@ fn lower_this_thread_priority(nice: u8) {
 #[cfg(not(target_os = "linux"))]
 fn lower_this_thread_priority(_nice: u8) {}
 
-async fn serve(args: ServeArgs, engine: tokio::runtime::Handle) -> anyhow::Result<()> {
+async fn serve(plan: Plan, runtime: tokio::runtime::Handle) -> anyhow::Result<()> {
     let metrics = payd_api::install_metrics_recorder();
-    // Every setting is checked before anything starts.
-    let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
-    let config = args.store.config(clock.clone())?;
-    let described = config.describe();
-    let wallet_config = args.wallet.api_config()?;
-    let wallet_worker_config = args.wallet.worker_config()?;
-    let webhook_config = args.wallet.webhook_config()?;
-    let (processors_config, gateway_config) = args.gateway.config()?;
-    let opened = Opened::open(config).await?;
+    let clock = plan.clock.clone();
+    let described = plan.store.describe();
+    let opened = Opened::open(plan.store).await?;
     let store = opened.store();
-    let listener = TcpListener::bind(args.listen)
+    let listener = TcpListener::bind(plan.listen)
         .await
-        .with_context(|| format!("binding {}", args.listen))?;
+        .with_context(|| format!("binding {}", plan.listen))?;
     let local = listener.local_addr()?;
 
-    let processors: Arc<dyn ProcessorClient> = Arc::new(HttpProcessors::new(&processors_config)?);
-    let gateway = Gateway::new(
-        store.clone() as Arc<dyn PaymentStore>,
-        processors,
-        clock.clone(),
-        gateway_config,
-    );
-    let (stop_gateway, gateway_stopped) = tokio::sync::watch::channel(false);
-    let gateway_task = engine.spawn(gateway.clone().run(gateway_stopped));
-
-    let admin = match (&args.admin_token, args.dev) {
-        (Some(token), _) if !token.is_empty() => AdminAccess::Token(token.clone()),
-        (_, true) => AdminAccess::Open,
-        _ => AdminAccess::Closed,
+    let engine = match plan.engine {
+        Some(engine) => Some(Engine::start(&store, &clock, engine, &runtime)?),
+        None => None,
     };
-    let wallet_worker = WalletWorker::new(
-        store.clone() as Arc<dyn WalletStore>,
-        clock.clone(),
-        wallet_worker_config,
-    );
-    let wallet_task = engine.spawn(wallet_worker.clone().run(stop_gateway.subscribe()));
-    let webhook_sender = HttpWebhookSender::new(&HttpWebhookConfig {
-        timeout_ms: webhook_config.request_timeout_ms,
-        ..HttpWebhookConfig::default()
-    })?;
-    let deliverer = WebhookDeliverer::new(
-        store.clone() as Arc<dyn WebhookStore>,
-        Arc::new(webhook_sender),
-        clock.clone(),
-        webhook_config,
-    );
-    let webhook_task = engine.spawn(deliverer.run(stop_gateway.subscribe()));
-    let wake = gateway.clone();
+    let (wake_gateway, wake_settler) = match &engine {
+        Some(engine) => engine.wakers(),
+        // The workers of other processes find the work in the store.
+        None => (
+            Arc::new(|| {}) as Arc<dyn Fn() + Send + Sync>,
+            Arc::new(|| {}) as Arc<dyn Fn() + Send + Sync>,
+        ),
+    };
     let state = AppState {
         store: store.clone(),
         in_flight: opened.in_flight(),
         clock,
-        on_payment_accepted: Arc::new(move || wake.wake()),
-        on_transfer_accepted: Arc::new(move || wallet_worker.wake()),
-        wallet_config,
-        admin,
+        on_payment_accepted: wake_gateway,
+        on_transfer_accepted: wake_settler,
+        wallet_config: plan.api.as_ref().map(|api| api.wallet).unwrap_or_default(),
+        admin: plan
+            .api
+            .as_ref()
+            .map_or(AdminAccess::Closed, |api| api.admin.clone()),
         metrics,
     };
-    let app = payd_api::router(state);
-    tracing::info!(address = %local, store = %described, "Payd is listening.");
+    let app = match plan.api {
+        Some(_) => payd_api::router(state),
+        None => payd_api::ops_router(state),
+    };
+    let role = plan.role;
+    tracing::info!(role, address = %local, store = %described, "Payd is listening.");
     // Tests and scripts read this line to learn the port when listening on port 0.
-    println!("payd listening on http://{local}");
+    match role {
+        "serve" => println!("payd listening on http://{local}"),
+        _ => println!("payd {role} listening on http://{local}"),
+    }
 
     let (stopped_tx, stopped_rx) = tokio::sync::watch::channel(false);
     let server =
@@ -134,7 +230,7 @@ async fn serve(args: ServeArgs, engine: tokio::runtime::Handle) -> anyhow::Resul
             shutdown_signal().await;
             let _ = stopped_tx.send(true);
         });
-    let grace = Duration::from_millis(args.shutdown_grace_ms);
+    let grace = Duration::from_millis(plan.shutdown_grace_ms);
     let mut stopped = stopped_rx;
     tokio::select! {
         result = server => result.context("serving HTTP")?,
@@ -142,26 +238,101 @@ async fn serve(args: ServeArgs, engine: tokio::runtime::Handle) -> anyhow::Resul
         () = async {
             let _ = stopped.wait_for(|s| *s).await;
             tokio::time::sleep(grace).await;
-        } => tracing::warn!(grace_ms = args.shutdown_grace_ms, "In-flight requests did not finish in time."),
+        } => tracing::warn!(grace_ms = plan.shutdown_grace_ms, "In-flight requests did not finish in time."),
     }
-    tracing::info!(
-        "HTTP stopped; stopping the gateway, the wallet worker and the webhook deliverer."
-    );
-    let _ = stop_gateway.send(true);
-    if let Err(error) = gateway_task.await {
-        tracing::error!(%error, "The gateway task failed.");
+    if let Some(engine) = engine {
+        tracing::info!(
+            "HTTP stopped; stopping the gateway, the wallet worker and the webhook deliverer."
+        );
+        engine.stop().await;
     }
-    if let Err(error) = wallet_task.await {
-        tracing::error!(%error, "The wallet worker failed.");
-    }
-    // Requests in flight finish (each within its timeout) and their attempts are recorded.
-    if let Err(error) = webhook_task.await {
-        tracing::error!(%error, "The webhook deliverer failed.");
-    }
-    tracing::info!("Gateway stopped; draining the writers.");
+    tracing::info!("Draining the writers.");
     opened.shutdown().await?;
     tracing::info!("Payd stopped cleanly.");
     Ok(())
+}
+
+/// The background engine, running: the gateway, the wallet worker (transfer settling, hold
+/// expiry, key purge) and the webhook deliverer, each a task on the engine's runtime.
+struct Engine {
+    gateway: Arc<Gateway>,
+    wallet: Arc<WalletWorker>,
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<(&'static str, JoinHandle<()>)>,
+}
+
+impl Engine {
+    fn start(
+        store: &Arc<dyn Store>,
+        clock: &Arc<dyn Clock>,
+        plan: EnginePlan,
+        runtime: &tokio::runtime::Handle,
+    ) -> anyhow::Result<Engine> {
+        let processors: Arc<dyn ProcessorClient> = Arc::new(HttpProcessors::new(&plan.processors)?);
+        let gateway = Gateway::new(
+            store.clone() as Arc<dyn PaymentStore>,
+            processors,
+            clock.clone(),
+            plan.gateway,
+        );
+        let wallet = WalletWorker::new(
+            store.clone() as Arc<dyn WalletStore>,
+            clock.clone(),
+            plan.wallet,
+        );
+        let webhook_sender = HttpWebhookSender::new(&HttpWebhookConfig {
+            timeout_ms: plan.webhooks.request_timeout_ms,
+            ..HttpWebhookConfig::default()
+        })?;
+        let deliverer = WebhookDeliverer::new(
+            store.clone() as Arc<dyn WebhookStore>,
+            Arc::new(webhook_sender),
+            clock.clone(),
+            plan.webhooks,
+        );
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let tasks = vec![
+            (
+                "gateway",
+                runtime.spawn(gateway.clone().run(stopped.clone())),
+            ),
+            (
+                "wallet worker",
+                runtime.spawn(wallet.clone().run(stopped.clone())),
+            ),
+            // Its requests in flight finish (each within its timeout) and their attempts
+            // are recorded.
+            ("webhook deliverer", runtime.spawn(deliverer.run(stopped))),
+        ];
+        Ok(Engine {
+            gateway,
+            wallet,
+            stop,
+            tasks,
+        })
+    }
+
+    /// What intake calls after accepting a payment and a transfer: wakes this process's
+    /// gateway and transfer settler.
+    #[allow(clippy::type_complexity)]
+    fn wakers(&self) -> (Arc<dyn Fn() + Send + Sync>, Arc<dyn Fn() + Send + Sync>) {
+        let (gateway, wallet) = (self.gateway.clone(), self.wallet.clone());
+        (
+            Arc::new(move || gateway.wake()),
+            Arc::new(move || wallet.wake()),
+        )
+    }
+
+    /// Stops every task and waits for it: the gateway's calls in flight finish and record
+    /// their outcomes.
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        for (name, task) in self.tasks {
+            if let Err(error) = task.await {
+                tracing::error!(%error, task = name, "An engine task failed.");
+            }
+        }
+    }
 }
 
 /// Resolves on SIGTERM (what Kubernetes and process managers send) or SIGINT (Ctrl-C).

@@ -1,9 +1,11 @@
 //! The payment gateway end to end, as real processes: two `payd processor-sim` (default and
-//! fallback) and `payd serve` (on SQLite, or two of them on one PostgreSQL database), with
-//! payments streaming in while a chaos script reconfigures the processors. Checks: payd's
-//! summary (from either process) equals the simulators' own admin summaries over the same
-//! window, per processor, at every checkpoint; no correlation id is booked at both; after
-//! recovery every accepted payment is booked exactly once, also across a `kill -9`.
+//! fallback) and payd (one `payd serve` on SQLite; two on one PostgreSQL database; or two
+//! `payd api` and two `payd worker` on one database), with payments streaming in while a
+//! chaos script reconfigures the processors. Checks: payd's summary (from any process)
+//! equals the simulators' own admin summaries over the same window, per processor, at every
+//! checkpoint; no correlation id is booked at both; after recovery every accepted payment is
+//! booked exactly once, also across a `kill -9` (of every payd, restarted; or of one worker,
+//! whose payments the other resumes).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test helpers fail loudly by design.
 
@@ -24,26 +26,46 @@ enum Deployment {
     Sqlite,
     /// Two processes on one PostgreSQL database.
     Postgres(payd_pgtest::TestDatabase),
+    /// Two `payd api` and two `payd worker` on one PostgreSQL database.
+    Roles(payd_pgtest::TestDatabase),
 }
 
-/// The deployment's payd processes.
-fn payds(deployment: &Deployment, dir: &Path, default: &Proc, fallback: &Proc) -> Vec<Proc> {
-    let flags = [
-        "--dev",
+/// The deployment's payd processes: the ones that take requests (the load is spread over
+/// them), and the workers of the roles deployment.
+fn payds(
+    deployment: &Deployment,
+    dir: &Path,
+    default: &Proc,
+    fallback: &Proc,
+) -> (Vec<Proc>, Vec<Proc>) {
+    let processors = [
         "--default-processor-url",
         &default.url,
         "--fallback-processor-url",
         &fallback.url,
     ];
+    let mut flags = vec!["--dev"];
+    flags.extend_from_slice(&processors);
+    let log = |name: &str| dir.join(format!("payd-{name}.log"));
     match deployment {
-        Deployment::Sqlite => vec![Proc::serve(&dir.join("data"), &flags)],
-        Deployment::Postgres(database) => ["a", "b"]
-            .iter()
-            .map(|instance| {
-                let log = dir.join(format!("payd-{instance}.log"));
-                Proc::serve_pg(database.url(), instance, &log, &flags)
-            })
-            .collect(),
+        Deployment::Sqlite => (vec![Proc::serve(&dir.join("data"), &flags)], Vec::new()),
+        Deployment::Postgres(database) => (
+            ["a", "b"]
+                .iter()
+                .map(|instance| Proc::serve_pg(database.url(), instance, &log(instance), &flags))
+                .collect(),
+            Vec::new(),
+        ),
+        Deployment::Roles(database) => (
+            ["api-a", "api-b"]
+                .iter()
+                .map(|name| Proc::role_pg("api", database.url(), name, &log(name), &["--dev"]))
+                .collect(),
+            ["worker-a", "worker-b"]
+                .iter()
+                .map(|name| Proc::role_pg("worker", database.url(), name, &log(name), &processors))
+                .collect(),
+        ),
     }
 }
 
@@ -200,7 +222,7 @@ async fn chaos(kill_during: Option<&str>, deployment: Deployment) {
         default: Proc::processor_sim("default", dir.path()),
         fallback: Proc::processor_sim("fallback", dir.path()),
     };
-    let mut payds = payds(&deployment, dir.path(), &world.default, &world.fallback);
+    let (mut payds, mut workers) = payds(&deployment, dir.path(), &world.default, &world.fallback);
     let urls = |payds: &[Proc]| payds.iter().map(|p| p.url.clone()).collect::<Vec<_>>();
     let targets = Arc::new(Mutex::new(urls(&payds)));
     let stop = Arc::new(AtomicBool::new(false));
@@ -213,6 +235,11 @@ async fn chaos(kill_during: Option<&str>, deployment: Deployment) {
         ledger.clone(),
     );
     let (mut checks, mut first_look_mismatches) = (0, 0);
+    let mut killed = false;
+    // Until then, the summary may lack what a killed worker's calls booked: those payments
+    // are resumed, and recorded, only once their leases expire (30 s by default).
+    let mut leases_expire = Instant::now();
+    let mut skipped_checks = 0;
 
     let phases: [(&str, u64, Value, Value); 6] = [
         (
@@ -262,17 +289,28 @@ async fn chaos(kill_during: Option<&str>, deployment: Deployment) {
                 .await;
         }
         let started = Instant::now();
-        let mut killed = false;
         while started.elapsed() < Duration::from_secs(seconds) {
             tokio::time::sleep(Duration::from_millis(2_500)).await;
             if kill_during == Some(name) && !killed {
-                for payd in &mut payds {
-                    payd.kill_9();
-                }
-                payds = self::payds(&deployment, dir.path(), &world.default, &world.fallback);
-                *targets.lock().unwrap() = urls(&payds);
                 killed = true;
-                eprintln!("payd killed with -9 and restarted during '{name}'");
+                if let Some(mut worker) = workers.pop() {
+                    // The other worker resumes its payments once their leases expire.
+                    worker.kill_9();
+                    leases_expire = Instant::now() + Duration::from_secs(31);
+                    eprintln!("one payd worker killed with -9 during '{name}'");
+                } else {
+                    for payd in &mut payds {
+                        payd.kill_9();
+                    }
+                    (payds, workers) =
+                        self::payds(&deployment, dir.path(), &world.default, &world.fallback);
+                    *targets.lock().unwrap() = urls(&payds);
+                    eprintln!("payd killed with -9 and restarted during '{name}'");
+                }
+            }
+            if Instant::now() < leases_expire {
+                skipped_checks += 1;
+                continue;
             }
             // Any process answers the summary: they share one store.
             let asked = &payds[checks % payds.len()].url;
@@ -293,7 +331,8 @@ async fn chaos(kill_during: Option<&str>, deployment: Deployment) {
         accepted.len()
     );
 
-    // Recovery: every acknowledged payment ends up booked, promptly.
+    // Recovery: every acknowledged payment ends up booked, promptly (a killed worker's
+    // leases may still have most of their 20 s to run).
     let recovery = Instant::now();
     let mut waiting: Vec<&String> = accepted.iter().map(|(id, _)| id).collect();
     while !waiting.is_empty() {
@@ -313,7 +352,7 @@ async fn chaos(kill_during: Option<&str>, deployment: Deployment) {
         }
         waiting = still;
         assert!(
-            recovery.elapsed() < Duration::from_secs(30),
+            recovery.elapsed() < Duration::from_secs(40),
             "backlog not drained: {} left",
             waiting.len()
         );
@@ -364,7 +403,8 @@ async fn chaos(kill_during: Option<&str>, deployment: Deployment) {
     assert_eq!(ours_default.1 + ours_fallback.1, booked_cents);
     eprintln!(
         "{} sent, {} acknowledged, {booked_count} booked ({} default, {} fallback); \
-         {checks} checks, {first_look_mismatches} needed a second look; \
+         {checks} checks, {first_look_mismatches} needed a second look, \
+         {skipped_checks} skipped while a killed worker's leases ran; \
          drained {drained_in:?} after the load stopped",
         attempted.len(),
         accepted.len(),
@@ -403,4 +443,19 @@ async fn chaos_with_two_processes_on_postgres_keeps_the_summary_exact() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_with_kill_9_loses_and_doubles_nothing() {
     chaos(Some("default slow"), Deployment::Sqlite).await;
+}
+
+/// Goal: the scale-out shape: two `payd api` take the payments, two `payd worker` forward
+/// them, all on one PostgreSQL database; one worker is killed with `-9` while payments are
+/// in flight at a slow default; the other resumes them after their leases expire. The
+/// summary from either API equals the processors', and no payment is lost, booked twice or
+/// booked at both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_through_api_and_worker_roles_survives_a_killed_worker() {
+    let Some(database) =
+        payd_pgtest::TestDatabase::create("chaos_through_api_and_worker_roles").await
+    else {
+        return;
+    };
+    chaos(Some("default slow"), Deployment::Roles(database)).await;
 }

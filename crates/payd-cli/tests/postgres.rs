@@ -492,3 +492,151 @@ async fn kill_9_of_one_process_loses_and_doubles_nothing() {
         at_default.len()
     );
 }
+
+/// Goal: the scale-out roles split the work and nothing else: `payd api` accepts but runs no
+/// background work (its transfers stay pending, its hold stays held past its expiry),
+/// `payd worker` settles and expires what an API accepted, each role answers its probes and
+/// metrics, and the worker serves nothing else. Method: transfers and a short hold through
+/// an API alone, then a worker started beside it; exact balances and audit at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn api_accepts_and_a_worker_settles() {
+    let Some(database) = TestDatabase::create("api_accepts_and_a_worker_settles").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let http = http();
+    let api = Proc::role_pg(
+        "api",
+        database.url(),
+        "api-a",
+        &dir.path().join("api.log"),
+        &["--dev"],
+    );
+    for name in ["r0", "r1"] {
+        let (status, body) = post(
+            &http,
+            format!("{}/accounts", api.url),
+            json!({"id": name, "balances": {"CASH": "100.00"}}),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        let (from, to, cents) = if i % 3 == 2 {
+            ("r1", "r0", 50)
+        } else {
+            ("r0", "r1", 100)
+        };
+        let id = format!("role-{i}");
+        let body = json!({"id": id, "from": from, "to": to, "amount": amount(cents)});
+        let (status, body) = post(&http, format!("{}/transfers", api.url), body).await;
+        assert_eq!(status, 202, "{body}");
+        ids.push(id);
+    }
+    let (status, body) = post(
+        &http,
+        format!("{}/accounts/r0/holds", api.url),
+        json!({"id": "role-hold", "amount": "5.00", "expiresInMs": 200}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+
+    // Without a worker nothing moves: the API does no background work.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    for id in &ids {
+        let (_, body) = get(&http, format!("{}/transfers/{id}", api.url)).await;
+        assert_eq!(
+            body["status"], "pending",
+            "{id} settled without a worker: {body}"
+        );
+    }
+    let (_, hold) = get(&http, format!("{}/holds/role-hold", api.url)).await;
+    assert_eq!(
+        hold["status"], "active",
+        "hold released without a worker: {hold}"
+    );
+
+    let worker = Proc::role_pg(
+        "worker",
+        database.url(),
+        "worker-a",
+        &dir.path().join("w.log"),
+        &[],
+    );
+    let statuses = settled(&http, &api.url, &ids, Duration::from_secs(15)).await;
+    assert!(
+        statuses.values().all(|status| status == "completed"),
+        "{statuses:?}"
+    );
+    // 20 × 1.00 out of r0, 10 × 0.50 back; the hold's 5.00 returns once expired.
+    let started = Instant::now();
+    loop {
+        let (_, hold) = get(&http, format!("{}/holds/role-hold", api.url)).await;
+        if hold["status"] == "expired" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "hold never expired: {hold}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(cash(&http, &api.url, "r0").await, 10_000 - 2_000 + 500);
+    assert_eq!(cash(&http, &api.url, "r1").await, 10_000 + 2_000 - 500);
+
+    // Each role's probes and metrics; the worker serves no API.
+    for (url, path) in [
+        (&worker.url, "/health"),
+        (&worker.url, "/ready"),
+        (&api.url, "/ready"),
+    ] {
+        let (status, body) = get(&http, format!("{url}{path}")).await;
+        assert_eq!(status, 200, "{url}{path}: {body}");
+    }
+    for url in [&worker.url, &api.url] {
+        let response = http.get(format!("{url}/metrics")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let text = response.text().await.unwrap();
+        assert!(text.contains("payd_"), "{url}/metrics: {text}");
+    }
+    let response = http
+        .get(format!("{}/metrics", worker.url))
+        .send()
+        .await
+        .unwrap();
+    let text = response.text().await.unwrap();
+    assert!(
+        text.contains("payd_transfers_settled_total"),
+        "the worker's metrics lack its settling: {text}"
+    );
+    let (status, body) = get(&http, format!("{}/transfers/role-0", worker.url)).await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
+    drop((api, worker));
+    assert_pg_audit_clean(database.url());
+}
+
+/// Goal: `payd api` and `payd worker` share their store with other processes, so they
+/// refuse the embedded one with a clear message instead of starting a lone half.
+#[test]
+fn api_and_worker_refuse_the_embedded_store() {
+    let dir = tempfile::tempdir().unwrap();
+    for role in ["api", "worker"] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_payd"))
+            .args([role, "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .env_remove("PAYD_DATABASE_URL")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "payd {role} started on SQLite");
+        assert!(
+            stderr.contains("needs --database-url"),
+            "payd {role}: {stderr}"
+        );
+        assert!(
+            !dir.path().join(payd_sqlite::DATABASE_FILE).exists(),
+            "payd {role} created an embedded store"
+        );
+    }
+}

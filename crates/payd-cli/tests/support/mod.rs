@@ -85,8 +85,21 @@ impl Proc {
     /// plus `extra` flags; its log in `log`.
     #[allow(dead_code)] // Only the PostgreSQL tests run it.
     pub(crate) fn serve_pg(url: &str, instance: &str, log: &Path, extra: &[&str]) -> Proc {
+        Proc::role_pg("serve", url, instance, log, extra)
+    }
+
+    /// `payd <role>` (`serve`, `api` or `worker`) on a free port on the PostgreSQL database `url` as
+    /// instance `instance`, plus `extra` flags; its log in `log`.
+    #[allow(dead_code)] // Only the PostgreSQL tests run it.
+    pub(crate) fn role_pg(
+        role: &str,
+        url: &str,
+        instance: &str,
+        log: &Path,
+        extra: &[&str],
+    ) -> Proc {
         let mut args = vec![
-            "serve",
+            role,
             "--listen",
             "127.0.0.1:0",
             "--database-url",
@@ -95,7 +108,11 @@ impl Proc {
             instance,
         ];
         args.extend_from_slice(extra);
-        Proc::spawn(&args, log, "payd listening on ")
+        let banner = match role {
+            "serve" => "payd listening on ".to_owned(),
+            _ => format!("payd {role} listening on "),
+        };
+        Proc::spawn(&args, log, &banner)
     }
 
     /// The process id.
