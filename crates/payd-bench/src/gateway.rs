@@ -25,6 +25,10 @@ pub(crate) struct Args {
     /// payd's base URL.
     #[arg(long, default_value = "http://127.0.0.1:9999")]
     payd: String,
+    /// Where payd's gateway backlog gauge is read (`/metrics` of a process that runs the
+    /// gateway: a `payd worker` when --payd is an API behind a balancer); default --payd.
+    #[arg(long)]
+    metrics: Option<String>,
     /// The default processor simulator's base URL.
     #[arg(long, default_value = "http://127.0.0.1:8001")]
     default: String,
@@ -420,7 +424,10 @@ impl Ctx {
     async fn backlog(&self) -> anyhow::Result<f64> {
         let text = self
             .client
-            .get(format!("{}/metrics", self.args.payd))
+            .get(format!(
+                "{}/metrics",
+                self.args.metrics.as_deref().unwrap_or(&self.args.payd)
+            ))
             .send()
             .await?
             .text()
