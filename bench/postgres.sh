@@ -14,7 +14,9 @@
 #
 # usage: bench/postgres.sh [duration_s=10] [connections=64]
 # env: BENCH_PG_URL (the server, default postgres://postgres@127.0.0.1:5432/postgres),
-#      PAYD_EXTRA (extra `payd serve` flags, e.g. "--pg-writers 4")
+#      PAYD_EXTRA (extra `payd serve` flags, e.g. "--pg-writers 4"),
+#      PAYD_ROLE=api (run the payd processes as `payd api`, the scale-out role, with one
+#      `payd worker` beside them for (d)'s settling)
 # needs: wrk, pgbench and psql (Debian: postgresql-client), python3, curl
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -49,8 +51,10 @@ row() { awk -v s="$1" -v r="$2" -v a="$3" -v b="$4" -v c="$5" -v d="$6" -v e="$7
   'BEGIN { printf "%-34s %9d %8.2f %8.2f %8.2f %8.2f %6d %7d\n", s, r, a, b, c, d, e, n }'; }
 wrk_result() { awk '/^RESULT/ {print $2, $3/1000, $4/1000, $5/1000, $6/1000, $7, $8}'; }
 
+role="${PAYD_ROLE:-serve}"
+case "$role" in serve|api) ;; *) echo "PAYD_ROLE must be serve or api" >&2; exit 2 ;; esac
 start_payd() { # port instance
-  "$payd" serve --listen "127.0.0.1:$1" --database-url "$url" --instance-id "$2" --log warn $PAYD_EXTRA \
+  "$payd" "$role" --listen "127.0.0.1:$1" --database-url "$url" --instance-id "$2" --log warn $PAYD_EXTRA \
     >/dev/null 2>"$work/payd-$2.log" &
   pids+=($!)
   for _ in $(seq 200); do curl -sf "http://127.0.0.1:$1/ready" >/dev/null && return 0; sleep 0.1; done
@@ -149,9 +153,17 @@ row "(a-async) (a), synchronous_commit=off" $auth_async
 stop_payds
 psql "$url" -qc "ALTER DATABASE $db RESET synchronous_commit"
 
-# (d) transfers through one payd.
+# (d) transfers through one payd (and, for `payd api`, a worker that settles them).
 start_payd "$port" one
-settled() { curl -s "http://127.0.0.1:$port/metrics" | awk '/^payd_transfers_settled_total / {print $2; found=1} END {if (!found) print 0}'; }
+settler="$port"
+if [ "$role" = api ]; then
+  settler=$((port + 2))
+  "$payd" worker --listen "127.0.0.1:$settler" --database-url "$url" --instance-id worker --log warn \
+    >/dev/null 2>"$work/payd-worker.log" &
+  pids+=($!)
+  for _ in $(seq 200); do curl -sf "http://127.0.0.1:$settler/ready" >/dev/null && break; sleep 0.1; done
+fi
+settled() { curl -s "http://127.0.0.1:$settler/metrics" | awk '/^payd_transfers_settled_total / {print $2; found=1} END {if (!found) print 0}'; }
 now_ms() { date +%s%3N; }
 before="$(settled)"; t0="$(now_ms)"
 tr="$(ACCOUNTS=10000 wrk -t2 -c"$connections" -d"${duration}s" --latency -s "$here/wrk/transfer.lua" "http://127.0.0.1:$port" | wrk_result)"
