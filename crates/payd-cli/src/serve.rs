@@ -14,8 +14,8 @@ use std::time::Duration;
 use anyhow::Context;
 use payd_api::{AdminAccess, AppState};
 use payd_engine::{
-    Gateway, GatewayConfig, TokioClock, WalletWorker, WalletWorkerConfig, WebhookDeliverer,
-    WebhookDelivererConfig,
+    Gateway, GatewayConfig, SharedHealth, TokioClock, WalletWorker, WalletWorkerConfig,
+    WebhookDeliverer, WebhookDelivererConfig,
 };
 use payd_ports::{Clock, PaymentStore, ProcessorClient, Store, WalletStore, WebhookStore};
 use payd_processors::{HttpProcessors, HttpProcessorsConfig, HttpWebhookConfig, HttpWebhookSender};
@@ -180,6 +180,7 @@ async fn serve(plan: Plan, runtime: tokio::runtime::Handle) -> anyhow::Result<()
     let metrics = payd_api::install_metrics_recorder();
     let clock = plan.clock.clone();
     let described = plan.store.describe();
+    let instance: Arc<str> = Arc::from(plan.store.instance());
     let opened = Opened::open(plan.store).await?;
     let store = opened.store();
     let listener = TcpListener::bind(plan.listen)
@@ -188,7 +189,19 @@ async fn serve(plan: Plan, runtime: tokio::runtime::Handle) -> anyhow::Result<()
     let local = listener.local_addr()?;
 
     let engine = match plan.engine {
-        Some(engine) => Some(Engine::start(&store, &clock, engine, &runtime)?),
+        Some(engine) => {
+            let shared_health = SharedHealth {
+                board: opened.health_board(),
+                instance,
+            };
+            Some(Engine::start(
+                &store,
+                &clock,
+                shared_health,
+                engine,
+                &runtime,
+            )?)
+        }
         None => None,
     };
     let (wake_gateway, wake_settler) = match &engine {
@@ -265,6 +278,7 @@ impl Engine {
     fn start(
         store: &Arc<dyn Store>,
         clock: &Arc<dyn Clock>,
+        shared_health: SharedHealth,
         plan: EnginePlan,
         runtime: &tokio::runtime::Handle,
     ) -> anyhow::Result<Engine> {
@@ -274,6 +288,7 @@ impl Engine {
             processors,
             clock.clone(),
             plan.gateway,
+            shared_health,
         );
         let wallet = WalletWorker::new(
             store.clone() as Arc<dyn WalletStore>,

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use payd_ports::{InFlightKeys, LocalInFlight, Store};
+use payd_ports::{HealthBoard, InFlightKeys, LocalInFlight, SoleBoard, Store};
 use payd_postgres::{PgConfig, PgStore};
 use payd_sqlite::{SqliteConfig, SqliteStore};
 
@@ -15,6 +15,14 @@ pub(crate) enum StoreConfig {
 }
 
 impl StoreConfig {
+    /// This process's instance id on the store (lease owner, health poller).
+    pub(crate) fn instance(&self) -> &str {
+        match self {
+            StoreConfig::Sqlite(config) => &config.instance,
+            StoreConfig::Postgres(config) => &config.instance,
+        }
+    }
+
     /// Where the store is, for logs (never a password).
     pub(crate) fn describe(&self) -> String {
         match self {
@@ -62,6 +70,15 @@ impl Opened {
     pub(crate) fn store(&self) -> Arc<dyn Store> {
         match self {
             Opened::Sqlite(store) => store.clone(),
+            Opened::Postgres(store) => store.clone(),
+        }
+    }
+
+    /// Where the processors' health is shared: nowhere when one process owns the store, the
+    /// database when processes share it.
+    pub(crate) fn health_board(&self) -> Arc<dyn HealthBoard> {
+        match self {
+            Opened::Sqlite(_) => Arc::new(SoleBoard),
             Opened::Postgres(store) => store.clone(),
         }
     }

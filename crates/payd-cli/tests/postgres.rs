@@ -640,3 +640,81 @@ fn api_and_worker_refuse_the_embedded_store() {
         );
     }
 }
+
+/// The value of an unlabelled-but-for-`processor` gauge in a Prometheus text page.
+fn gauge(metrics: &str, name: &str, processor: &str) -> Option<f64> {
+    let prefix = format!("{name}{{processor=\"{processor}\"}} ");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+/// Goal: of several workers, exactly one polls each processor's health (the processors
+/// allow one call per 5 s from all callers together), and when it dies another takes
+/// over within a few seconds. Method: two workers with a 1 s interval (a 2 s lease); their
+/// `payd_health_lease_held` gauges; `kill -9` of the default's holder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_worker_polls_each_processor_and_another_takes_over() {
+    let Some(database) = TestDatabase::create("one_worker_polls_each_processor").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let http = http();
+    // Nothing listens there: the calls fail at once, which the leases do not care about.
+    let flags = [
+        "--health-interval-ms",
+        "1000",
+        "--default-processor-url",
+        "http://127.0.0.1:9",
+        "--fallback-processor-url",
+        "http://127.0.0.1:9",
+    ];
+    let mut workers: Vec<Proc> = ["w-a", "w-b"]
+        .iter()
+        .map(|name| {
+            Proc::role_pg(
+                "worker",
+                database.url(),
+                name,
+                &dir.path().join(name),
+                &flags,
+            )
+        })
+        .collect();
+    let held = async |worker: &Proc, processor: &str| {
+        let text = http
+            .get(format!("{}/metrics", worker.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        gauge(&text, "payd_health_lease_held", processor) == Some(1.0)
+    };
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    for processor in ["default", "fallback"] {
+        let holders = [
+            held(&workers[0], processor).await,
+            held(&workers[1], processor).await,
+        ];
+        assert_eq!(
+            holders.iter().filter(|h| **h).count(),
+            1,
+            "{processor}: holders {holders:?}"
+        );
+    }
+    let holder = usize::from(!held(&workers[0], "default").await);
+    workers.remove(holder).kill_9();
+    let survivor = &workers[0];
+    let started = Instant::now();
+    while !held(survivor, "default").await {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "no takeover 5 s after the holder died (lease 2 s)"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(held(survivor, "fallback").await, "the survivor holds both");
+}

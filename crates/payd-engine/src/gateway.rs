@@ -31,7 +31,7 @@ use payd_ports::{
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot, watch};
 use tokio::task::JoinSet;
 
-use crate::health::{ProcessorHealth, poll_health};
+use crate::health::{ProcessorHealth, SharedHealth, poll_health};
 use crate::jitter::Jitter;
 use crate::{Clock, GatewayConfig};
 
@@ -105,6 +105,8 @@ pub struct Gateway {
     client: Arc<dyn ProcessorClient>,
     clock: Arc<dyn Clock>,
     config: GatewayConfig,
+    /// Where the health pollers share the processors' health with other processes.
+    shared_health: SharedHealth,
     health: [Arc<ProcessorHealth>; 2],
     slots: [Arc<Semaphore>; 2],
     /// Payments this process is working on right now, so one step never starts a second
@@ -144,6 +146,7 @@ impl Gateway {
         client: Arc<dyn ProcessorClient>,
         clock: Arc<dyn Clock>,
         config: GatewayConfig,
+        shared_health: SharedHealth,
     ) -> Arc<Gateway> {
         let slots = || Arc::new(Semaphore::new(config.in_flight_max.max(1) as usize));
         let health = || Arc::new(ProcessorHealth::new(config.breaker));
@@ -153,6 +156,7 @@ impl Gateway {
             client,
             clock,
             config,
+            shared_health,
             health: [health(), health()],
             slots: [slots(), slots()],
             busy: Mutex::new(HashSet::new()),
@@ -256,6 +260,7 @@ impl Gateway {
                 self.health[index(processor)].clone(),
                 self.clock.clone(),
                 self.config.health_interval_ms,
+                self.shared_health.clone(),
                 shutdown.clone(),
             ));
         }

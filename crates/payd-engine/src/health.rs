@@ -14,7 +14,7 @@ use payd_domain::gateway::Outcome;
 use payd_domain::gateway::Processor;
 use payd_domain::gateway::breaker::{Admission, Breaker, BreakerConfig, BreakerState};
 use payd_domain::gateway::routing::ProcessorView;
-use payd_ports::{HealthError, HealthReport, ProcessorClient};
+use payd_ports::{HealthBoard, HealthError, HealthReading, HealthReport, ProcessorClient};
 use tokio::sync::watch;
 
 use crate::Clock;
@@ -173,43 +173,267 @@ fn percentile(window: &VecDeque<u64>, p: usize) -> u64 {
     sorted[rank.min(sorted.len() - 1)]
 }
 
-/// Polls one processor's health endpoint every `interval_ms` until `shutdown` turns true.
-/// Calls are never closer than the interval (a slow answer delays the next tick instead of
-/// bunching ticks up), so the processor's one-call-per-5-s limit holds.
+/// Where a poller shares what it learns: the board, and this process's name on it.
+#[derive(Clone)]
+pub struct SharedHealth {
+    /// The deployment's board ([`payd_ports::SoleBoard`] for a process alone on its store).
+    pub board: Arc<dyn HealthBoard>,
+    /// This process's instance id, the lease holder's name.
+    pub instance: Arc<str>,
+}
+
+/// Keeps `health` up to date with `processor`'s health endpoint until `shutdown`: while
+/// this process holds the processor's lease on the board it calls the endpoint every
+/// `interval_ms` (never sooner after the last call anyone published) and publishes each
+/// report; otherwise it applies the holder's published reports. A lease lasts two
+/// intervals, renewed at every poll; a process without it looks every second, so a dead
+/// holder is replaced about two intervals after its last renewal.
 pub async fn poll_health(
     client: Arc<dyn ProcessorClient>,
     processor: Processor,
     health: Arc<ProcessorHealth>,
     clock: Arc<dyn Clock>,
     interval_ms: u64,
+    shared: SharedHealth,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut ticker = tokio::time::interval(Duration::from_millis(interval_ms.max(1)));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let interval = i64::try_from(interval_ms.max(1)).unwrap_or(i64::MAX);
+    let lease_ms = interval.saturating_mul(2);
+    let look_ms = interval.min(1_000);
+    let name = processor.as_str();
+    // The last call this process made, and the newest reading it applied.
+    let mut polled_ms: Option<i64> = None;
+    let mut applied_ms = i64::MIN;
+    let mut next_ms = clock.now_ms();
     loop {
+        let wait_ms = u64::try_from(next_ms.saturating_sub(clock.now_ms())).unwrap_or(0);
         tokio::select! {
-            _ = ticker.tick() => {}
+            () = tokio::time::sleep(Duration::from_millis(wait_ms)) => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
+        let now_ms = clock.now_ms();
+        let leading = match shared
+            .board
+            .lead(processor, &shared.instance, lease_ms)
+            .await
+        {
+            Ok(leading) => leading,
+            Err(error) => {
+                // Without the board (its store unreachable) nobody can be sure to hold the
+                // lease: wait, rather than risk two pollers.
+                tracing::warn!(processor = name, %error, "Cannot reach the health board.");
+                next_ms = now_ms.saturating_add(look_ms);
+                continue;
+            }
+        };
+        metrics::gauge!("payd_health_lease_held", "processor" => name).set(if leading {
+            1.0
+        } else {
+            0.0
+        });
+        let latest = match shared.board.latest(processor).await {
+            Ok(latest) => latest,
+            Err(error) => {
+                tracing::warn!(processor = name, %error, "Cannot read the health board.");
+                None
+            }
+        };
+        if !leading {
+            if let Some(reading) = latest.filter(|reading| reading.polled_at_ms > applied_ms) {
+                applied_ms = reading.polled_at_ms;
+                record(processor, reading.report);
+                health.on_report(reading.report, now_ms, interval_ms);
+            }
+            next_ms = now_ms.saturating_add(look_ms);
+            continue;
+        }
+        let last_ms = latest.map(|reading| reading.polled_at_ms).max(polled_ms);
+        let due_ms = last_ms.map_or(now_ms, |at| at.saturating_add(interval));
+        if now_ms < due_ms {
+            next_ms = due_ms;
+            continue;
+        }
+        polled_ms = Some(now_ms);
+        next_ms = now_ms.saturating_add(interval);
         match client.health(processor).await {
             Ok(report) => {
-                metrics::gauge!("payd_processor_reported_failing", "processor" => processor.as_str())
-                    .set(if report.failing { 1.0 } else { 0.0 });
-                metrics::gauge!("payd_processor_reported_min_response_ms", "processor" => processor.as_str())
-                    .set(report.min_response_ms as f64);
+                record(processor, report);
                 health.on_report(report, clock.now_ms(), interval_ms);
+                applied_ms = now_ms;
+                let reading = HealthReading {
+                    report,
+                    polled_at_ms: now_ms,
+                };
+                if let Err(error) = shared
+                    .board
+                    .publish(processor, &shared.instance, reading)
+                    .await
+                {
+                    tracing::warn!(processor = name, %error, "Cannot publish a health report.");
+                }
             }
             Err(HealthError::RateLimited) => {
-                tracing::debug!(%processor, "Health endpoint rate-limited this poll.");
+                tracing::debug!(processor = name, "Health endpoint rate-limited this poll.");
             }
-            Err(error) => tracing::warn!(%processor, %error, "Health poll failed."),
+            Err(error) => tracing::warn!(processor = name, %error, "Health poll failed."),
         }
     }
+}
+
+/// The report's gauges.
+fn record(processor: Processor, report: HealthReport) {
+    metrics::gauge!("payd_processor_reported_failing", "processor" => processor.as_str())
+        .set(if report.failing { 1.0 } else { 0.0 });
+    metrics::gauge!("payd_processor_reported_min_response_ms", "processor" => processor.as_str())
+        .set(report.min_response_ms as f64);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use async_trait::async_trait;
+    use payd_domain::CorrelationId;
+    use payd_ports::{LedgerError, Lookup, ProcessorPayment, TokioClock};
+
+    /// Processors whose health endpoint says "failing" and counts its calls.
+    #[derive(Default)]
+    struct CountingProcessors {
+        health_calls: AtomicU32,
+    }
+
+    #[async_trait]
+    impl ProcessorClient for CountingProcessors {
+        async fn submit(&self, _: Processor, _: &ProcessorPayment) -> Outcome {
+            Outcome::Rejected
+        }
+
+        async fn lookup(&self, _: Processor, _: &CorrelationId) -> Lookup {
+            Lookup::Unavailable
+        }
+
+        async fn health(&self, _: Processor) -> Result<HealthReport, HealthError> {
+            self.health_calls.fetch_add(1, Ordering::SeqCst);
+            Ok(report(true))
+        }
+    }
+
+    /// A processor's row: the lease holder, its lease's end (ms), the last reading.
+    type Row = (String, i64, Option<HealthReading>);
+
+    /// A board in memory with the port's semantics, timed by `clock`.
+    struct MemoryBoard {
+        clock: Arc<dyn Clock>,
+        rows: Mutex<HashMap<Processor, Row>>,
+    }
+
+    #[async_trait]
+    impl HealthBoard for MemoryBoard {
+        async fn lead(
+            &self,
+            p: Processor,
+            instance: &str,
+            lease_ms: i64,
+        ) -> Result<bool, LedgerError> {
+            let now_ms = self.clock.now_ms();
+            let mut rows = self.rows.lock().unwrap();
+            let row = rows
+                .entry(p)
+                .or_insert_with(|| (instance.to_owned(), i64::MIN, None));
+            if row.0 == instance || row.1 < now_ms {
+                row.0 = instance.to_owned();
+                row.1 = now_ms + lease_ms;
+            }
+            Ok(row.0 == instance)
+        }
+
+        async fn publish(
+            &self,
+            p: Processor,
+            instance: &str,
+            reading: HealthReading,
+        ) -> Result<(), LedgerError> {
+            if let Some(row) = self
+                .rows
+                .lock()
+                .unwrap()
+                .get_mut(&p)
+                .filter(|row| row.0 == instance)
+            {
+                row.2 = Some(reading);
+            }
+            Ok(())
+        }
+
+        async fn latest(&self, p: Processor) -> Result<Option<HealthReading>, LedgerError> {
+            Ok(self.rows.lock().unwrap().get(&p).and_then(|row| row.2))
+        }
+    }
+
+    /// Goal: two processes sharing a board call a processor's health endpoint as one poller
+    /// would (once per interval in all), both learn every report, and when the lease holder
+    /// stops the other takes over within two intervals and a second.
+    #[tokio::test(start_paused = true)]
+    async fn pollers_sharing_a_board_call_the_endpoint_once_per_interval() {
+        let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(1_700_000_000_000));
+        let client = Arc::new(CountingProcessors::default());
+        let board: Arc<dyn HealthBoard> = Arc::new(MemoryBoard {
+            clock: clock.clone(),
+            rows: Mutex::new(HashMap::new()),
+        });
+        let start = |name: &str| {
+            let health = Arc::new(ProcessorHealth::new(BreakerConfig::default()));
+            let (stop, stopped) = watch::channel(false);
+            let shared = SharedHealth {
+                board: board.clone(),
+                instance: Arc::from(name),
+            };
+            let task = tokio::spawn(poll_health(
+                client.clone(),
+                Processor::Default,
+                health.clone(),
+                clock.clone(),
+                5_000,
+                shared,
+                stopped,
+            ));
+            (health, stop, task)
+        };
+        let (health_a, stop_a, task_a) = start("a");
+        let (health_b, _stop_b, _task_b) = start("b");
+        tokio::time::sleep(Duration::from_millis(60_500)).await;
+        // One call at 0 s, then one per 5 s: 13 in 60.5 s, for both processes together.
+        assert_eq!(client.health_calls.load(Ordering::SeqCst), 13);
+        let now_ms = clock.now_ms();
+        // (Its breaker may allow a probe by now, which hides "failing"; the reported
+        // response time shows the report arrived.)
+        assert_eq!(
+            health_a.view(now_ms, 10).reported_min_response_ms,
+            100,
+            "the holder applies its report"
+        );
+        assert_eq!(
+            health_b.view(now_ms, 10).reported_min_response_ms,
+            100,
+            "the other applies the published one"
+        );
+
+        stop_a.send(true).unwrap();
+        task_a.await.unwrap();
+        let before = client.health_calls.load(Ordering::SeqCst);
+        // a's lease (10 s from its last renewal) runs out; b takes over and polls on.
+        tokio::time::sleep(Duration::from_millis(30_000)).await;
+        let taken_over = client.health_calls.load(Ordering::SeqCst) - before;
+        assert!(
+            (4..=5).contains(&taken_over),
+            "{taken_over} calls in the 30 s after a stopped"
+        );
+        let holder = board.lead(Processor::Default, "c", 10_000).await.unwrap();
+        assert!(!holder, "b holds the lease now");
+    }
 
     fn report(failing: bool) -> HealthReport {
         HealthReport {

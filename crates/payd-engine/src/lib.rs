@@ -6,7 +6,8 @@
 //! - [`health`]: [`ProcessorHealth`], what the engine knows of each processor (circuit
 //!   breaker, the health endpoint's last report, latencies of real calls), and the health
 //!   poller, which calls each processor's rate-limited health endpoint at most once per
-//!   interval.
+//!   interval for every process sharing its [`SharedHealth`] board (the lease holder calls,
+//!   the others read what it published).
 //! - [`gateway`]: [`Gateway`], the worker loop: lease due payments, route free ones with
 //!   the domain's policy, call processors within per-processor in-flight bounds, record
 //!   outcomes, and resolve unknown outcomes at the processor they are bound to.
@@ -27,7 +28,7 @@ pub mod webhooks;
 
 pub use config::GatewayConfig;
 pub use gateway::Gateway;
-pub use health::ProcessorHealth;
+pub use health::{ProcessorHealth, SharedHealth};
 pub use payd_ports::{Clock, ManualClock, TokioClock};
 pub use wallet::{WalletWorker, WalletWorkerConfig};
 pub use webhooks::{WebhookDeliverer, WebhookDelivererConfig};

@@ -14,13 +14,21 @@ use async_trait::async_trait;
 use payd_domain::gateway::payment::PaymentState;
 use payd_domain::gateway::{Outcome, Processor};
 use payd_domain::{Amount, CorrelationId};
-use payd_engine::{Gateway, GatewayConfig, TokioClock};
+use payd_engine::{Gateway, GatewayConfig, SharedHealth, TokioClock};
 use payd_ports::{
     HealthError, HealthReport, Intake, LedgerError, Lookup, NewPayment, PaymentRecord,
     PaymentStore, PaymentSummary, ProcessorClient, ProcessorPayment, Transition,
 };
 use tokio::sync::watch;
 use tokio::time::Instant;
+
+/// The health board of a gateway alone on its store.
+fn alone() -> SharedHealth {
+    SharedHealth {
+        board: Arc::new(payd_ports::SoleBoard),
+        instance: Arc::from("test"),
+    }
+}
 
 /// A payment store in memory with the port's semantics (CAS on version, bound first).
 #[derive(Default)]
@@ -285,7 +293,13 @@ async fn start_on(
     config: GatewayConfig,
 ) -> Harness {
     let clock = TokioClock::starting_at(1_700_000_000_000);
-    let gateway = Gateway::new(store.clone(), processors.clone(), Arc::new(clock), config);
+    let gateway = Gateway::new(
+        store.clone(),
+        processors.clone(),
+        Arc::new(clock),
+        config,
+        alone(),
+    );
     let (stop, stopped) = watch::channel(false);
     let worker = tokio::spawn(gateway.clone().run(stopped));
     Harness {
@@ -585,7 +599,7 @@ async fn recovery_takes_every_payment_in_flight() {
         ..config()
     };
     let processors = Processors::new(Mode::Healthy { delay_ms: 0 }, Mode::Healthy { delay_ms: 0 });
-    let gateway = Gateway::new(store.clone(), processors, Arc::new(clock), config);
+    let gateway = Gateway::new(store.clone(), processors, Arc::new(clock), config, alone());
     assert_eq!(gateway.recover().await.unwrap(), 200);
     let states: Vec<PaymentState> = store
         .payments

@@ -15,6 +15,8 @@
 //!   attempt log) and [`WebhookSender`] (one signed HTTP POST).
 //! - [`events`]: the typed payloads of outbox events ([`EventPayload`]) and [`Money`], the
 //!   one JSON form of an amount.
+//! - [`health`]: [`HealthBoard`], the processors' health shared by the processes of one
+//!   deployment (one poller per processor for all of them).
 //! - [`in_flight`]: [`InFlightKeys`], the idempotency keys of requests being processed,
 //!   held across processes.
 //! - [`clock`]: [`Clock`], the one source of time for the engine, the API and the stores.
@@ -27,6 +29,7 @@ pub mod clock;
 pub mod error;
 pub mod events;
 pub mod gateway;
+pub mod health;
 pub mod in_flight;
 pub mod store;
 #[cfg(feature = "testkit")]
@@ -41,6 +44,7 @@ pub use gateway::{
     HealthError, HealthReport, Intake, Lookup, NewPayment, Payer, PaymentRecord, PaymentStore,
     PaymentSummary, ProcessorClient, ProcessorPayment, ProcessorTotals, Transition,
 };
+pub use health::{HealthBoard, HealthReading, SoleBoard};
 pub use in_flight::{InFlightGuard, InFlightKeys, LocalInFlight};
 pub use store::{
     AccountView, DepositReceipt, DepositRequest, EntryPage, EntryQuery, EntryView, LedgerStore,

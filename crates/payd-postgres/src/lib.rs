@@ -16,6 +16,8 @@
 //! - `webhooks`: registration (in a writer's transaction), and scheduling, leasing and
 //!   recording deliveries (`SKIP LOCKED`, any number of deliverers).
 //! - [`in_flight`]: [`PgInFlight`], requests in flight held as rows, across processes.
+//! - `health`: the processors' shared health (the health poller's lease and its last
+//!   report), for one poller per processor across processes.
 //! - [`audit`]: `payd audit` on one read-only `REPEATABLE READ` snapshot.
 //! - this file: [`PgStore`] (open, readiness, shutdown, the port impls).
 //!
@@ -29,6 +31,7 @@
 
 pub mod audit;
 pub mod config;
+mod health;
 pub mod in_flight;
 mod reads;
 mod schema;
@@ -43,6 +46,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use payd_domain::gateway::Processor;
 use payd_domain::{
     AccountId, AuthorizationRequest, Category, Code, CorrelationId, MerchantPattern, ResourceId,
 };
@@ -53,6 +57,7 @@ use payd_ports::{
     LedgerStore, Mutation, NewPayment, PaymentRecord, PaymentStore, PaymentSummary, Replied,
     StoreFailure, Sweep, TransferView, Transition, WalletStore, WebhookStore, WebhookView,
 };
+use payd_ports::{HealthBoard, HealthReading};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_postgres::NoTls;
@@ -450,6 +455,40 @@ impl LedgerStore for PgStore {
             .map(|writers| writers.is_some())
             .unwrap_or(false);
         accepting && self.ready.load(Ordering::Acquire)
+    }
+}
+
+#[async_trait]
+impl HealthBoard for PgStore {
+    async fn lead(
+        &self,
+        processor: Processor,
+        instance: &str,
+        lease_ms: i64,
+    ) -> Result<bool, LedgerError> {
+        self.read("taking the health lease", async |client| {
+            health::lead(client, processor, instance, lease_ms).await
+        })
+        .await
+    }
+
+    async fn publish(
+        &self,
+        processor: Processor,
+        instance: &str,
+        reading: HealthReading,
+    ) -> Result<(), LedgerError> {
+        self.read("publishing a health report", async |client| {
+            health::publish(client, processor, instance, reading).await
+        })
+        .await
+    }
+
+    async fn latest(&self, processor: Processor) -> Result<Option<HealthReading>, LedgerError> {
+        self.read("reading the health board", async |client| {
+            health::latest(client, processor).await
+        })
+        .await
     }
 }
 

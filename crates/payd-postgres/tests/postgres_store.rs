@@ -36,8 +36,9 @@ async fn processes_starting_at_once_apply_each_migration_once() {
         applied += run.await.unwrap().expect("migrate");
     }
     assert_eq!(
-        applied, 1,
-        "one process applied version 1, the others waited"
+        applied as i64,
+        payd_postgres::latest_version(),
+        "each migration applied by one process, the others waited"
     );
     let db = payd_pgtest::connect(database.url()).await.unwrap();
     let versions: i64 = db
@@ -216,4 +217,71 @@ async fn the_audit_sees_a_balance_without_an_entry_and_a_broken_chain() {
         balance.violations[0].contains("account edited CASH available"),
         "{report}"
     );
+}
+
+// Goal: the processors' shared health has one poller per processor across processes: the
+// lease is exclusive until it expires (then another process takes it), a holder renews it,
+// and only the holder's reports are published. Method: two instance names on one store;
+// a lease of 1 ms to let it expire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_health_lease_has_one_holder_and_only_it_publishes() {
+    use payd_domain::gateway::Processor;
+    use payd_ports::{HealthBoard, HealthReading, HealthReport};
+
+    let Some((_, harness)) = Pg::fresh("the_health_lease_has_one_holder").await else {
+        return;
+    };
+    let board: &PgStore = &harness.store;
+    let reading = |failing: bool, at_ms: i64| HealthReading {
+        report: HealthReport {
+            failing,
+            min_response_ms: 120,
+        },
+        polled_at_ms: at_ms,
+    };
+    let default = Processor::Default;
+    assert_eq!(board.latest(default).await.unwrap(), None);
+    assert!(board.lead(default, "a", 60_000).await.unwrap());
+    assert!(
+        !board.lead(default, "b", 60_000).await.unwrap(),
+        "held by a"
+    );
+    assert!(board.lead(default, "a", 60_000).await.unwrap(), "renewed");
+    board.publish(default, "b", reading(true, 1)).await.unwrap();
+    assert_eq!(
+        board.latest(default).await.unwrap(),
+        None,
+        "b does not hold it"
+    );
+    board
+        .publish(default, "a", reading(false, 2))
+        .await
+        .unwrap();
+    assert_eq!(
+        board.latest(default).await.unwrap(),
+        Some(reading(false, 2))
+    );
+    assert!(
+        board.lead(Processor::Fallback, "b", 60_000).await.unwrap(),
+        "one lease per processor"
+    );
+
+    assert!(board.lead(default, "a", 1).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(
+        board.lead(default, "b", 60_000).await.unwrap(),
+        "a's lease expired"
+    );
+    assert!(
+        !board.lead(default, "a", 60_000).await.unwrap(),
+        "b holds it now"
+    );
+    board.publish(default, "a", reading(true, 3)).await.unwrap();
+    assert_eq!(
+        board.latest(default).await.unwrap(),
+        Some(reading(false, 2)),
+        "a stale holder publishes nothing"
+    );
+    board.publish(default, "b", reading(true, 4)).await.unwrap();
+    assert_eq!(board.latest(default).await.unwrap(), Some(reading(true, 4)));
 }
