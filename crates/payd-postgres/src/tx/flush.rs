@@ -767,7 +767,11 @@ impl PgTx<'_> {
         let mut seconds = Vec::new();
         let mut requests = Vec::new();
         let mut amounts = Vec::new();
-        for ((processor, second), (count, cents)) in &self.totals {
+        // In one order (the rows' key), like every other lock: two processes' writers of
+        // the same slot share these rows, and opposite orders could deadlock them.
+        let mut totals: Vec<_> = self.totals.iter().collect();
+        totals.sort_unstable_by_key(|(key, _)| **key);
+        for ((processor, second), (count, cents)) in totals {
             processors.push(processor.as_str());
             seconds.push(*second);
             requests.push(*count);
@@ -776,7 +780,8 @@ impl PgTx<'_> {
         self.execute(
             "INSERT INTO payment_totals (processor, second, shard, requests, amount_cents)
              SELECT p, s, $5, r, a FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[])
-                    AS t(p, s, r, a)
+                    WITH ORDINALITY AS t(p, s, r, a, n)
+              ORDER BY n
              ON CONFLICT (processor, second, shard) DO UPDATE
                 SET requests = payment_totals.requests + excluded.requests,
                     amount_cents = payment_totals.amount_cents + excluded.amount_cents",
