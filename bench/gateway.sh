@@ -145,18 +145,24 @@ while [ $(( accepted - $(booked) )) -gt 0 ] && [ $(( ($(date +%s%N) - t0) / 1000
 drain_after_load_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 sim() { curl -s "http://127.0.0.1:$1/admin/payments-summary" -H 'X-Rinha-Token: 123'; }
 curl -s "http://127.0.0.1:$metrics_port/metrics" > "$work/metrics.txt"
+# The process that records the gateway's outcomes, when it is not the one above (a worker).
+engine_metrics=""
+if [ "$engine_port" != "$metrics_port" ]; then
+  engine_metrics="$work/engine-metrics.txt"
+  curl -s "http://127.0.0.1:$engine_port/metrics" > "$engine_metrics"
+fi
 
 python3 - "$result" "$(sim $default_port)" "$(sim $fallback_port)" "$(curl -s "http://127.0.0.1:$port/payments-summary")" \
-  "$backlog_at_end" "$drain_after_load_ms" "$started" "$(nproc)" "$durability" "$work/metrics.txt" "$driver" "$load" <<'PY'
+  "$backlog_at_end" "$drain_after_load_ms" "$started" "$(nproc)" "$durability" "$work/metrics.txt" "$driver" "$load" "$engine_metrics" <<'PY'
 import json, sys
 r, d, f, ours = (json.loads(x) for x in sys.argv[1:5])
-backlog, drain_ms, started, cores, durability, metrics, driver, load = sys.argv[5:13]
+backlog, drain_ms, started, cores, durability, metrics, driver, load, engine_metrics = sys.argv[5:14]
 
-def quantiles(name, qs, labels=""):
+def quantiles(name, qs, labels="", source=None):
     # Upper bucket bounds of a Prometheus histogram (the series whose labels contain
     # `labels`) at the given quantiles.
     buckets = []
-    for line in open(metrics):
+    for line in open(source or metrics):
         if line.startswith(name + "_bucket{") and 'le="' in line and labels in line:
             le = line.split('le="')[1].split('"')[0]
             buckets.append((float("inf") if le == "+Inf" else float(le), float(line.split()[-1])))
@@ -183,6 +189,13 @@ rows = [
   ("group commit (BEGIN..durable COMMIT) p50 / p99", " / ".join(quantiles("payd_writer_commit_seconds", [0.5, 0.99]))),
   ("store write (queued..answered) p50 / p99", " / ".join(quantiles("payd_store_write_seconds", [0.5, 0.99]))),
 ]
+if engine_metrics:
+    rows += [
+      ("the worker's store write p50 / p99 / p99.9", " / ".join(quantiles(
+          "payd_store_write_seconds", [0.5, 0.99, 0.999], source=engine_metrics))),
+      ("the worker's group commit p50 / p99 / p99.9", " / ".join(quantiles(
+          "payd_writer_commit_seconds", [0.5, 0.99, 0.999], source=engine_metrics))),
+    ]
 for name, value in rows:
     print(f"  {name:<44} {value}")
 if "send_lag_max_ms" in r:
