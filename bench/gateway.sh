@@ -196,6 +196,13 @@ if engine_metrics:
       ("the worker's group commit p50 / p99 / p99.9", " / ".join(quantiles(
           "payd_writer_commit_seconds", [0.5, 0.99, 0.999], source=engine_metrics))),
     ]
+    calls = {}
+    for line in open(engine_metrics):
+        if line.startswith("payd_gateway_calls_total{"):
+            labels = dict(part.split("=") for part in line[line.index("{") + 1:line.index("}")].split(","))
+            key = f"{labels['processor'].strip(chr(34))} {labels['outcome'].strip(chr(34))}"
+            calls[key] = calls.get(key, 0) + int(float(line.split()[-1]))
+    rows.append(("the worker's calls by processor and outcome", ", ".join(f"{k} {v}" for k, v in sorted(calls.items())) or "n/a"))
 for name, value in rows:
     print(f"  {name:<44} {value}")
 if "send_lag_max_ms" in r:
