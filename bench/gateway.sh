@@ -65,6 +65,7 @@ trap cleanup EXIT
 
 "$sim" processor-sim --role default --listen "127.0.0.1:$default_port" >/dev/null 2>"$work/default.log" & pids+=($!)
 "$sim" processor-sim --role fallback --listen "127.0.0.1:$fallback_port" >/dev/null 2>"$work/fallback.log" & pids+=($!)
+payd_pids=()
 processors=(--default-processor-url "http://127.0.0.1:$default_port"
   --fallback-processor-url "http://127.0.0.1:$fallback_port")
 # Where payd's own metrics are read: the server, or the first api behind nginx; and the
@@ -79,13 +80,13 @@ if [ "$durability" = topology ]; then
   metrics_port="${api_ports[0]}"; engine_port=$((port + 11))
   for i in "${!api_ports[@]}"; do
     "$payd" api --listen "127.0.0.1:${api_ports[$i]}" "${store[@]}" --instance-id "api-$i" --dev --log warn \
-      >/dev/null 2>"$work/api-$i.log" & pids+=($!)
+      >/dev/null 2>"$work/api-$i.log" & pids+=($!); payd_pids+=("api-$i:$!")
   done
   # The workers start after the first api, which applies the migrations.
   await_ready "${api_ports[0]}" "$work/api-0.log"
   for i in $(seq "${WORKERS:-1}"); do
     "$payd" worker --listen "127.0.0.1:$((port + 10 + i))" "${store[@]}" --instance-id "worker-$i" --log warn \
-      "${processors[@]}" >/dev/null 2>"$work/worker-$i.log" & pids+=($!)
+      "${processors[@]}" >/dev/null 2>"$work/worker-$i.log" & pids+=($!); payd_pids+=("worker-$i:$!")
     await_ready $((port + 10 + i)) "$work/worker-$i.log"
   done
   await_ready "${api_ports[1]}" "$work/api-1.log"
@@ -121,7 +122,7 @@ NGINX
   await_ready "$port" "$work/nginx/stderr.log"
 else
   "$payd" serve --listen "127.0.0.1:$port" "${store[@]}" --dev --log warn \
-    "${processors[@]}" >/dev/null 2>"$work/payd.log" & pids+=($!)
+    "${processors[@]}" >/dev/null 2>"$work/payd.log" & pids+=($!); payd_pids+=("serve:$!")
   await_ready "$port" "$work/payd.log"
 fi
 
@@ -145,6 +146,12 @@ while [ $(( accepted - $(booked) )) -gt 0 ] && [ $(( ($(date +%s%N) - t0) / 1000
 drain_after_load_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 sim() { curl -s "http://127.0.0.1:$1/admin/payments-summary" -H 'X-Rinha-Token: 123'; }
 curl -s "http://127.0.0.1:$metrics_port/metrics" > "$work/metrics.txt"
+# Each payd process's resident memory after the load.
+rss=""
+for entry in "${payd_pids[@]}"; do
+  kb="$(ps -o rss= -p "${entry#*:}" | tr -d ' ' || true)"
+  rss+="${entry%%:*} $(( ${kb:-0} / 1024 )) MB; "
+done
 # The process that records the gateway's outcomes, when it is not the one above (a worker).
 engine_metrics=""
 if [ "$engine_port" != "$metrics_port" ]; then
@@ -153,10 +160,10 @@ if [ "$engine_port" != "$metrics_port" ]; then
 fi
 
 python3 - "$result" "$(sim $default_port)" "$(sim $fallback_port)" "$(curl -s "http://127.0.0.1:$port/payments-summary")" \
-  "$backlog_at_end" "$drain_after_load_ms" "$started" "$(nproc)" "$durability" "$work/metrics.txt" "$driver" "$load" "$engine_metrics" <<'PY'
+  "$backlog_at_end" "$drain_after_load_ms" "$started" "$(nproc)" "$durability" "$work/metrics.txt" "$driver" "$load" "$engine_metrics" "$rss" <<'PY'
 import json, sys
 r, d, f, ours = (json.loads(x) for x in sys.argv[1:5])
-backlog, drain_ms, started, cores, durability, metrics, driver, load, engine_metrics = sys.argv[5:14]
+backlog, drain_ms, started, cores, durability, metrics, driver, load, engine_metrics, rss = sys.argv[5:15]
 
 def quantiles(name, qs, labels="", source=None):
     # Upper bucket bounds of a Prometheus histogram (the series whose labels contain
@@ -203,6 +210,7 @@ if engine_metrics:
             key = f"{labels['processor'].strip(chr(34))} {labels['outcome'].strip(chr(34))}"
             calls[key] = calls.get(key, 0) + int(float(line.split()[-1]))
     rows.append(("the worker's calls by processor and outcome", ", ".join(f"{k} {v}" for k, v in sorted(calls.items())) or "n/a"))
+rows.append(("RSS after the run", rss.strip().rstrip(";")))
 for name, value in rows:
     print(f"  {name:<44} {value}")
 if "send_lag_max_ms" in r:
