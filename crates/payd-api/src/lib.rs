@@ -164,7 +164,7 @@ pub fn router(state: AppState) -> Router {
 
     // Added after the layers on purpose: liveness must stay as cheap as axum allows.
     api.route("/health", get(ops::health))
-        .with_state(ctx(state))
+        .with_state(ctx(state, openapi_json()))
 }
 
 /// The probes and the metrics alone (`/health`, `/ready`, `/metrics`), for a process that
@@ -177,20 +177,24 @@ pub fn ops_router(state: AppState) -> Router {
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(metrics::HttpMetricsLayer)
         .route("/health", get(ops::health))
-        .with_state(ctx(state))
+        // No `/openapi.json` here: nothing to serialize.
+        .with_state(ctx(state, Bytes::new()))
 }
 
-/// The handlers' shared context.
-fn ctx(state: AppState) -> Arc<Ctx> {
-    // Serialized once; on failure (a bug) the route answers an empty object rather than
-    // taking the service down.
-    let openapi_json = openapi()
+/// The OpenAPI document, serialized once; on failure (a bug) the route answers an empty
+/// object rather than taking the service down.
+fn openapi_json() -> Bytes {
+    openapi()
         .to_json()
         .map(Bytes::from)
         .unwrap_or_else(|error| {
             tracing::error!(%error, "Failed to encode the OpenAPI document.");
             Bytes::from_static(b"{}")
-        });
+        })
+}
+
+/// The handlers' shared context.
+fn ctx(state: AppState, openapi_json: Bytes) -> Arc<Ctx> {
     Arc::new(Ctx {
         store: state.store,
         in_flight: state.in_flight,

@@ -23,7 +23,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::args::{
-    ApiArgs, BackgroundArgs, GatewayArgs, HttpArgs, IntakeArgs, ServeArgs, WorkerArgs,
+    ApiArgs, BackgroundArgs, EngineArgs, GatewayArgs, HttpArgs, IntakeArgs, ServeArgs, WorkerArgs,
 };
 use crate::store::{Opened, StoreConfig};
 
@@ -34,8 +34,6 @@ pub(crate) struct Plan {
     listen: SocketAddr,
     shutdown_grace_ms: u64,
     http_threads: usize,
-    engine_threads: u16,
-    engine_nice: u8,
     clock: Arc<dyn Clock>,
     store: StoreConfig,
     /// The HTTP API; without it, only `/health`, `/ready` and `/metrics` are served.
@@ -59,6 +57,9 @@ impl ApiPlan {
 }
 
 struct EnginePlan {
+    /// The engine runtime's worker threads, and the niceness added to them.
+    threads: u16,
+    nice: u8,
     processors: HttpProcessorsConfig,
     gateway: GatewayConfig,
     wallet: WalletWorkerConfig,
@@ -66,9 +67,15 @@ struct EnginePlan {
 }
 
 impl EnginePlan {
-    fn new(gateway: &GatewayArgs, background: &BackgroundArgs) -> anyhow::Result<EnginePlan> {
+    fn new(
+        engine: &EngineArgs,
+        gateway: &GatewayArgs,
+        background: &BackgroundArgs,
+    ) -> anyhow::Result<EnginePlan> {
         let (processors, gateway) = gateway.config()?;
         Ok(EnginePlan {
+            threads: engine.engine_threads,
+            nice: engine.engine_nice,
             processors,
             gateway,
             wallet: background.worker_config()?,
@@ -86,11 +93,13 @@ impl Plan {
             listen: args.listen,
             shutdown_grace_ms: args.http.shutdown_grace_ms,
             http_threads: args.http.http_threads,
-            engine_threads: args.engine.engine_threads,
-            engine_nice: args.engine.engine_nice,
             store: args.store.config(clock.clone())?,
             api: Some(ApiPlan::new(&args.http, &args.intake)?),
-            engine: Some(EnginePlan::new(&args.gateway, &args.background)?),
+            engine: Some(EnginePlan::new(
+                &args.engine,
+                &args.gateway,
+                &args.background,
+            )?),
             clock,
         })
     }
@@ -103,8 +112,6 @@ impl Plan {
             listen: args.listen,
             shutdown_grace_ms: args.http.shutdown_grace_ms,
             http_threads: args.http.http_threads,
-            engine_threads: 1,
-            engine_nice: 0,
             store: args.store.shared_config("api", clock.clone())?,
             api: Some(ApiPlan::new(&args.http, &args.intake)?),
             engine: None,
@@ -121,11 +128,13 @@ impl Plan {
             // Probes and scrapes only: nothing to wait for.
             shutdown_grace_ms: 1_000,
             http_threads: 1,
-            engine_threads: args.engine.engine_threads,
-            engine_nice: args.engine.engine_nice,
             store: args.store.shared_config("worker", clock.clone())?,
             api: None,
-            engine: Some(EnginePlan::new(&args.gateway, &args.background)?),
+            engine: Some(EnginePlan::new(
+                &args.engine,
+                &args.gateway,
+                &args.background,
+            )?),
             clock,
         })
     }
@@ -141,16 +150,23 @@ pub(crate) fn run(plan: Plan) -> anyhow::Result<()> {
     // behind the gateway's processor calls, and with the engine's threads niced, the kernel
     // runs request handling first when both cores are busy (the gateway draining a backlog
     // while payments keep arriving). Background work only needs the cores' spare time.
-    let nice = plan.engine_nice;
-    let engine = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(usize::from(plan.engine_threads))
-        .enable_all()
-        .thread_name("payd-engine")
-        .on_thread_start(move || lower_this_thread_priority(nice))
-        .build()?;
+    let engine = plan
+        .engine
+        .as_ref()
+        .map(|engine| {
+            let nice = engine.nice;
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(usize::from(engine.threads))
+                .enable_all()
+                .thread_name("payd-engine")
+                .on_thread_start(move || lower_this_thread_priority(nice))
+                .build()
+        })
+        .transpose()?;
     // The engine runtime is dropped here, outside any runtime, after `serve` has awaited
     // every engine task.
-    http.block_on(serve(plan, engine.handle().clone()))
+    let handle = engine.as_ref().map(|engine| engine.handle().clone());
+    http.block_on(serve(plan, handle))
 }
 
 /// Sets the calling thread's niceness to the process's plus `nice`. On Linux a thread id
@@ -176,7 +192,8 @@ fn lower_this_thread_priority(nice: u8) {
 #[cfg(not(target_os = "linux"))]
 fn lower_this_thread_priority(_nice: u8) {}
 
-async fn serve(plan: Plan, runtime: tokio::runtime::Handle) -> anyhow::Result<()> {
+/// Serves `plan` until a shutdown signal; the engine's tasks, if it has one, on `runtime`.
+async fn serve(plan: Plan, runtime: Option<tokio::runtime::Handle>) -> anyhow::Result<()> {
     let metrics = payd_api::install_metrics_recorder();
     let clock = plan.clock.clone();
     let described = plan.store.describe();
@@ -188,8 +205,8 @@ async fn serve(plan: Plan, runtime: tokio::runtime::Handle) -> anyhow::Result<()
         .with_context(|| format!("binding {}", plan.listen))?;
     let local = listener.local_addr()?;
 
-    let engine = match plan.engine {
-        Some(engine) => {
+    let engine = match plan.engine.zip(runtime) {
+        Some((engine, runtime)) => {
             let shared_health = SharedHealth {
                 board: opened.health_board(),
                 instance,
@@ -204,13 +221,10 @@ async fn serve(plan: Plan, runtime: tokio::runtime::Handle) -> anyhow::Result<()
         }
         None => None,
     };
-    let (wake_gateway, wake_settler) = match &engine {
+    let (wake_gateway, wake_settler): (Wake, Wake) = match &engine {
         Some(engine) => engine.wakers(),
         // The workers of other processes find the work in the store.
-        None => (
-            Arc::new(|| {}) as Arc<dyn Fn() + Send + Sync>,
-            Arc::new(|| {}) as Arc<dyn Fn() + Send + Sync>,
-        ),
+        None => (Arc::new(|| {}), Arc::new(|| {})),
     };
     let state = AppState {
         store: store.clone(),
@@ -264,6 +278,9 @@ async fn serve(plan: Plan, runtime: tokio::runtime::Handle) -> anyhow::Result<()
     tracing::info!("Payd stopped cleanly.");
     Ok(())
 }
+
+/// What intake calls after accepting work (see [`Engine::wakers`]).
+type Wake = Arc<dyn Fn() + Send + Sync>;
 
 /// The background engine, running: the gateway, the wallet worker (transfer settling, hold
 /// expiry, key purge) and the webhook deliverer, each a task on the engine's runtime.
@@ -329,8 +346,7 @@ impl Engine {
 
     /// What intake calls after accepting a payment and a transfer: wakes this process's
     /// gateway and transfer settler.
-    #[allow(clippy::type_complexity)]
-    fn wakers(&self) -> (Arc<dyn Fn() + Send + Sync>, Arc<dyn Fn() + Send + Sync>) {
+    fn wakers(&self) -> (Wake, Wake) {
         let (gateway, wallet) = (self.gateway.clone(), self.wallet.clone());
         (
             Arc::new(move || gateway.wake()),

@@ -61,7 +61,8 @@ impl PgTx<'_> {
         }
         let needed = self.entries.len();
         // Numbers taken before a lock was granted can be older than the chain head another
-        // process committed meanwhile (the prefetch asks for them after its locks, but a
+        // process committed meanwhile: an account loaded on demand is locked after the
+        // prefetch; and even the prefetch's own locks may be granted after its numbers (a
         // pipelined statement that waits for its first PREPARE is sent on a later poll, and
         // `tokio::join!` rotates which future it polls first). Every lock is held by now, so
         // numbers taken now are newer than every head they chain to.
@@ -77,11 +78,10 @@ impl PgTx<'_> {
         if stale {
             metrics::counter!("payd_pg_entry_sequences_retaken_total").increment(1);
         }
-        if stale || self.locked_after_sequences || self.sequences.len() < needed {
+        if stale || self.sequences.len() < needed {
             let count = i64::try_from(needed).unwrap_or(i64::MAX);
             let rows = self.query(TAKE_SEQUENCES, &[&count]).await?;
             self.sequences = sequences_of(&rows)?;
-            self.locked_after_sequences = false;
         }
         if self.sequences.len() < needed {
             return Err(Failure::invariant("too few entry sequence numbers"));

@@ -190,11 +190,9 @@ pub(crate) struct PgTx<'c> {
     /// Accounts known not to exist (as of their lookup in this transaction).
     no_accounts: HashSet<AccountId>,
     entries: Vec<StagedEntry>,
-    /// Sequence numbers reserved for entries, in increasing order, and whether an account
-    /// was locked after they were taken (then they cannot serve its entries: fresh ones
-    /// are taken at flush for all).
+    /// Sequence numbers reserved for entries, in increasing order (taken again at flush
+    /// if they are not newer than a chain head the entries link to).
     sequences: Vec<i64>,
-    locked_after_sequences: bool,
     prior: HashMap<String, Option<PriorAuthorization>>,
     new_transactions: Vec<(i64, AuthorizationRequest, Code, Option<Category>)>,
     deposits: HashMap<IdempotencyKey, Option<DepositReceipt>>,
@@ -340,7 +338,6 @@ impl<'c> PgTx<'c> {
             no_accounts: HashSet::new(),
             entries: Vec::new(),
             sequences: Vec::new(),
-            locked_after_sequences: false,
             prior: HashMap::new(),
             new_transactions: Vec::new(),
             deposits: HashMap::new(),
@@ -491,7 +488,8 @@ impl<'c> PgTx<'c> {
             .await
         };
         let read_version = self.query("SELECT version FROM merchant_version", &[]);
-        // After every lock of the pipeline: see `StagedEntry` and `flush`.
+        // After every lock of the pipeline, so usually newer than every chain head it links
+        // to; `flush` checks that, and takes new ones if not.
         let take_sequences = async {
             if sequences == 0 {
                 return Ok(Vec::new());
@@ -598,13 +596,6 @@ impl<'c> PgTx<'c> {
 
     // ---- on-demand loads -------------------------------------------------------------
 
-    /// Marks that an account was locked after the prefetch's sequence numbers were taken.
-    fn locked_late(&mut self) {
-        if !self.sequences.is_empty() {
-            self.locked_after_sequences = true;
-        }
-    }
-
     async fn load_account(&mut self, id: &AccountId) -> Result<(), Failure> {
         if self.accounts.contains_key(id) || self.no_accounts.contains(id) {
             return Ok(());
@@ -628,7 +619,6 @@ impl<'c> PgTx<'c> {
         };
         match rows.first() {
             Some(row) => {
-                self.locked_late();
                 self.accounts.insert(id.clone(), account_row(row, 0)?);
             }
             None => {
@@ -702,7 +692,6 @@ impl<'c> PgTx<'c> {
                 &[&wanted],
             )
             .await?;
-        self.locked_late();
         for key in &wanted {
             self.no_accounts
                 .insert(schema::account_id(key).map_err(rows_error_corrupt)?);
