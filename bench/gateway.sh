@@ -213,6 +213,8 @@ if engine_metrics:
 rows.append(("RSS after the run", rss.strip().rstrip(";")))
 for name, value in rows:
     print(f"  {name:<44} {value}")
+for line in r.get("mismatches", []):
+    print(f"  inconsistency: {line}")
 if "send_lag_max_ms" in r:
     print(f"  {'latest send after its due time (generator lag)':<44} {r['send_lag_max_ms']:.2f} ms")
 print(f"  {'POST /payments by chaos phase (' + driver + ')':<46} p50 / p99 / max")

@@ -183,6 +183,10 @@ struct Report {
     post_by_phase: Vec<(&'static str, f64, f64, f64)>,
     /// The latest any payment was sent after its due time, in ms (the generator's own lag).
     send_lag_max_ms: f64,
+    /// Each persistent inconsistency: the window, both sides at the last look and again
+    /// after the run (equal then: payd recorded late; still different: a booking counted
+    /// in the wrong place), with the seconds that differ.
+    mismatches: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -279,6 +283,10 @@ async fn scenario(args: Args) -> anyhow::Result<Report> {
     }
     let (fallback_while_default_healthy, backlog_drain_ms) = chaos.await??;
     let checked = checks.await??;
+    let mut mismatches = Vec::new();
+    for mismatch in &checked.mismatches {
+        mismatches.push(ctx.explain(mismatch).await?);
+    }
 
     let samples = std::mem::take(
         &mut *samples
@@ -323,6 +331,7 @@ async fn scenario(args: Args) -> anyhow::Result<Report> {
         backlog_drain_ms,
         post_by_phase,
         send_lag_max_ms: lag_max.as_secs_f64() * 1_000.0,
+        mismatches,
     })
 }
 
@@ -420,6 +429,62 @@ impl Ctx {
         Ok(totals.cents())
     }
 
+    /// Both simulators' totals over a window.
+    async fn sim_sides(&self, window: &str) -> anyhow::Result<Sides> {
+        Ok([
+            self.sim_totals(&self.args.default, Some(window)).await?,
+            self.sim_totals(&self.args.fallback, Some(window)).await?,
+        ])
+    }
+
+    /// payd's totals over a window.
+    async fn payd_sides(&self, window: &str) -> anyhow::Result<Sides> {
+        let ours: PaydSummary = self
+            .client
+            .get(format!("{}/payments-summary{window}", self.args.payd))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        Ok([ours.default.cents(), ours.fallback.cents()])
+    }
+
+    /// One line on a persistent inconsistency, looked at again now that the run is over:
+    /// a window that agrees now was recorded late by payd; one that still differs has a
+    /// booking counted in another second (listed) than the processor's.
+    async fn explain(&self, m: &Mismatch) -> anyhow::Result<String> {
+        let whole = window(m.from_ms, m.to_ms);
+        let (ours, theirs) = (
+            self.payd_sides(&whole).await?,
+            self.sim_sides(&whole).await?,
+        );
+        let mut line = format!(
+            "check at {} s, window [{}, {}] ms: payd {:?}, processors {:?} at the last look;              after the run payd {ours:?}, processors {theirs:?}",
+            m.at_s, m.from_ms, m.to_ms, m.ours, m.theirs
+        );
+        if ours == theirs {
+            line.push_str(": equal now (recorded late)");
+            return Ok(line);
+        }
+        line.push_str(": still different in seconds");
+        let mut second_ms = m.from_ms.div_euclid(1_000) * 1_000;
+        while second_ms <= m.to_ms {
+            let second = window(second_ms.max(m.from_ms), (second_ms + 999).min(m.to_ms));
+            let (ours, theirs) = (
+                self.payd_sides(&second).await?,
+                self.sim_sides(&second).await?,
+            );
+            if ours != theirs {
+                line.push_str(&format!(
+                    " {second_ms} (payd {ours:?}, processors {theirs:?})"
+                ));
+            }
+            second_ms += 1_000;
+        }
+        Ok(line)
+    }
+
     /// payd's `payd_gateway_backlog` gauge.
     async fn backlog(&self) -> anyhow::Result<f64> {
         let text = self
@@ -473,6 +538,19 @@ struct Checked {
     failed: u64,
     inconsistencies: u64,
     transient: u64,
+    mismatches: Vec<Mismatch>,
+}
+
+/// Per processor (default, fallback): payments and cents.
+type Sides = [(u64, i64); 2];
+
+/// A window whose totals still differed at the last look.
+struct Mismatch {
+    at_s: u64,
+    from_ms: i64,
+    to_ms: i64,
+    ours: Sides,
+    theirs: Sides,
 }
 
 /// Every 10 s: payd's summary over [now - 15 s, now - 2 s] must equal the simulators' for
@@ -485,12 +563,10 @@ async fn checks(ctx: Arc<Ctx>) -> anyhow::Result<Checked> {
     for at_s in (CHECK_EVERY_S..=end_s).step_by(CHECK_EVERY_S as usize) {
         ctx.sleep_until_s(at_s).await;
         let now_ms = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis())?;
-        let window = format!(
-            "?from={}&to={}",
-            payd_domain::timestamp::format_ms(now_ms - 15_000),
-            payd_domain::timestamp::format_ms(now_ms - 2_000)
-        );
+        let (from_ms, to_ms) = (now_ms - 15_000, now_ms - 2_000);
+        let window = window(from_ms, to_ms);
         let mut same = false;
+        let mut last = None;
         for attempt in 0..CHECK_ATTEMPTS {
             let asked = Instant::now();
             let answer = ctx
@@ -510,12 +586,13 @@ async fn checks(ctx: Arc<Ctx>) -> anyhow::Result<Checked> {
                 checked.failed += 1;
                 continue;
             };
-            let default = ctx.sim_totals(&ctx.args.default, Some(&window)).await?;
-            let fallback = ctx.sim_totals(&ctx.args.fallback, Some(&window)).await?;
-            same = ours.default.cents() == default && ours.fallback.cents() == fallback;
+            let ours = [ours.default.cents(), ours.fallback.cents()];
+            let theirs = ctx.sim_sides(&window).await?;
+            same = ours == theirs;
             if same {
                 break;
             }
+            last = Some((ours, theirs));
             if attempt == 0 {
                 checked.transient += 1;
             }
@@ -523,7 +600,24 @@ async fn checks(ctx: Arc<Ctx>) -> anyhow::Result<Checked> {
         }
         if !same {
             checked.inconsistencies += 1;
+            if let Some((ours, theirs)) = last {
+                checked.mismatches.push(Mismatch {
+                    at_s,
+                    from_ms,
+                    to_ms,
+                    ours,
+                    theirs,
+                });
+            }
         }
     }
     Ok(checked)
+}
+
+fn window(from_ms: i64, to_ms: i64) -> String {
+    format!(
+        "?from={}&to={}",
+        payd_domain::timestamp::format_ms(from_ms),
+        payd_domain::timestamp::format_ms(to_ms)
+    )
 }

@@ -88,6 +88,8 @@ pub(crate) struct ServeArgs {
     pub(crate) gateway: GatewayArgs,
     #[command(flatten)]
     pub(crate) background: BackgroundArgs,
+    #[command(flatten)]
+    pub(crate) redis: RedisArgs,
 }
 
 /// `payd api`: serve's HTTP flags, without the engine's.
@@ -118,6 +120,43 @@ pub(crate) struct WorkerArgs {
     pub(crate) gateway: GatewayArgs,
     #[command(flatten)]
     pub(crate) background: BackgroundArgs,
+    #[command(flatten)]
+    pub(crate) redis: RedisArgs,
+}
+
+/// Redis, for what the processes on one PostgreSQL database share fast.
+#[derive(Debug, Args)]
+pub(crate) struct RedisArgs {
+    /// Redis for the processors' shared health (one poller for all workers):
+    /// `redis://host:port[/db]`. Without it, or while it does not answer, PostgreSQL
+    /// elects the poller. Needs --database-url.
+    #[arg(long, env = "PAYD_REDIS_URL", hide_env_values = true)]
+    redis_url: Option<String>,
+    /// Prefix of every key payd keeps in Redis (one per deployment sharing a server).
+    #[arg(long, env = "PAYD_REDIS_PREFIX", default_value = "payd:")]
+    redis_prefix: String,
+}
+
+impl RedisArgs {
+    /// The connection, if a URL is given; the URL is checked now, the connection opens at
+    /// first use (so a process starts while Redis is down).
+    pub(crate) fn open(&self, shared_store: bool) -> anyhow::Result<Option<payd_redis::Redis>> {
+        let Some(url) = &self.redis_url else {
+            return Ok(None);
+        };
+        anyhow::ensure!(
+            shared_store,
+            "--redis-url needs --database-url: Redis coordinates processes that share one \
+             PostgreSQL database, and the embedded store has one process"
+        );
+        anyhow::ensure!(
+            !self.redis_prefix.is_empty() && self.redis_prefix.len() <= 64,
+            "--redis-prefix must be 1 to 64 characters"
+        );
+        let redis = payd_redis::Redis::new(url, &self.redis_prefix)
+            .map_err(|error| anyhow::anyhow!("invalid --redis-url: {error}"))?;
+        Ok(Some(redis))
+    }
 }
 
 /// The HTTP API's process settings.

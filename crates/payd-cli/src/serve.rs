@@ -17,13 +17,16 @@ use payd_engine::{
     Gateway, GatewayConfig, SharedHealth, TokioClock, WalletWorker, WalletWorkerConfig,
     WebhookDeliverer, WebhookDelivererConfig,
 };
-use payd_ports::{Clock, PaymentStore, ProcessorClient, Store, WalletStore, WebhookStore};
+use payd_ports::{
+    Clock, HealthBoard, PaymentStore, ProcessorClient, Store, WalletStore, WebhookStore,
+};
 use payd_processors::{HttpProcessors, HttpProcessorsConfig, HttpWebhookConfig, HttpWebhookSender};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::args::{
-    ApiArgs, BackgroundArgs, EngineArgs, GatewayArgs, HttpArgs, IntakeArgs, ServeArgs, WorkerArgs,
+    ApiArgs, BackgroundArgs, EngineArgs, GatewayArgs, HttpArgs, IntakeArgs, RedisArgs, ServeArgs,
+    WorkerArgs,
 };
 use crate::store::{Opened, StoreConfig};
 
@@ -64,6 +67,8 @@ struct EnginePlan {
     gateway: GatewayConfig,
     wallet: WalletWorkerConfig,
     webhooks: WebhookDelivererConfig,
+    /// Redis, where the workers share the processors' health (else the database).
+    redis: Option<Arc<payd_redis::Redis>>,
 }
 
 impl EnginePlan {
@@ -71,8 +76,11 @@ impl EnginePlan {
         engine: &EngineArgs,
         gateway: &GatewayArgs,
         background: &BackgroundArgs,
+        redis: &RedisArgs,
+        store: &StoreConfig,
     ) -> anyhow::Result<EnginePlan> {
         let (processors, gateway) = gateway.config()?;
+        let shared_store = matches!(store, StoreConfig::Postgres(_));
         Ok(EnginePlan {
             threads: engine.engine_threads,
             nice: engine.engine_nice,
@@ -80,7 +88,17 @@ impl EnginePlan {
             gateway,
             wallet: background.worker_config()?,
             webhooks: background.webhook_config()?,
+            redis: redis.open(shared_store)?.map(Arc::new),
         })
+    }
+
+    /// Where the processors' health is shared: Redis if given (the store's board behind
+    /// it), else the store's.
+    fn health_board(&self, store: Arc<dyn HealthBoard>) -> Arc<dyn HealthBoard> {
+        match &self.redis {
+            Some(redis) => Arc::new(payd_redis::RedisBoard::new(redis.clone(), store)),
+            None => store,
+        }
     }
 }
 
@@ -88,18 +106,21 @@ impl Plan {
     /// `payd serve`: both halves.
     pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<Plan> {
         let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
+        let store = args.store.config(clock.clone())?;
         Ok(Plan {
             role: "serve",
             listen: args.listen,
             shutdown_grace_ms: args.http.shutdown_grace_ms,
             http_threads: args.http.http_threads,
-            store: args.store.config(clock.clone())?,
             api: Some(ApiPlan::new(&args.http, &args.intake)?),
             engine: Some(EnginePlan::new(
                 &args.engine,
                 &args.gateway,
                 &args.background,
+                &args.redis,
+                &store,
             )?),
+            store,
             clock,
         })
     }
@@ -122,19 +143,22 @@ impl Plan {
     /// `payd worker`: the engine on a shared store, its probes and metrics on one thread.
     pub(crate) fn worker(args: WorkerArgs) -> anyhow::Result<Plan> {
         let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
+        let store = args.store.shared_config("worker", clock.clone())?;
         Ok(Plan {
             role: "worker",
             listen: args.listen,
             // Probes and scrapes only: nothing to wait for.
             shutdown_grace_ms: 1_000,
             http_threads: 1,
-            store: args.store.shared_config("worker", clock.clone())?,
             api: None,
             engine: Some(EnginePlan::new(
                 &args.engine,
                 &args.gateway,
                 &args.background,
+                &args.redis,
+                &store,
             )?),
+            store,
             clock,
         })
     }
@@ -208,7 +232,7 @@ async fn serve(plan: Plan, runtime: Option<tokio::runtime::Handle>) -> anyhow::R
     let engine = match plan.engine.zip(runtime) {
         Some((engine, runtime)) => {
             let shared_health = SharedHealth {
-                board: opened.health_board(),
+                board: engine.health_board(opened.health_board()),
                 instance,
             };
             Some(Engine::start(

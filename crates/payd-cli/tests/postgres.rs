@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use payd_pgtest::{TestDatabase, count_among};
 use serde_json::{Value, json};
-use support::{Proc, assert_pg_audit_clean};
+use support::{Proc, assert_pg_audit_clean, await_one_health_poller, health_pollers};
 
 fn http() -> reqwest::Client {
     reqwest::Client::builder()
@@ -641,15 +641,6 @@ fn api_and_worker_refuse_the_embedded_store() {
     }
 }
 
-/// The value of an unlabelled-but-for-`processor` gauge in a Prometheus text page.
-fn gauge(metrics: &str, name: &str, processor: &str) -> Option<f64> {
-    let prefix = format!("{name}{{processor=\"{processor}\"}} ");
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(&prefix))
-        .and_then(|value| value.trim().parse().ok())
-}
-
 /// Goal: of several workers, exactly one polls each processor's health (the processors
 /// allow one call per 5 s from all callers together), and when it dies another takes
 /// over within a few seconds. Method: two workers with a 1 s interval (a 2 s lease); their
@@ -682,29 +673,10 @@ async fn one_worker_polls_each_processor_and_another_takes_over() {
             )
         })
         .collect();
+    await_one_health_poller(&http, &workers, Duration::from_secs(5), "two workers").await;
     let held = async |worker: &Proc, processor: &str| {
-        let text = http
-            .get(format!("{}/metrics", worker.url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        gauge(&text, "payd_health_lease_held", processor) == Some(1.0)
+        health_pollers(&http, std::slice::from_ref(worker), processor).await[0]
     };
-    tokio::time::sleep(Duration::from_millis(2_500)).await;
-    for processor in ["default", "fallback"] {
-        let holders = [
-            held(&workers[0], processor).await,
-            held(&workers[1], processor).await,
-        ];
-        assert_eq!(
-            holders.iter().filter(|h| **h).count(),
-            1,
-            "{processor}: holders {holders:?}"
-        );
-    }
     let holder = usize::from(!held(&workers[0], "default").await);
     workers.remove(holder).kill_9();
     let survivor = &workers[0];

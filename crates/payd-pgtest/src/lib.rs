@@ -33,13 +33,10 @@ pub fn services_required() -> bool {
 pub fn skip(test: &str, reason: &str) {
     assert!(
         !services_required(),
-        "{test}: PostgreSQL is required (PAYD_REQUIRE_SERVICES=1) but {reason}"
+        "{test}: the services are required (PAYD_REQUIRE_SERVICES=1) but {reason}"
     );
     // Straight to the process's stderr: libtest captures `eprintln!`, not this.
-    let _ = writeln!(
-        std::io::stderr(),
-        "\n*** SKIPPED {test}: {reason} (set PAYD_TEST_PG_URL, or start PostgreSQL) ***\n"
-    );
+    let _ = writeln!(std::io::stderr(), "\n*** SKIPPED {test}: {reason} ***\n");
 }
 
 /// `url` with its database replaced by `database`.
@@ -104,7 +101,12 @@ impl TestDatabase {
         let admin = match connect(&server).await {
             Ok(client) => client,
             Err(error) => {
-                skip(test, &format!("cannot connect to {server}: {error}"));
+                skip(
+                    test,
+                    &format!(
+                        "cannot connect to {server}: {error} (set PAYD_TEST_PG_URL, or start PostgreSQL)"
+                    ),
+                );
                 return None;
             }
         };

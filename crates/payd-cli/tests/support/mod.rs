@@ -179,3 +179,73 @@ fn assert_audited(args: &[&str]) {
         String::from_utf8_lossy(&audit.stderr)
     );
 }
+
+/// The value of a gauge labelled only with `processor` in a Prometheus text page.
+#[allow(dead_code)] // Only the tests of shared health read it.
+pub(crate) fn gauge(metrics: &str, name: &str, processor: &str) -> Option<f64> {
+    let prefix = format!("{name}{{processor=\"{processor}\"}} ");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+/// Which of `workers` say (`payd_health_lease_held`) that they poll `processor`'s health.
+#[allow(dead_code)] // Only the tests of shared health ask.
+pub(crate) async fn health_pollers(
+    http: &reqwest::Client,
+    workers: &[Proc],
+    processor: &str,
+) -> Vec<bool> {
+    let mut held = Vec::with_capacity(workers.len());
+    for worker in workers {
+        let text = http
+            .get(format!("{}/metrics", worker.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        held.push(gauge(&text, "payd_health_lease_held", processor) == Some(1.0));
+    }
+    held
+}
+
+/// Waits (at most `within`) until exactly one of `workers` polls each processor's health,
+/// and that it stays so for a second; fails the test with what each said otherwise.
+#[allow(dead_code)] // Only the tests of shared health wait for it.
+pub(crate) async fn await_one_health_poller(
+    http: &reqwest::Client,
+    workers: &[Proc],
+    within: Duration,
+    what: &str,
+) {
+    let started = Instant::now();
+    loop {
+        let default = health_pollers(http, workers, "default").await;
+        let fallback = health_pollers(http, workers, "fallback").await;
+        let one = |held: &[bool]| held.iter().filter(|h| **h).count() == 1;
+        if one(&default) && one(&fallback) {
+            for _ in 0..10 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let again = (
+                    health_pollers(http, workers, "default").await,
+                    health_pollers(http, workers, "fallback").await,
+                );
+                assert_eq!(
+                    again,
+                    (default.clone(), fallback.clone()),
+                    "{what}: the pollers changed"
+                );
+            }
+            return;
+        }
+        assert!(
+            started.elapsed() < within,
+            "{what}: not exactly one health poller within {within:?}: default {default:?}, \
+             fallback {fallback:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

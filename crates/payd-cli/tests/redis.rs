@@ -1,0 +1,310 @@
+//! Workers coordinating on Redis, with PostgreSQL behind it, against real servers: a
+//! Redis server of each test's own (on a free port, so that stopping it disturbs no other
+//! test) and a database of its own.
+//!
+//! Skipped loudly where `redis-server` or PostgreSQL is missing; failed instead with
+//! `PAYD_REQUIRE_SERVICES=1` (CI).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test helpers fail loudly by design.
+
+mod support;
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use payd_pgtest::TestDatabase;
+use support::{Proc, await_one_health_poller, health_pollers};
+
+/// A `redis-server` child on 127.0.0.1 that keeps nothing on disk.
+struct RedisServer {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// Starts one on a free port; `None` (after saying so, or failing under
+    /// `PAYD_REQUIRE_SERVICES=1`) if `redis-server` is not installed.
+    fn start(test: &str) -> Option<RedisServer> {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let mut server = RedisServer { port, child: None };
+        if let Err(error) = server.run() {
+            payd_pgtest::skip(
+                test,
+                &format!("cannot start redis-server: {error} (install Debian's redis-server)"),
+            );
+            return None;
+        }
+        Some(server)
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server (again) on its port and waits until it answers.
+    fn run(&mut self) -> std::io::Result<()> {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        self.child = Some(child);
+        let started = Instant::now();
+        while !self.answers() {
+            if started.elapsed() > Duration::from_secs(10) {
+                return Err(std::io::Error::other("redis-server did not answer in 10 s"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    fn answers(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let mut reply = [0u8; 7];
+        stream.set_read_timeout(Some(Duration::from_secs(1))).ok();
+        stream.write_all(b"PING\r\n").is_ok()
+            && stream.read_exact(&mut reply).is_ok()
+            && &reply == b"+PONG\r\n"
+    }
+
+    /// `SHUTDOWN NOSAVE`, as an operator stops it: everything in it is gone.
+    fn shutdown(&mut self) {
+        let status = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "shutdown", "nosave"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if let Some(mut child) = self.child.take() {
+            if !status.is_ok_and(|s| s.success()) {
+                let _ = child.kill();
+            }
+            let _ = child.wait();
+        }
+        assert!(!self.answers(), "redis-server still answers after shutdown");
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// Two workers on `database` sharing health through `redis_url` (1 s interval: a 2 s
+/// lease); the processors' URLs lead nowhere, which the leases do not care about.
+fn two_workers(database: &TestDatabase, redis_url: &str, dir: &Path) -> Vec<Proc> {
+    ["w-a", "w-b"]
+        .iter()
+        .map(|name| {
+            Proc::role_pg(
+                "worker",
+                database.url(),
+                name,
+                &dir.join(name),
+                &[
+                    "--health-interval-ms",
+                    "1000",
+                    "--default-processor-url",
+                    "http://127.0.0.1:9",
+                    "--fallback-processor-url",
+                    "http://127.0.0.1:9",
+                    "--redis-url",
+                    redis_url,
+                    "--redis-prefix",
+                    "payd-test:",
+                ],
+            )
+        })
+        .collect()
+}
+
+/// A counter's value summed over its series in a Prometheus text page.
+fn counter_sum(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|line| line.starts_with(name) && line[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+async fn metrics(http: &reqwest::Client, worker: &Proc) -> String {
+    http.get(format!("{}/metrics", worker.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Goal: with Redis, exactly one worker polls each processor's health, the lease lives in
+/// Redis (not in the database), and when the holder dies the other takes over within a
+/// few seconds. Method: two workers on a private Redis; the lease keys in Redis and the
+/// database's `processor_health` table; `kill -9` of the default's holder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_elect_one_health_poller_on_redis() {
+    let Some(database) = TestDatabase::create("redis_health_poller").await else {
+        return;
+    };
+    let Some(redis) = RedisServer::start("workers_elect_one_health_poller_on_redis") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let http = http();
+    let mut workers = two_workers(&database, &redis.url(), dir.path());
+    await_one_health_poller(&http, &workers, Duration::from_secs(5), "on Redis").await;
+
+    let holder_in_redis = Command::new("redis-cli")
+        .args([
+            "-p",
+            &redis.port.to_string(),
+            "get",
+            "payd-test:health:default:lease",
+        ])
+        .output()
+        .unwrap();
+    let holder_in_redis = String::from_utf8_lossy(&holder_in_redis.stdout)
+        .trim()
+        .to_owned();
+    assert!(
+        holder_in_redis == "w-a" || holder_in_redis == "w-b",
+        "the lease is not in Redis: {holder_in_redis:?}"
+    );
+    let db = payd_pgtest::connect(database.url()).await.unwrap();
+    let leases_in_db: i64 = db
+        .query_one("SELECT COUNT(*) FROM processor_health", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        leases_in_db, 0,
+        "with Redis up, the database elects no poller"
+    );
+
+    let holder = usize::from(holder_in_redis == "w-b");
+    assert!(health_pollers(&http, &workers[holder..=holder], "default").await[0]);
+    workers.remove(holder).kill_9();
+    let started = Instant::now();
+    while !health_pollers(&http, &workers, "default").await[0] {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "no takeover 5 s after the holder died (lease 2 s)"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(health_pollers(&http, &workers, "fallback").await[0]);
+}
+
+/// Goal: Redis stopped (`SHUTDOWN NOSAVE`) and started again under the workers: nothing
+/// stops, there is one health poller throughout (elected by PostgreSQL while Redis is
+/// away, by Redis again once it is back), and the failures are counted. Method: two
+/// workers on a private Redis; their gauges and `payd_redis_errors_total` across the
+/// outage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_leaves_one_health_poller() {
+    let Some(database) = TestDatabase::create("redis_restart_health").await else {
+        return;
+    };
+    let Some(mut redis) = RedisServer::start("a_redis_restart_leaves_one_health_poller") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let http = http();
+    let workers = two_workers(&database, &redis.url(), dir.path());
+    await_one_health_poller(&http, &workers, Duration::from_secs(5), "before").await;
+
+    redis.shutdown();
+    let db = payd_pgtest::connect(database.url()).await.unwrap();
+    let started = Instant::now();
+    loop {
+        let elected_in_db: i64 = db
+            .query_one("SELECT COUNT(*) FROM processor_health", &[])
+            .await
+            .unwrap()
+            .get(0);
+        if elected_in_db == 2 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "PostgreSQL did not elect both pollers within 8 s of Redis going away"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    await_one_health_poller(&http, &workers, Duration::from_secs(8), "Redis down").await;
+    let mut errors = 0.0;
+    for worker in &workers {
+        let text = metrics(&http, worker).await;
+        errors += counter_sum(&text, "payd_redis_errors_total");
+        assert!(
+            text.contains("payd_broker_up{broker=\"redis\"} 0"),
+            "{text}"
+        );
+        let ready = http
+            .get(format!("{}/ready", worker.url))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            ready.status().is_success(),
+            "a worker is not ready without Redis"
+        );
+    }
+    assert!(errors > 0.0, "the failed Redis commands are not counted");
+
+    redis.run().expect("restart redis-server");
+    let started = Instant::now();
+    loop {
+        let mut up = 0;
+        for worker in &workers {
+            up += usize::from(
+                metrics(&http, worker)
+                    .await
+                    .contains("payd_broker_up{broker=\"redis\"} 1"),
+            );
+        }
+        if up == workers.len() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the workers did not use Redis again within 10 s of its return"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    await_one_health_poller(&http, &workers, Duration::from_secs(8), "Redis back").await;
+    let in_redis = Command::new("redis-cli")
+        .args([
+            "-p",
+            &redis.port.to_string(),
+            "exists",
+            "payd-test:health:default:lease",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&in_redis.stdout).trim(),
+        "1",
+        "the lease is back in Redis"
+    );
+}
