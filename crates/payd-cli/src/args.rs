@@ -104,6 +104,8 @@ pub(crate) struct ApiArgs {
     pub(crate) store: StoreArgs,
     #[command(flatten)]
     pub(crate) intake: IntakeArgs,
+    #[command(flatten)]
+    pub(crate) redis: RedisArgs,
 }
 
 /// `payd worker`: serve's engine and processor flags, without the API's.
@@ -127,14 +129,25 @@ pub(crate) struct WorkerArgs {
 /// Redis, for what the processes on one PostgreSQL database share fast.
 #[derive(Debug, Args)]
 pub(crate) struct RedisArgs {
-    /// Redis for the processors' shared health (one poller for all workers):
-    /// `redis://host:port[/db]`. Without it, or while it does not answer, PostgreSQL
-    /// elects the poller. Needs --database-url.
+    /// Redis, `redis://host:port[/db]`: the workers share the processors' health there
+    /// (one poller for all), and with --decision-cache the API remembers recent card
+    /// decisions there. Without it, or while it does not answer, PostgreSQL does both.
+    /// Needs --database-url.
     #[arg(long, env = "PAYD_REDIS_URL", hide_env_values = true)]
     redis_url: Option<String>,
     /// Prefix of every key payd keeps in Redis (one per deployment sharing a server).
     #[arg(long, env = "PAYD_REDIS_PREFIX", default_value = "payd:")]
     redis_prefix: String,
+    /// Answer replayed card transaction ids from Redis (needs --redis-url): about 3x the
+    /// throughput of replays, but a Redis round trip more on every first decision
+    /// (measured: about 25% fewer fresh decisions per second; bench/README.md). Worth it
+    /// where clients retry a lot.
+    #[arg(long, env = "PAYD_DECISION_CACHE")]
+    pub(crate) decision_cache: bool,
+    /// How long Redis remembers a card decision for replays, in ms (after it, the database
+    /// answers them, as it always can).
+    #[arg(long, env = "PAYD_DECISION_CACHE_TTL_MS", default_value_t = 600_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) decision_cache_ttl_ms: u64,
 }
 
 impl RedisArgs {
@@ -142,6 +155,10 @@ impl RedisArgs {
     /// first use (so a process starts while Redis is down).
     pub(crate) fn open(&self, shared_store: bool) -> anyhow::Result<Option<payd_redis::Redis>> {
         let Some(url) = &self.redis_url else {
+            anyhow::ensure!(
+                !self.decision_cache,
+                "--decision-cache needs --redis-url (the decisions are cached in Redis)"
+            );
             return Ok(None);
         };
         anyhow::ensure!(

@@ -18,7 +18,8 @@ use payd_engine::{
     WebhookDeliverer, WebhookDelivererConfig,
 };
 use payd_ports::{
-    Clock, HealthBoard, PaymentStore, ProcessorClient, Store, WalletStore, WebhookStore,
+    Clock, DecisionCache, HealthBoard, PaymentStore, ProcessorClient, Store, WalletStore,
+    WebhookStore,
 };
 use payd_processors::{HttpProcessors, HttpProcessorsConfig, HttpWebhookConfig, HttpWebhookSender};
 use tokio::net::TcpListener;
@@ -43,6 +44,8 @@ pub(crate) struct Plan {
     api: Option<ApiPlan>,
     /// The background engine.
     engine: Option<EnginePlan>,
+    /// Redis, if given: the engine's shared health, the API's decision cache.
+    redis: Option<RedisPlan>,
 }
 
 struct ApiPlan {
@@ -67,8 +70,6 @@ struct EnginePlan {
     gateway: GatewayConfig,
     wallet: WalletWorkerConfig,
     webhooks: WebhookDelivererConfig,
-    /// Redis, where the workers share the processors' health (else the database).
-    redis: Option<Arc<payd_redis::Redis>>,
 }
 
 impl EnginePlan {
@@ -76,11 +77,8 @@ impl EnginePlan {
         engine: &EngineArgs,
         gateway: &GatewayArgs,
         background: &BackgroundArgs,
-        redis: &RedisArgs,
-        store: &StoreConfig,
     ) -> anyhow::Result<EnginePlan> {
         let (processors, gateway) = gateway.config()?;
-        let shared_store = matches!(store, StoreConfig::Postgres(_));
         Ok(EnginePlan {
             threads: engine.engine_threads,
             nice: engine.engine_nice,
@@ -88,19 +86,46 @@ impl EnginePlan {
             gateway,
             wallet: background.worker_config()?,
             webhooks: background.webhook_config()?,
-            redis: redis.open(shared_store)?.map(Arc::new),
         })
     }
+}
 
-    /// Where the processors' health is shared: Redis if given (the store's board behind
-    /// it), else the store's.
-    fn health_board(&self, store: Arc<dyn HealthBoard>) -> Arc<dyn HealthBoard> {
-        match &self.redis {
-            Some(redis) => Arc::new(payd_redis::RedisBoard::new(redis.clone(), store)),
-            None => store,
-        }
+/// Redis, shared by this process's users of it.
+struct RedisPlan {
+    redis: Arc<payd_redis::Redis>,
+    /// The decision cache's TTL, if the API caches decisions.
+    decision_cache_ttl_ms: Option<u64>,
+}
+
+impl RedisPlan {
+    fn new(args: &RedisArgs, store: &StoreConfig) -> anyhow::Result<Option<RedisPlan>> {
+        let shared_store = matches!(store, StoreConfig::Postgres(_));
+        Ok(args.open(shared_store)?.map(|redis| RedisPlan {
+            redis: Arc::new(redis),
+            decision_cache_ttl_ms: args.decision_cache.then_some(args.decision_cache_ttl_ms),
+        }))
     }
 }
+
+/// Where the processors' health is shared: Redis if given (the store's board behind it),
+/// else the store's.
+fn health_board(redis: Option<&RedisPlan>, store: Arc<dyn HealthBoard>) -> Arc<dyn HealthBoard> {
+    match redis {
+        Some(plan) => Arc::new(payd_redis::RedisBoard::new(plan.redis.clone(), store)),
+        None => store,
+    }
+}
+
+/// Recent card decisions, on Redis if asked for.
+fn decisions(redis: Option<&RedisPlan>) -> Option<Arc<dyn DecisionCache>> {
+    let plan = redis?;
+    Some(Arc::new(payd_redis::RedisDecisions::new(
+        plan.redis.clone(),
+        plan.decision_cache_ttl_ms?,
+    )))
+}
+
+impl Plan {}
 
 impl Plan {
     /// `payd serve`: both halves.
@@ -117,9 +142,8 @@ impl Plan {
                 &args.engine,
                 &args.gateway,
                 &args.background,
-                &args.redis,
-                &store,
             )?),
+            redis: RedisPlan::new(&args.redis, &store)?,
             store,
             clock,
         })
@@ -128,14 +152,16 @@ impl Plan {
     /// `payd api`: the HTTP API on a shared store; the workers do the background work.
     pub(crate) fn api(args: ApiArgs) -> anyhow::Result<Plan> {
         let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
+        let store = args.store.shared_config("api", clock.clone())?;
         Ok(Plan {
             role: "api",
             listen: args.listen,
             shutdown_grace_ms: args.http.shutdown_grace_ms,
             http_threads: args.http.http_threads,
-            store: args.store.shared_config("api", clock.clone())?,
             api: Some(ApiPlan::new(&args.http, &args.intake)?),
             engine: None,
+            redis: RedisPlan::new(&args.redis, &store)?,
+            store,
             clock,
         })
     }
@@ -155,9 +181,8 @@ impl Plan {
                 &args.engine,
                 &args.gateway,
                 &args.background,
-                &args.redis,
-                &store,
             )?),
+            redis: RedisPlan::new(&args.redis, &store)?,
             store,
             clock,
         })
@@ -229,12 +254,11 @@ async fn serve(plan: Plan, runtime: Option<tokio::runtime::Handle>) -> anyhow::R
         .with_context(|| format!("binding {}", plan.listen))?;
     let local = listener.local_addr()?;
 
+    let board = health_board(plan.redis.as_ref(), opened.health_board());
+    let decisions = plan.api.as_ref().and(decisions(plan.redis.as_ref()));
     let engine = match plan.engine.zip(runtime) {
         Some((engine, runtime)) => {
-            let shared_health = SharedHealth {
-                board: engine.health_board(opened.health_board()),
-                instance,
-            };
+            let shared_health = SharedHealth { board, instance };
             Some(Engine::start(
                 &store,
                 &clock,
@@ -262,6 +286,7 @@ async fn serve(plan: Plan, runtime: Option<tokio::runtime::Handle>) -> anyhow::R
             .as_ref()
             .map_or(AdminAccess::Closed, |api| api.admin.clone()),
         metrics,
+        decisions,
     };
     let app = match plan.api {
         Some(_) => payd_api::router(state),

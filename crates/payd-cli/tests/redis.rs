@@ -308,3 +308,157 @@ async fn a_redis_restart_leaves_one_health_poller() {
         "the lease is back in Redis"
     );
 }
+
+async fn authorize(http: &reqwest::Client, api: &Proc, id: &str, amount: &str) -> String {
+    let body = serde_json::json!({
+        "id": id, "account": "card-1", "totalAmount": amount, "mcc": "5411", "merchant": "MERCADO"
+    });
+    let response = http
+        .post(format!("{}/transactions", api.url))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let answer: serde_json::Value = response.json().await.unwrap();
+    answer["code"].as_str().unwrap().to_owned()
+}
+
+/// Goal: `payd api --redis-url --decision-cache` remembers each committed card decision in Redis and
+/// answers a replay from it; with Redis gone, replays and new decisions are answered by
+/// PostgreSQL, the same codes, no second debit. Method: a private Redis; the key in Redis,
+/// `payd_decision_cache_total`, the balance; Redis shut down, then the same requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_answers_replays_from_redis_and_without_it() {
+    let Some(database) = TestDatabase::create("redis_decisions").await else {
+        return;
+    };
+    let Some(mut redis) = RedisServer::start("the_api_answers_replays_from_redis_and_without_it")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let http = http();
+    let redis_url = redis.url();
+    let api = Proc::role_pg(
+        "api",
+        database.url(),
+        "api-a",
+        &dir.path().join("api"),
+        &[
+            "--dev",
+            "--redis-url",
+            &redis_url,
+            "--redis-prefix",
+            "payd-test:",
+            "--decision-cache",
+        ],
+    );
+    let opened = http
+        .post(format!("{}/accounts", api.url))
+        .json(&serde_json::json!({"id": "card-1", "balances": {"FOOD": 100, "MEAL": 0, "CASH": 0}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(opened.status().as_u16(), 201);
+
+    assert_eq!(authorize(&http, &api, "tx-1", "30.00").await, "00");
+    let started = Instant::now();
+    loop {
+        let cached = Command::new("redis-cli")
+            .args(["-p", &redis.port.to_string(), "get", "payd-test:tx:tx-1"])
+            .output()
+            .unwrap();
+        let cached = String::from_utf8_lossy(&cached.stdout).trim().to_owned();
+        if cached == "00 card-1 3000 5411 MERCADO" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "tx-1 is not cached in Redis: {cached:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(authorize(&http, &api, "tx-1", "30.00").await, "00");
+    let text = metrics(&http, &api).await;
+    assert!(
+        text.contains("payd_decision_cache_total{result=\"hit\"} 1"),
+        "the replay was not a cache hit:\n{text}"
+    );
+
+    redis.shutdown();
+    assert_eq!(
+        authorize(&http, &api, "tx-1", "30.00").await,
+        "00",
+        "replay, Redis down"
+    );
+    assert_eq!(
+        authorize(&http, &api, "tx-2", "80.00").await,
+        "51",
+        "new, Redis down"
+    );
+    assert_eq!(
+        authorize(&http, &api, "tx-3", "70.00").await,
+        "00",
+        "new, Redis down"
+    );
+    let account: serde_json::Value = http
+        .get(format!("{}/accounts/card-1", api.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        account["balances"]["FOOD"]["available"], 0.0,
+        "30 + 70 of 100: {account}"
+    );
+    assert!(counter_sum(&metrics(&http, &api).await, "payd_redis_errors_total") > 0.0);
+    support::assert_pg_audit_clean(database.url());
+}
+
+/// Goal: Redis flags that cannot take effect are refused at start with a clear message,
+/// never silently ignored: `--redis-url` on the embedded store (one process: nothing to
+/// coordinate), `--decision-cache` without `--redis-url`.
+#[test]
+fn redis_flags_that_cannot_work_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    for (args, expected) in [
+        (
+            vec![
+                "serve",
+                "--data-dir",
+                data,
+                "--redis-url",
+                "redis://127.0.0.1:1",
+            ],
+            "--redis-url needs --database-url",
+        ),
+        (
+            vec!["serve", "--data-dir", data, "--decision-cache"],
+            "--decision-cache needs --redis-url",
+        ),
+        (
+            vec![
+                "api",
+                "--database-url",
+                "postgres://127.0.0.1:1/x",
+                "--decision-cache",
+            ],
+            "--decision-cache needs --redis-url",
+        ),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_payd"))
+            .args(&args)
+            .args(["--listen", "127.0.0.1:0"])
+            .env_remove("PAYD_DATABASE_URL")
+            .env_remove("PAYD_REDIS_URL")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?} started");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}

@@ -17,6 +17,8 @@
 //!   one JSON form of an amount.
 //! - [`health`]: [`HealthBoard`], the processors' health shared by the processes of one
 //!   deployment (one poller per processor for all of them).
+//! - [`decisions`]: [`DecisionCache`], recent card decisions kept beside the store, so
+//!   that replays skip the database (the store stays the guard).
 //! - [`in_flight`]: [`InFlightKeys`], the idempotency keys of requests being processed,
 //!   held across processes.
 //! - [`clock`]: [`Clock`], the one source of time for the engine, the API and the stores.
@@ -26,6 +28,7 @@
 //!   check of the four suites: `ledger`, `payments`, `wallet`, `webhooks`).
 
 pub mod clock;
+pub mod decisions;
 pub mod error;
 pub mod events;
 pub mod gateway;
@@ -38,6 +41,7 @@ pub mod wallet;
 pub mod webhooks;
 
 pub use clock::{Clock, ManualClock, TokioClock};
+pub use decisions::DecisionCache;
 pub use error::{LedgerError, Refusal, StoreFailure};
 pub use events::{EventPayload, HoldEvent, Money, PaymentEvent, TransferEvent};
 pub use gateway::{

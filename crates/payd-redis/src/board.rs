@@ -135,15 +135,7 @@ impl HealthBoard for RedisBoard {
 
     async fn latest(&self, processor: Processor) -> Result<Option<HealthReading>, LedgerError> {
         let (_, key) = self.keys(processor);
-        let value: Result<Option<String>, _> = match self.redis.connection().await {
-            Ok(mut connection) => {
-                redis::cmd("GET")
-                    .arg(&key)
-                    .query_async(&mut connection)
-                    .await
-            }
-            Err(error) => Err(error),
-        };
+        let value = self.redis.get(&key).await;
         match value {
             Ok(Some(value)) => {
                 answered();

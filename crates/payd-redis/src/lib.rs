@@ -10,8 +10,12 @@
 //! - [`RedisBoard`]: the processors' shared health ([`payd_ports::HealthBoard`]) on Redis: a
 //!   poller lease per processor (`SET NX PX`, renewed by its holder) and the holder's
 //!   latest report; on a Redis error each call goes to the fallback board (PostgreSQL's).
+//! - [`RedisDecisions`]: recent card decisions ([`payd_ports::DecisionCache`]), so that a
+//!   replayed transaction id is answered without asking PostgreSQL; a miss or an error
+//!   asks it, as without Redis.
 
 mod board;
+mod decisions;
 
 use std::time::Duration;
 
@@ -19,6 +23,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::Mutex;
 
 pub use board::RedisBoard;
+pub use decisions::RedisDecisions;
 
 /// How long a command may take before it counts as failed (then the fallback answers).
 const RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
@@ -66,6 +71,12 @@ impl Redis {
         *slot = Some(connection.clone());
         Ok(connection)
     }
+
+    /// `GET key` (the full key, prefix included).
+    pub async fn get(&self, key: &str) -> Result<Option<String>, redis::RedisError> {
+        let mut connection = self.connection().await?;
+        redis::cmd("GET").arg(key).query_async(&mut connection).await
+    }
 }
 
 /// Counts a failed Redis command, by what it was for, and marks Redis as down.
@@ -73,6 +84,14 @@ pub(crate) fn failed(operation: &'static str, error: &redis::RedisError) {
     metrics::counter!("payd_redis_errors_total", "operation" => operation).increment(1);
     metrics::gauge!("payd_broker_up", "broker" => "redis").set(0.0);
     tracing::warn!(operation, %error, "Redis command failed; using PostgreSQL instead.");
+}
+
+/// [`failed`] for the request path: counted, logged at debug only (a Redis outage would
+/// otherwise log a line per request).
+pub(crate) fn failed_quietly(operation: &'static str, error: &redis::RedisError) {
+    metrics::counter!("payd_redis_errors_total", "operation" => operation).increment(1);
+    metrics::gauge!("payd_broker_up", "broker" => "redis").set(0.0);
+    tracing::debug!(operation, %error, "Redis command failed; asking PostgreSQL instead.");
 }
 
 /// Marks Redis as up.

@@ -3,8 +3,11 @@
 //! The contract is "always HTTP 200 with a code": whatever goes wrong, from a truncated body
 //! to an unavailable store, the answer is `{"code":"07"}`. So this handler classifies errors
 //! with the same [`ApiError`] table as the others, logs them, and folds them into `07`.
+//!
+//! With a decision cache (Redis), a replayed id with the same body is answered from it,
+//! without the store; the store records every decision first and answers everything else.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -12,6 +15,8 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use axum::response::Response;
 use payd_domain::Code as CardCode;
+use payd_domain::{AuthorizationRequest, PriorAuthorization, TransactionId};
+use payd_ports::DecisionCache;
 
 use super::{Shared, json_bytes};
 use crate::dto::{AuthorizationAnswer, AuthorizationBody, parse_authorization};
@@ -96,15 +101,68 @@ async fn decide(ctx: &Shared, body: Result<Bytes, BytesRejection>) -> CardCode {
             tracing::debug!(%error, "Card transaction refused.");
             CardCode::Rejected
         }
-        Ok(request) => match ctx.store.authorize(request).await {
-            Ok(code) => code,
-            // Only `Unavailable` is possible here: not the client's fault, so it is logged.
-            Err(error) => {
-                tracing::error!(%error, "Card transaction not decided: answering 07.");
-                CardCode::Rejected
+        Ok(request) => match replayed_from_cache(ctx, &request).await {
+            Some(code) => code,
+            None => {
+                let remember = remembered(ctx, &request);
+                match ctx.store.authorize(request).await {
+                    Ok(code) => {
+                        if let Some((cache, id, prior)) = remember {
+                            remember_decision(cache, id, prior, code);
+                        }
+                        code
+                    }
+                    // Only `Unavailable` is possible here: not the client's fault, so it is
+                    // logged.
+                    Err(error) => {
+                        tracing::error!(%error, "Card transaction not decided: answering 07.");
+                        CardCode::Rejected
+                    }
+                }
             }
         },
     };
     record_authorization(code.as_str());
     code
+}
+
+/// The answer to a replay of a transaction id the cache remembers with the same body.
+/// Anything else (no id, not cached, another body: an id conflict) is the store's to answer.
+async fn replayed_from_cache(ctx: &Shared, request: &AuthorizationRequest) -> Option<CardCode> {
+    let (cache, id) = ctx.decisions.as_ref().zip(request.id.as_ref())?;
+    let prior = cache.get(id).await?;
+    prior.same_body(request).then_some(prior.code)
+}
+
+/// What to remember of `request` once the store has decided it, if there is a cache.
+fn remembered(
+    ctx: &Shared,
+    request: &AuthorizationRequest,
+) -> Option<(Arc<dyn DecisionCache>, TransactionId, PriorAuthorization)> {
+    let (cache, id) = ctx.decisions.as_ref().zip(request.id.as_ref())?;
+    let prior = PriorAuthorization {
+        account: request.account.clone(),
+        amount: request.amount,
+        mcc: request.mcc,
+        merchant: request.merchant.clone(),
+        // Set from the store's answer.
+        code: CardCode::Rejected,
+    };
+    Some((cache.clone(), id.clone(), prior))
+}
+
+/// Caches a committed decision, off the request's path. Only `00` and `51` are recorded
+/// under their id by the store; a `07` (unknown account, id conflict, store failure) is
+/// not, so it is not cached either.
+fn remember_decision(
+    cache: Arc<dyn DecisionCache>,
+    id: TransactionId,
+    mut prior: PriorAuthorization,
+    code: CardCode,
+) {
+    if code == CardCode::Rejected {
+        return;
+    }
+    prior.code = code;
+    tokio::spawn(async move { cache.put(&id, &prior).await });
 }

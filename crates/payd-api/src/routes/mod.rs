@@ -15,7 +15,7 @@ use axum::body::Bytes;
 use axum::response::Response;
 use metrics_exporter_prometheus::PrometheusHandle;
 use payd_domain::ResourceId;
-use payd_ports::{Clock, InFlightKeys, Store};
+use payd_ports::{Clock, DecisionCache, InFlightKeys, Store};
 
 use crate::error::{ApiError, Code};
 pub(crate) use crate::response::{json, json_bytes};
@@ -31,6 +31,8 @@ pub(crate) struct Ctx {
     pub(crate) wallet_config: crate::WalletConfig,
     pub(crate) admin: crate::AdminAccess,
     pub(crate) metrics: PrometheusHandle,
+    /// Recent card decisions, if a cache is configured.
+    pub(crate) decisions: Option<Arc<dyn DecisionCache>>,
     /// `GET /openapi.json`, serialized once: the spec cannot change at runtime.
     pub(crate) openapi_json: Bytes,
 }

@@ -1,6 +1,10 @@
 //! `POST /transactions`: the card contract, levels L1–L3, validation and idempotency.
 
+use std::sync::Arc;
+
 use axum::http::Method;
+use payd_domain::{AccountId, Amount, Code, Mcc, PriorAuthorization, TransactionId};
+use payd_ports::DecisionCache;
 
 use crate::support::{App, balances};
 
@@ -508,5 +512,106 @@ async fn answers_are_exact_json() {
     assert_eq!(
         app.post("/transactions", "{").await.text(),
         r#"{"code":"07"}"#
+    );
+}
+
+/// A decision cache in memory, with the port's semantics.
+#[derive(Default)]
+struct MemoryDecisions(std::sync::Mutex<std::collections::HashMap<String, PriorAuthorization>>);
+
+#[async_trait::async_trait]
+impl DecisionCache for MemoryDecisions {
+    async fn get(&self, id: &TransactionId) -> Option<PriorAuthorization> {
+        self.0.lock().unwrap().get(id.as_str()).cloned()
+    }
+
+    async fn put(&self, id: &TransactionId, prior: &PriorAuthorization) {
+        self.0
+            .lock()
+            .unwrap()
+            .insert(id.as_str().to_owned(), prior.clone());
+    }
+}
+
+impl MemoryDecisions {
+    /// What it holds for `id`, waiting a little: the API writes it off the request's path.
+    async fn awaited(&self, id: &str) -> Option<PriorAuthorization> {
+        for _ in 0..100 {
+            if let Some(prior) = self.0.lock().unwrap().get(id).cloned() {
+                return Some(prior);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        None
+    }
+}
+
+/// Goal: with a decision cache, a committed `00`/`51` is remembered under its id, a
+/// replay with the same body is answered from the cache (the store is not asked), and
+/// anything else (another body under a cached id, an id the cache lacks, a `07`) is the
+/// store's to decide. Method: an in-memory cache; an entry planted for an id the store has
+/// never seen proves which of the two answered.
+#[tokio::test]
+async fn a_decision_cache_answers_replays_and_nothing_else() {
+    let cache = Arc::new(MemoryDecisions::default());
+    let app = App::with_decisions(cache.clone());
+    app.open("cached", "0", "0", "100").await;
+
+    // Decided by the store, then remembered with its code.
+    let first = App::tx(Some("t-1"), "cached", "30.00", "1234", BAKERY);
+    assert_eq!(app.authorize(&first).await, "00");
+    let remembered = cache.awaited("t-1").await.expect("t-1 is cached");
+    assert_eq!(remembered.code, Code::Approved);
+    assert_eq!(remembered.amount, Amount::from_cents(3_000));
+    let declined = App::tx(Some("t-2"), "cached", "500.00", "1234", BAKERY);
+    assert_eq!(app.authorize(&declined).await, "51");
+    assert_eq!(
+        cache.awaited("t-2").await.map(|p| p.code),
+        Some(Code::InsufficientFunds)
+    );
+    // An unknown account's 07 is not recorded by the store, so not cached either.
+    assert_eq!(
+        app.authorize(&App::tx(Some("t-3"), "nobody", "1.00", "1234", BAKERY))
+            .await,
+        "07"
+    );
+    assert_eq!(cache.awaited("t-3").await, None);
+
+    // An entry the store does not have: a same-body request is answered from it.
+    let planted = App::tx(Some("t-9"), "cached", "1.00", "1234", BAKERY);
+    cache
+        .put(
+            &TransactionId::parse("t-9").unwrap(),
+            &PriorAuthorization {
+                account: AccountId::parse("cached").unwrap(),
+                amount: Amount::from_cents(100),
+                mcc: Mcc::parse("1234").unwrap(),
+                merchant: BAKERY.to_owned(),
+                code: Code::InsufficientFunds,
+            },
+        )
+        .await;
+    assert_eq!(
+        app.authorize(&planted).await,
+        "51",
+        "the cache answers the replay"
+    );
+    assert_eq!(
+        app.available("cached").await,
+        balances("0.00", "0.00", "70.00"),
+        "and nothing moved"
+    );
+    // Under the same id with another body, the store decides (it has never seen t-9).
+    let other = App::tx(Some("t-9"), "cached", "2.00", "1234", BAKERY);
+    assert_eq!(app.authorize(&other).await, "00");
+    assert_eq!(
+        app.available("cached").await,
+        balances("0.00", "0.00", "68.00")
+    );
+    // A replay of t-1 with the same body: the cached 00, and no second debit.
+    assert_eq!(app.authorize(&first).await, "00");
+    assert_eq!(
+        app.available("cached").await,
+        balances("0.00", "0.00", "68.00")
     );
 }

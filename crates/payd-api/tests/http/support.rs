@@ -421,6 +421,7 @@ pub(crate) fn state(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> AppState {
         wallet_config: WalletConfig::default(),
         admin: AdminAccess::Open,
         metrics: install_metrics_recorder(),
+        decisions: None,
     }
 }
 
@@ -576,5 +577,23 @@ impl WebhookStore for WalletWrapped {
         event_seq: i64,
     ) -> Result<Option<DeliveryView>, LedgerError> {
         self.inner.delivery(webhook, event_seq).await
+    }
+}
+
+impl App {
+    /// An app whose card decisions are cached in `decisions` (a test double of the port).
+    pub(crate) fn with_decisions(decisions: Arc<dyn payd_ports::DecisionCache>) -> App {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, clock) = open_store(dir.path());
+        let router = router(AppState {
+            decisions: Some(decisions),
+            ..state(store.clone(), clock)
+        });
+        App {
+            router,
+            store,
+            wakes: Arc::new(AtomicUsize::new(0)),
+            _dir: dir,
+        }
     }
 }
