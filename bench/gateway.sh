@@ -223,3 +223,11 @@ print(f"  {'POST /payments by chaos phase (' + driver + ')':<46} p50 / p99 / max
 for name, p50, p99, worst in r["post_by_phase"]:
     print(f"    {name:<44} {p50:.2f} / {p99:.2f} / {worst:.2f} ms")
 PY
+# What the payd processes warned about during the run (at most 3 distinct messages each).
+for log in "$work"/api-*.log "$work"/worker-*.log "$work"/payd.log; do
+  [ -f "$log" ] || continue
+  count="$(grep -c -E 'WARN|ERROR' "$log" || true)"
+  [ "$count" -gt 0 ] || continue
+  echo "  $(basename "$log" .log) logged $count warnings/errors, e.g.:"
+  sed -E 's/\x1b\[[0-9;]*m//g' "$log" | grep -E 'WARN|ERROR' | sed -E 's/^[^ ]+ +//' | sort | uniq -c | sort -rn | head -3 | sed 's/^/    /'
+done

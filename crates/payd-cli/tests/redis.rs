@@ -462,3 +462,69 @@ fn redis_flags_that_cannot_work_are_refused() {
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
 }
+
+/// Sends `signal` (`STOP`, `CONT`) to `pid`.
+fn signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
+/// Goal: a health poller paused past its lease (`SIGSTOP`) is replaced, and once resumed it
+/// does not take the lease back or poll beside the new holder: its lease is gone from Redis,
+/// so its renewal and any report it was about to publish are refused there. Method: two
+/// workers on a private Redis (2 s leases); the default's holder stopped for 4 s, then
+/// continued; who holds the lease in Redis, and the gauges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_health_poller_does_not_come_back_as_a_second_one() {
+    let Some(database) = TestDatabase::create("redis_paused_poller").await else {
+        return;
+    };
+    let Some(redis) = RedisServer::start("a_paused_health_poller_does_not_come_back") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let http = http();
+    let workers = two_workers(&database, &redis.url(), dir.path());
+    await_one_health_poller(&http, &workers, Duration::from_secs(5), "before").await;
+    let lease_holder = || {
+        let output = Command::new("redis-cli")
+            .args([
+                "-p",
+                &redis.port.to_string(),
+                "get",
+                "payd-test:health:default:lease",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    let paused = usize::from(lease_holder() == "w-b");
+    let other = 1 - paused;
+    let names = ["w-a", "w-b"];
+
+    signal(workers[paused].pid(), "STOP");
+    let started = Instant::now();
+    while lease_holder() != names[other] {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{} did not take the lease from the paused {}",
+            names[other],
+            names[paused]
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    signal(workers[paused].pid(), "CONT");
+
+    await_one_health_poller(&http, &workers, Duration::from_secs(5), "after the pause").await;
+    assert_eq!(
+        lease_holder(),
+        names[other],
+        "the paused poller took the lease back"
+    );
+    assert!(health_pollers(&http, &workers[other..=other], "default").await[0]);
+    assert!(!health_pollers(&http, &workers[paused..=paused], "default").await[0]);
+}

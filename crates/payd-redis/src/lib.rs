@@ -75,7 +75,10 @@ impl Redis {
     /// `GET key` (the full key, prefix included).
     pub async fn get(&self, key: &str) -> Result<Option<String>, redis::RedisError> {
         let mut connection = self.connection().await?;
-        redis::cmd("GET").arg(key).query_async(&mut connection).await
+        redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut connection)
+            .await
     }
 }
 
