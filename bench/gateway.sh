@@ -159,6 +159,10 @@ engine_metrics=""
 if [ "$engine_port" != "$metrics_port" ]; then
   engine_metrics="$work/engine-metrics.txt"
   curl -s "http://127.0.0.1:$engine_port/metrics" > "$engine_metrics"
+  # Every worker's calls, not only the first's (below).
+  for i in $(seq 2 "${WORKERS:-1}"); do
+    curl -s "http://127.0.0.1:$((port + 10 + i))/metrics" > "$work/engine-metrics-$i.txt"
+  done
 fi
 
 python3 - "$result" "$(sim $default_port)" "$(sim $fallback_port)" "$(curl -s "http://127.0.0.1:$port/payments-summary")" \
@@ -205,13 +209,16 @@ if engine_metrics:
       ("the worker's group commit p50 / p99 / p99.9", " / ".join(quantiles(
           "payd_writer_commit_seconds", [0.5, 0.99, 0.999], source=engine_metrics))),
     ]
-    calls = {}
-    for line in open(engine_metrics):
-        if line.startswith("payd_gateway_calls_total{"):
-            labels = dict(part.split("=") for part in line[line.index("{") + 1:line.index("}")].split(","))
-            key = f"{labels['processor'].strip(chr(34))} {labels['outcome'].strip(chr(34))}"
-            calls[key] = calls.get(key, 0) + int(float(line.split()[-1]))
-    rows.append(("the worker's calls by processor and outcome", ", ".join(f"{k} {v}" for k, v in sorted(calls.items())) or "n/a"))
+    import glob, os
+    for source in [engine_metrics] + sorted(glob.glob(os.path.join(os.path.dirname(engine_metrics), "engine-metrics-*.txt"))):
+        calls = {}
+        for line in open(source):
+            if line.startswith("payd_gateway_calls_total{"):
+                labels = dict(part.split("=") for part in line[line.index("{") + 1:line.index("}")].split(","))
+                key = f"{labels['processor'].strip(chr(34))} {labels['outcome'].strip(chr(34))}"
+                calls[key] = calls.get(key, 0) + int(float(line.split()[-1]))
+        which = "the worker's" if source == engine_metrics else f"worker {source.rsplit('-', 1)[-1][:-4]}'s"
+        rows.append((f"{which} calls by processor and outcome", ", ".join(f"{k} {v}" for k, v in sorted(calls.items())) or "n/a"))
 rows.append(("RSS after the run", rss.strip().rstrip(";")))
 for name, value in rows:
     print(f"  {name:<44} {value}")
