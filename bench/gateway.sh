@@ -208,6 +208,8 @@ if engine_metrics:
           "payd_store_write_seconds", [0.5, 0.99, 0.999], source=engine_metrics))),
       ("the worker's group commit p50 / p99 / p99.9", " / ".join(quantiles(
           "payd_writer_commit_seconds", [0.5, 0.99, 0.999], source=engine_metrics))),
+      ("the worker's answer-to-commit p99 / p99.9 / max", " / ".join(quantiles(
+          "payd_gateway_outcome_record_seconds", [0.99, 0.999, 1.0], source=engine_metrics))),
     ]
     import glob, os
     for source in [engine_metrics] + sorted(glob.glob(os.path.join(os.path.dirname(engine_metrics), "engine-metrics-*.txt"))):

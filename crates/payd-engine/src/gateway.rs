@@ -586,7 +586,12 @@ impl Gateway {
                     next,
                     counts_attempt: false,
                 };
+                // From the processor's answer to its commit: how late the summary shows
+                // what a processor already booked.
+                let answered = std::time::Instant::now();
                 self.record(transition).await;
+                metrics::histogram!("payd_gateway_outcome_record_seconds")
+                    .record(answered.elapsed().as_secs_f64());
             }
             Err(error) => {
                 tracing::error!(%error, id = %record.id, "Refused transition after a call.")
