@@ -90,6 +90,8 @@ pub(crate) struct ServeArgs {
     pub(crate) background: BackgroundArgs,
     #[command(flatten)]
     pub(crate) redis: RedisArgs,
+    #[command(flatten)]
+    pub(crate) amqp: AmqpArgs,
 }
 
 /// `payd api`: serve's HTTP flags, without the engine's.
@@ -106,6 +108,8 @@ pub(crate) struct ApiArgs {
     pub(crate) intake: IntakeArgs,
     #[command(flatten)]
     pub(crate) redis: RedisArgs,
+    #[command(flatten)]
+    pub(crate) amqp: AmqpArgs,
 }
 
 /// `payd worker`: serve's engine and processor flags, without the API's.
@@ -124,6 +128,59 @@ pub(crate) struct WorkerArgs {
     pub(crate) background: BackgroundArgs,
     #[command(flatten)]
     pub(crate) redis: RedisArgs,
+    #[command(flatten)]
+    pub(crate) amqp: AmqpArgs,
+}
+
+/// RabbitMQ, the work transport between the API and the workers.
+#[derive(Debug, Args)]
+pub(crate) struct AmqpArgs {
+    /// RabbitMQ, `amqp://user:password@host:port/vhost` (`%2f` is the vhost `/`). Give it
+    /// to every role: the API then writes each accepted payment's message to the outbox in
+    /// the same commit, and the workers relay the outbox to a quorum queue (with publisher
+    /// confirms) and consume it, each payment going to one worker. Without it, or while
+    /// RabbitMQ is down, the workers find the work by polling PostgreSQL. Needs
+    /// --database-url.
+    #[arg(long, env = "PAYD_AMQP_URL", hide_env_values = true)]
+    amqp_url: Option<String>,
+    /// Messages a worker holds unacknowledged at once.
+    #[arg(long, env = "PAYD_AMQP_PREFETCH", default_value_t = payd_amqp::AmqpConfig::PREFETCH_DEFAULT, value_parser = clap::value_parser!(u16).range(1..))]
+    amqp_prefetch: u16,
+    /// Deliveries of one message before RabbitMQ dead-letters it.
+    #[arg(long, env = "PAYD_AMQP_DELIVERY_LIMIT", default_value_t = payd_amqp::AmqpConfig::DELIVERY_LIMIT_DEFAULT, value_parser = clap::value_parser!(i64).range(1..=1_000))]
+    amqp_delivery_limit: i64,
+    /// With --amqp-url: how overdue a payment must be before a worker's poll of
+    /// PostgreSQL takes it rather than leaving it to the worker its message went to, in
+    /// ms. Retries and unknown outcomes, which no message announces, are also looked at up
+    /// to this much later.
+    #[arg(long, env = "PAYD_AMQP_SWEEP_GRACE_MS", default_value_t = 500, value_parser = clap::value_parser!(i64).range(0..=60_000))]
+    amqp_sweep_grace_ms: i64,
+}
+
+impl AmqpArgs {
+    /// The connection's settings and the sweep's grace, if a URL is given (checked now;
+    /// the connection opens later, so a process starts while RabbitMQ is down).
+    pub(crate) fn config(
+        &self,
+        shared_store: bool,
+    ) -> anyhow::Result<Option<(payd_amqp::AmqpConfig, i64)>> {
+        let Some(url) = &self.amqp_url else {
+            return Ok(None);
+        };
+        anyhow::ensure!(
+            shared_store,
+            "--amqp-url needs --database-url: the outbox that feeds RabbitMQ is in the \
+             shared PostgreSQL database"
+        );
+        let config = payd_amqp::AmqpConfig {
+            url: url.clone(),
+            prefetch: self.amqp_prefetch,
+            delivery_limit: self.amqp_delivery_limit,
+        };
+        payd_amqp::Amqp::new(config.clone())
+            .map_err(|error| anyhow::anyhow!("invalid --amqp-url: {error}"))?;
+        Ok(Some((config, self.amqp_sweep_grace_ms)))
+    }
 }
 
 /// Redis, for what the processes on one PostgreSQL database share fast.

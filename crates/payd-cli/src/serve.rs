@@ -13,21 +13,22 @@ use std::time::Duration;
 
 use anyhow::Context;
 use payd_api::{AdminAccess, AppState};
+use payd_domain::CorrelationId;
 use payd_engine::{
-    Gateway, GatewayConfig, SharedHealth, TokioClock, WalletWorker, WalletWorkerConfig,
-    WebhookDeliverer, WebhookDelivererConfig,
+    Gateway, GatewayConfig, OutboxRelay, OutboxRelayConfig, SharedHealth, TokioClock, WalletWorker,
+    WalletWorkerConfig, WebhookDeliverer, WebhookDelivererConfig,
 };
 use payd_ports::{
-    Clock, DecisionCache, HealthBoard, PaymentStore, ProcessorClient, Store, WalletStore,
-    WebhookStore,
+    Clock, DecisionCache, HealthBoard, OutboxStore, PaymentStore, ProcessorClient, Store,
+    WalletStore, WebhookStore,
 };
 use payd_processors::{HttpProcessors, HttpProcessorsConfig, HttpWebhookConfig, HttpWebhookSender};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::args::{
-    ApiArgs, BackgroundArgs, EngineArgs, GatewayArgs, HttpArgs, IntakeArgs, RedisArgs, ServeArgs,
-    WorkerArgs,
+    AmqpArgs, ApiArgs, BackgroundArgs, EngineArgs, GatewayArgs, HttpArgs, IntakeArgs, RedisArgs,
+    ServeArgs, WorkerArgs,
 };
 use crate::store::{Opened, StoreConfig};
 
@@ -46,6 +47,8 @@ pub(crate) struct Plan {
     engine: Option<EnginePlan>,
     /// Redis, if given: the engine's shared health, the API's decision cache.
     redis: Option<RedisPlan>,
+    /// RabbitMQ, if given: the API writes the outbox, the engine relays and consumes it.
+    amqp: Option<payd_amqp::AmqpConfig>,
 }
 
 struct ApiPlan {
@@ -125,25 +128,22 @@ fn decisions(redis: Option<&RedisPlan>) -> Option<Arc<dyn DecisionCache>> {
     )))
 }
 
-impl Plan {}
-
 impl Plan {
     /// `payd serve`: both halves.
     pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<Plan> {
         let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
-        let store = args.store.config(clock.clone())?;
+        let mut store = args.store.config(clock.clone())?;
+        let mut engine = EnginePlan::new(&args.engine, &args.gateway, &args.background)?;
+        let amqp = amqp_plan(&args.amqp, &mut store, Some(&mut engine))?;
         Ok(Plan {
             role: "serve",
             listen: args.listen,
             shutdown_grace_ms: args.http.shutdown_grace_ms,
             http_threads: args.http.http_threads,
             api: Some(ApiPlan::new(&args.http, &args.intake)?),
-            engine: Some(EnginePlan::new(
-                &args.engine,
-                &args.gateway,
-                &args.background,
-            )?),
+            engine: Some(engine),
             redis: RedisPlan::new(&args.redis, &store)?,
+            amqp,
             store,
             clock,
         })
@@ -152,7 +152,8 @@ impl Plan {
     /// `payd api`: the HTTP API on a shared store; the workers do the background work.
     pub(crate) fn api(args: ApiArgs) -> anyhow::Result<Plan> {
         let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
-        let store = args.store.shared_config("api", clock.clone())?;
+        let mut store = args.store.shared_config("api", clock.clone())?;
+        let amqp = amqp_plan(&args.amqp, &mut store, None)?;
         Ok(Plan {
             role: "api",
             listen: args.listen,
@@ -161,6 +162,7 @@ impl Plan {
             api: Some(ApiPlan::new(&args.http, &args.intake)?),
             engine: None,
             redis: RedisPlan::new(&args.redis, &store)?,
+            amqp,
             store,
             clock,
         })
@@ -169,7 +171,9 @@ impl Plan {
     /// `payd worker`: the engine on a shared store, its probes and metrics on one thread.
     pub(crate) fn worker(args: WorkerArgs) -> anyhow::Result<Plan> {
         let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
-        let store = args.store.shared_config("worker", clock.clone())?;
+        let mut store = args.store.shared_config("worker", clock.clone())?;
+        let mut engine = EnginePlan::new(&args.engine, &args.gateway, &args.background)?;
+        let amqp = amqp_plan(&args.amqp, &mut store, Some(&mut engine))?;
         Ok(Plan {
             role: "worker",
             listen: args.listen,
@@ -177,16 +181,33 @@ impl Plan {
             shutdown_grace_ms: 1_000,
             http_threads: 1,
             api: None,
-            engine: Some(EnginePlan::new(
-                &args.engine,
-                &args.gateway,
-                &args.background,
-            )?),
+            engine: Some(engine),
             redis: RedisPlan::new(&args.redis, &store)?,
+            amqp,
             store,
             clock,
         })
     }
+}
+
+/// RabbitMQ's part, if a URL is given: intake writes the outbox, and the gateway's sweep
+/// leaves fresh payments to the worker their message goes to.
+fn amqp_plan(
+    args: &AmqpArgs,
+    store: &mut StoreConfig,
+    engine: Option<&mut EnginePlan>,
+) -> anyhow::Result<Option<payd_amqp::AmqpConfig>> {
+    let StoreConfig::Postgres(pg) = store else {
+        return args.config(false).map(|_| None);
+    };
+    let Some((config, sweep_grace_ms)) = args.config(true)? else {
+        return Ok(None);
+    };
+    pg.outbox = true;
+    if let Some(engine) = engine {
+        engine.gateway.sweep_grace_ms = sweep_grace_ms;
+    }
+    Ok(Some(config))
 }
 
 pub(crate) fn run(plan: Plan) -> anyhow::Result<()> {
@@ -259,11 +280,14 @@ async fn serve(plan: Plan, runtime: Option<tokio::runtime::Handle>) -> anyhow::R
     let engine = match plan.engine.zip(runtime) {
         Some((engine, runtime)) => {
             let shared_health = SharedHealth { board, instance };
+            let outbox = opened.outbox();
+            let amqp = plan.amqp.clone().zip(outbox);
             Some(Engine::start(
                 &store,
                 &clock,
                 shared_health,
                 engine,
+                amqp,
                 &runtime,
             )?)
         }
@@ -346,6 +370,7 @@ impl Engine {
         clock: &Arc<dyn Clock>,
         shared_health: SharedHealth,
         plan: EnginePlan,
+        amqp: Option<(payd_amqp::AmqpConfig, Arc<dyn OutboxStore>)>,
         runtime: &tokio::runtime::Handle,
     ) -> anyhow::Result<Engine> {
         let processors: Arc<dyn ProcessorClient> = Arc::new(HttpProcessors::new(&plan.processors)?);
@@ -372,7 +397,38 @@ impl Engine {
             plan.webhooks,
         );
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let tasks = vec![
+        let mut tasks = Vec::new();
+        if let Some((config, outbox)) = amqp {
+            // The transport first: the relay publishes through its connection, and its
+            // consumer feeds the gateway's inbox.
+            let amqp = payd_amqp::Amqp::new(config).map_err(anyhow::Error::msg)?;
+            let consumer = gateway.clone();
+            let deliver: payd_amqp::Deliver = Arc::new(move |body, settle| {
+                let id = std::str::from_utf8(body)
+                    .ok()
+                    .and_then(|text| CorrelationId::parse(text).ok());
+                match id {
+                    Some(id) => {
+                        consumer.offer(id, settle);
+                        true
+                    }
+                    None => false,
+                }
+            });
+            tasks.push((
+                "RabbitMQ connection",
+                runtime.spawn(amqp.clone().run(Some(deliver), stopped.clone())),
+            ));
+            let relay = OutboxRelay::new(outbox, amqp, clock.clone(), OutboxRelayConfig::default());
+            let relay = relay.run(stopped.clone());
+            tasks.push((
+                "outbox relay",
+                runtime.spawn(async move {
+                    relay.await;
+                }),
+            ));
+        }
+        tasks.extend([
             (
                 "gateway",
                 runtime.spawn(gateway.clone().run(stopped.clone())),
@@ -384,7 +440,7 @@ impl Engine {
             // Its requests in flight finish (each within its timeout) and their attempts
             // are recorded.
             ("webhook deliverer", runtime.spawn(deliverer.run(stopped))),
-        ];
+        ]);
         Ok(Engine {
             gateway,
             wallet,

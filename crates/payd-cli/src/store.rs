@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use payd_ports::{HealthBoard, InFlightKeys, LocalInFlight, SoleBoard, Store};
+use payd_ports::{HealthBoard, InFlightKeys, LocalInFlight, OutboxStore, SoleBoard, Store};
 use payd_postgres::{PgConfig, PgStore};
 use payd_sqlite::{SqliteConfig, SqliteStore};
 
@@ -80,6 +80,14 @@ impl Opened {
         match self {
             Opened::Sqlite(_) => Arc::new(SoleBoard),
             Opened::Postgres(store) => store.clone(),
+        }
+    }
+
+    /// The outbox, on a store that has one (PostgreSQL's).
+    pub(crate) fn outbox(&self) -> Option<Arc<dyn OutboxStore>> {
+        match self {
+            Opened::Sqlite(_) => None,
+            Opened::Postgres(store) => Some(store.clone()),
         }
     }
 

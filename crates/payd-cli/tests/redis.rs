@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use payd_pgtest::TestDatabase;
-use support::{Proc, await_one_health_poller, health_pollers};
+use support::{Proc, await_one_health_poller, counter_sum, health_pollers, metrics};
 
 /// A `redis-server` child on 127.0.0.1 that keeps nothing on disk.
 struct RedisServer {
@@ -136,25 +136,6 @@ fn two_workers(database: &TestDatabase, redis_url: &str, dir: &Path) -> Vec<Proc
             )
         })
         .collect()
-}
-
-/// A counter's value summed over its series in a Prometheus text page.
-fn counter_sum(metrics: &str, name: &str) -> f64 {
-    metrics
-        .lines()
-        .filter(|line| line.starts_with(name) && line[name.len()..].starts_with(['{', ' ']))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-async fn metrics(http: &reqwest::Client, worker: &Proc) -> String {
-    http.get(format!("{}/metrics", worker.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
 }
 
 /// Goal: with Redis, exactly one worker polls each processor's health, the lease lives in

@@ -33,6 +33,13 @@ pub struct GatewayConfig {
     pub settle_ms: i64,
     /// Sleep of an idle worker between polls of the queue (intake also wakes it), in ms.
     pub idle_poll_ms: u64,
+    /// How overdue work must be before the poll (the sweep) takes it, in ms. 0 without a
+    /// work transport. With one (RabbitMQ), a new payment's message brings it to one
+    /// worker, and the sweep leaves it to that worker this long, so workers do not race
+    /// for the same rows; the sweep still takes what no message brings (retries, expired
+    /// leases, unknown outcomes: each is looked at up to this much later) and any payment
+    /// whose message is late or was lost.
+    pub sweep_grace_ms: i64,
     /// Interval between two health polls of one processor, in ms; the processors allow
     /// one call per 5 s.
     pub health_interval_ms: u64,
@@ -57,6 +64,7 @@ impl Default for GatewayConfig {
             recheck_ms: 1_000,
             settle_ms: 15_000,
             idle_poll_ms: 50,
+            sweep_grace_ms: 0,
             health_interval_ms: 5_000,
             breaker: BreakerConfig::default(),
             routing: RoutingPolicy::default(),

@@ -32,6 +32,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::health::{ProcessorHealth, SharedHealth, poll_health};
+use crate::inbox::{Inbox, Settle, Taken};
 use crate::jitter::Jitter;
 use crate::{Clock, GatewayConfig};
 
@@ -122,6 +123,8 @@ pub struct Gateway {
     outcomes: Mutex<Outcomes>,
     /// Randomness for the backoff's jitter.
     jitter: Jitter,
+    /// Payments the work transport announced to this worker, not leased yet.
+    inbox: Inbox,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -165,11 +168,20 @@ impl Gateway {
             backlog: Mutex::new(None),
             outcomes: Mutex::new(Outcomes::default()),
             jitter,
+            inbox: Inbox::default(),
         })
     }
 
     /// Tells the worker there is new work (called by intake after a payment is accepted).
     pub fn wake(&self) {
+        self.arrived.notify_one();
+    }
+
+    /// Hands the worker a payment a message announced (the work transport's consumer calls
+    /// this). `settle` is sent once the payment needs nothing more from this worker (its
+    /// lease committed, or it is elsewhere already); then the message may be acknowledged.
+    pub fn offer(&self, id: CorrelationId, settle: Settle) {
+        self.inbox.push(id, settle);
         self.arrived.notify_one();
     }
 
@@ -326,10 +338,30 @@ impl Gateway {
         calls: &mut JoinSet<()>,
     ) -> Result<StepReport, LedgerError> {
         let now_ms = self.clock.now_ms();
-        let due = self
+        let mut offered = self.inbox.take(&*self.store, now_ms).await?;
+        let result = self.step_with(&mut offered, now_ms, calls).await;
+        // What this step did not lease waits for the next.
+        self.inbox.give_back(offered);
+        result
+    }
+
+    async fn step_with(
+        self: &Arc<Self>,
+        offered: &mut Taken,
+        now_ms: i64,
+        calls: &mut JoinSet<()>,
+    ) -> Result<StepReport, LedgerError> {
+        // The sweep: what no message brought (retries, expired leases, unknown outcomes),
+        // and, past the grace, queued payments whose message is late or was lost.
+        let swept = self
             .store
-            .due_payments(now_ms, self.config.batch_max)
+            .due_payments(
+                now_ms.saturating_sub(self.config.sweep_grace_ms),
+                self.config.batch_max,
+            )
             .await?;
+        let mut due = offered.records();
+        due.extend(swept.into_iter().filter(|r| !offered.contains(&r.id)));
         let mut report = StepReport {
             due: due.len(),
             ..StepReport::default()
@@ -366,7 +398,11 @@ impl Gateway {
         };
         for plan in planned {
             let committed = match plan.transition {
-                Some(_) => applied.next().unwrap_or(false),
+                Some(_) => {
+                    // Leased here, or moved by another worker: either way not this one's.
+                    offered.settle(&plan.record.id);
+                    applied.next().unwrap_or(false)
+                }
                 None => true,
             };
             match plan.call {

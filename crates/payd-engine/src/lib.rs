@@ -11,6 +11,10 @@
 //! - [`gateway`]: [`Gateway`], the worker loop: lease due payments, route free ones with
 //!   the domain's policy, call processors within per-processor in-flight bounds, record
 //!   outcomes, and resolve unknown outcomes at the processor they are bound to.
+//! - [`inbox`]: the payments a message of the work transport (RabbitMQ) announced to this
+//!   worker ([`Gateway::offer`]), each acknowledged once its lease committed.
+//! - [`relay`]: [`OutboxRelay`], which publishes the outbox to the work transport with
+//!   confirms and deletes what the broker confirmed.
 //! - [`config`]: [`GatewayConfig`], every threshold and bound, with defaults.
 //! - `jitter`: the randomness handed to the domain's backoff policies (gateway, webhooks).
 //! - [`wallet`]: [`WalletWorker`]: settles pending transfers in acceptance order, expires
@@ -22,7 +26,9 @@
 pub mod config;
 pub mod gateway;
 pub mod health;
+pub mod inbox;
 mod jitter;
+pub mod relay;
 pub mod wallet;
 pub mod webhooks;
 
@@ -30,6 +36,7 @@ pub use config::GatewayConfig;
 pub use gateway::Gateway;
 pub use health::{ProcessorHealth, SharedHealth};
 pub use payd_ports::{Clock, ManualClock, TokioClock};
+pub use relay::{OutboxRelay, OutboxRelayConfig};
 pub use wallet::{WalletWorker, WalletWorkerConfig};
 pub use webhooks::{WebhookDeliverer, WebhookDelivererConfig};
 

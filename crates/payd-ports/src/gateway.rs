@@ -112,6 +112,21 @@ pub trait PaymentStore: Send + Sync + 'static {
     /// Reads one payment.
     async fn payment(&self, id: &CorrelationId) -> Result<Option<PaymentRecord>, LedgerError>;
 
+    /// The payments among `ids` that exist, in no particular order. The default reads them
+    /// one by one; a store that can do it in one query should.
+    async fn payments_by_id(
+        &self,
+        ids: &[CorrelationId],
+    ) -> Result<Vec<PaymentRecord>, LedgerError> {
+        let mut records = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(record) = self.payment(id).await? {
+                records.push(record);
+            }
+        }
+        Ok(records)
+    }
+
     /// Booked totals per processor over payments whose `requested_at_ms` is within
     /// `[from_ms, to_ms]` (inclusive; `None` = unbounded). Must not scan every payment.
     async fn payments_summary(

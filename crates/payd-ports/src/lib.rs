@@ -19,6 +19,8 @@
 //!   deployment (one poller per processor for all of them).
 //! - [`decisions`]: [`DecisionCache`], recent card decisions kept beside the store, so
 //!   that replays skip the database (the store stays the guard).
+//! - [`outbox`]: [`OutboxStore`], the transactional outbox, and [`Publisher`], the work
+//!   transport (RabbitMQ) its relay publishes to with confirms.
 //! - [`in_flight`]: [`InFlightKeys`], the idempotency keys of requests being processed,
 //!   held across processes.
 //! - [`clock`]: [`Clock`], the one source of time for the engine, the API and the stores.
@@ -34,6 +36,7 @@ pub mod events;
 pub mod gateway;
 pub mod health;
 pub mod in_flight;
+pub mod outbox;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
@@ -50,6 +53,9 @@ pub use gateway::{
 };
 pub use health::{HealthBoard, HealthReading, SoleBoard};
 pub use in_flight::{InFlightGuard, InFlightKeys, LocalInFlight};
+pub use outbox::{
+    OutboxBacklog, OutboxMessage, OutboxStore, PAYMENTS_QUEUE, PublishError, Publisher, RelayError,
+};
 pub use store::{
     AccountView, DepositReceipt, DepositRequest, EntryPage, EntryQuery, EntryView, LedgerStore,
     NewAccount,

@@ -34,6 +34,10 @@ pub struct PgConfig {
     /// claims on requests in flight. A process restarted under the same id takes over its
     /// own leases at once; any other lease only once it expires.
     pub instance: String,
+    /// Whether accepting a payment also writes its message to the outbox (in the same
+    /// commit), for a relay to publish to the work transport (RabbitMQ). Off: the workers
+    /// find new payments by polling the payments table alone.
+    pub outbox: bool,
 }
 
 impl PgConfig {
@@ -60,6 +64,7 @@ impl PgConfig {
             mcc_map: MccMap::default(),
             clock: Arc::new(TokioClock::new()),
             instance: instance.into(),
+            outbox: false,
         }
     }
 }

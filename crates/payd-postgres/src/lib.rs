@@ -16,6 +16,8 @@
 //! - `webhooks`: registration (in a writer's transaction), and scheduling, leasing and
 //!   recording deliveries (`SKIP LOCKED`, any number of deliverers).
 //! - [`in_flight`]: [`PgInFlight`], requests in flight held as rows, across processes.
+//! - `outbox`: the transactional outbox's relay side (publish, then delete, in one
+//!   transaction; `SKIP LOCKED`, any number of relays).
 //! - `health`: the processors' shared health (the health poller's lease and its last
 //!   report), for one poller per processor across processes.
 //! - [`audit`]: `payd audit` on one read-only `REPEATABLE READ` snapshot.
@@ -33,6 +35,7 @@ pub mod audit;
 pub mod config;
 mod health;
 pub mod in_flight;
+mod outbox;
 mod reads;
 mod schema;
 mod tx;
@@ -57,7 +60,7 @@ use payd_ports::{
     LedgerStore, Mutation, NewPayment, PaymentRecord, PaymentStore, PaymentSummary, Replied,
     StoreFailure, Sweep, TransferView, Transition, WalletStore, WebhookStore, WebhookView,
 };
-use payd_ports::{HealthBoard, HealthReading};
+use payd_ports::{HealthBoard, HealthReading, OutboxBacklog, OutboxStore, Publisher, RelayError};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_postgres::NoTls;
@@ -239,6 +242,7 @@ impl PgStore {
                     config.mcc_map.clone(),
                     i16::try_from(slot).unwrap_or(i16::MAX),
                     config.instance.clone(),
+                    config.outbox,
                 ),
                 clock: config.clock.clone(),
                 batch_max: config.batch_max,
@@ -540,6 +544,16 @@ impl PaymentStore for PgStore {
         .await
     }
 
+    async fn payments_by_id(
+        &self,
+        ids: &[CorrelationId],
+    ) -> Result<Vec<PaymentRecord>, LedgerError> {
+        self.read("reading payments", async |client| {
+            reads::payments_by_id(client, ids).await
+        })
+        .await
+    }
+
     async fn orphaned_payments(&self, limit: u32) -> Result<Vec<PaymentRecord>, LedgerError> {
         // Only this instance's: a lease of another instance may be a live process's.
         self.read("reading orphaned payments", async |client| {
@@ -562,6 +576,25 @@ impl PaymentStore for PgStore {
         self.submit(Lane::Background, |reply| Command::Transitions {
             transitions,
             reply,
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl OutboxStore for PgStore {
+    async fn relay_outbox(
+        &self,
+        limit: u32,
+        publisher: &dyn Publisher,
+    ) -> Result<usize, RelayError> {
+        let mut client = self.connection("relaying the outbox").await?;
+        outbox::relay(&mut client, limit, publisher).await
+    }
+
+    async fn outbox_backlog(&self) -> Result<OutboxBacklog, LedgerError> {
+        self.read("reading the outbox", async |client| {
+            outbox::backlog(client).await
         })
         .await
     }

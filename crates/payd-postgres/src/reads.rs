@@ -134,6 +134,20 @@ pub(crate) async fn due_payments(
     Ok(records)
 }
 
+pub(crate) async fn payments_by_id(
+    client: &impl GenericClient,
+    ids: &[CorrelationId],
+) -> RowResult<Vec<PaymentRecord>> {
+    let ids: Vec<&str> = ids.iter().map(CorrelationId::as_str).collect();
+    let rows = client
+        .query(
+            &format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = ANY($1)"),
+            &[&ids],
+        )
+        .await?;
+    rows.iter().map(schema::payment).collect()
+}
+
 /// Payments in flight under `owner`'s leases.
 pub(crate) async fn leased_by(
     client: &impl GenericClient,

@@ -33,6 +33,10 @@ const MIGRATIONS: &[Migration] = &[
         version: 2,
         sql: include_str!("../migrations/0002_processor_health.sql"),
     },
+    Migration {
+        version: 3,
+        sql: include_str!("../migrations/0003_outbox.sql"),
+    },
 ];
 
 /// The newest schema version this build knows.

@@ -190,6 +190,28 @@ pub(crate) fn gauge(metrics: &str, name: &str, processor: &str) -> Option<f64> {
         .and_then(|value| value.trim().parse().ok())
 }
 
+/// A counter's (or gauge's) value summed over its series in a Prometheus text page.
+#[allow(dead_code)] // Only the tests of the brokers sum metrics.
+pub(crate) fn counter_sum(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|line| line.starts_with(name) && line[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The Prometheus page of a payd process.
+#[allow(dead_code)] // Only the tests of the brokers read metrics.
+pub(crate) async fn metrics(http: &reqwest::Client, process: &Proc) -> String {
+    http.get(format!("{}/metrics", process.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// Which of `workers` say (`payd_health_lease_held`) that they poll `processor`'s health.
 #[allow(dead_code)] // Only the tests of shared health ask.
 pub(crate) async fn health_pollers(

@@ -755,7 +755,21 @@ impl PgTx<'_> {
             }
             Ok(())
         };
-        pipelined!(_insert = insert, _update = update);
+        // The new payments' messages, in the same commit (the transactional outbox).
+        let announce = async {
+            if new.is_empty() || !self.state.outbox {
+                return Ok(());
+            }
+            let ids: Vec<&str> = new.iter().map(|row| row.record.id.as_str()).collect();
+            self.execute(
+                "INSERT INTO outbox (queue, body, created_ms)
+                 SELECT $1, i, $3 FROM unnest($2::text[]) AS x(i)",
+                &[&payd_ports::PAYMENTS_QUEUE, &ids, &self.now_ms],
+            )
+            .await
+            .map(|_| ())
+        };
+        pipelined!(_insert = insert, _update = update, _announce = announce);
         Ok(())
     }
 
@@ -884,7 +898,7 @@ mod tests {
             .await
             .unwrap();
         let transaction = client.transaction().await.unwrap();
-        let mut state = WriterState::new(MccMap::default(), 0, "test".to_owned());
+        let mut state = WriterState::new(MccMap::default(), 0, "test".to_owned(), false);
         let mut tx = PgTx::new(transaction, &mut state, 0);
         let account = AccountId::parse("chained").unwrap();
         // Another process committed entry 500 on the account after this batch reserved 3.

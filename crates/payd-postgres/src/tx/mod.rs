@@ -108,10 +108,17 @@ pub(crate) struct WriterState {
     pub(crate) slot: i16,
     /// The lease owner recorded on payments this process dispatches.
     pub(crate) instance: String,
+    /// Whether a new payment's message goes to the outbox too ([`crate::PgConfig::outbox`]).
+    pub(crate) outbox: bool,
 }
 
 impl WriterState {
-    pub(crate) fn new(mcc: payd_domain::MccMap, slot: i16, instance: String) -> WriterState {
+    pub(crate) fn new(
+        mcc: payd_domain::MccMap,
+        slot: i16,
+        instance: String,
+        outbox: bool,
+    ) -> WriterState {
         WriterState {
             rules: Rules {
                 mcc,
@@ -122,6 +129,7 @@ impl WriterState {
             tx_seq: (0, 0),
             slot,
             instance,
+            outbox,
         }
     }
 }

@@ -1,0 +1,386 @@
+//! payd's work transport on RabbitMQ (lapin), for workers that share one PostgreSQL
+//! database. RabbitMQ carries work; it never decides anything: every message announces
+//! something PostgreSQL already holds, a consumer acknowledges a message only after its own
+//! commit, and the workers' sweep of PostgreSQL still finds anything a message did not
+//! bring. A broker outage slows the workers down (to the sweep's pace); it loses nothing.
+//!
+//! - [`Amqp`]: one connection, kept by [`Amqp::run`]: connect, declare the topology,
+//!   consume; when the connection is lost (lapin does not reconnect by itself), connect
+//!   and declare again with a capped backoff, until shutdown.
+//! - The topology: the quorum queue [`PAYMENTS_QUEUE`] (durable, replicated, with a
+//!   delivery limit) and its dead-letter queue [`DEAD_LETTERS_QUEUE`], where a message
+//!   ends that was refused as malformed or delivered too often.
+//! - [`Amqp`] is also the outbox relay's [`Publisher`]: persistent messages on a channel
+//!   in confirm mode, each confirmed by the broker before the relay deletes its row.
+//! - The consumer: prefetch-bounded, manual acknowledgements. Each delivery is handed to a
+//!   [`Deliver`] callback (the gateway's inbox) with a settle handle; the delivery is
+//!   acknowledged when the handle is sent, returned to the queue when it is dropped.
+//!
+//! Metrics: `payd_broker_up{broker="rabbitmq"}`, `payd_amqp_reconnects_total`,
+//! `payd_amqp_published_total{queue}`, `payd_amqp_consumed_total{queue}`,
+//! `payd_amqp_redelivered_total{queue}`, `payd_amqp_dead_lettered_total{queue}` (refused
+//! here as malformed), `payd_amqp_dead_letters{queue}` (gauge: messages in the dead-letter
+//! queue, whatever sent them there).
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    BasicRejectOptions, ConfirmSelectOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
+use payd_ports::{OutboxMessage, PAYMENTS_QUEUE, PublishError, Publisher};
+use tokio::sync::{oneshot, watch};
+
+/// Where a message of [`PAYMENTS_QUEUE`] goes when it is refused or delivered too often.
+pub const DEAD_LETTERS_QUEUE: &str = "payd.payments.dead";
+
+/// How long the broker may take to confirm one batch of publishes.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often a session checks its connection and reads the dead-letter queue's depth.
+const CHECK_INTERVAL: Duration = Duration::from_millis(500);
+/// First pause before reconnecting, doubled per failure up to [`RECONNECT_CAP`].
+const RECONNECT_BASE: Duration = Duration::from_millis(100);
+const RECONNECT_CAP: Duration = Duration::from_secs(2);
+
+/// What the consumer does with a delivery's body: `true` if it took it (and will send the
+/// settle handle once its commit made the message unnecessary), `false` if the body is
+/// malformed (the message is dead-lettered).
+pub type Deliver = Arc<dyn Fn(&[u8], oneshot::Sender<()>) -> bool + Send + Sync>;
+
+/// Settings of the connection and its consumer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AmqpConfig {
+    /// `amqp://user:password@host:port/vhost` (the vhost URL-encoded: `%2f` is `/`).
+    pub url: String,
+    /// Unacknowledged deliveries the consumer may hold at once.
+    pub prefetch: u16,
+    /// Deliveries of one message before the broker dead-letters it (a message that keeps
+    /// coming back, e.g. because every worker that takes it dies, stops circulating).
+    pub delivery_limit: i64,
+}
+
+impl AmqpConfig {
+    pub const PREFETCH_DEFAULT: u16 = 256;
+    pub const DELIVERY_LIMIT_DEFAULT: i64 = 20;
+
+    pub fn new(url: impl Into<String>) -> AmqpConfig {
+        AmqpConfig {
+            url: url.into(),
+            prefetch: Self::PREFETCH_DEFAULT,
+            delivery_limit: Self::DELIVERY_LIMIT_DEFAULT,
+        }
+    }
+}
+
+/// A connection to RabbitMQ, kept open by [`Amqp::run`].
+pub struct Amqp {
+    config: AmqpConfig,
+    /// The confirm-mode channel of the current session; `None` while disconnected.
+    publish: RwLock<Option<Channel>>,
+}
+
+impl std::fmt::Debug for Amqp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Amqp")
+            .field("prefetch", &self.config.prefetch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Amqp {
+    /// Checks the URL only; the connection opens in [`Amqp::run`].
+    pub fn new(config: AmqpConfig) -> Result<Arc<Amqp>, String> {
+        config
+            .url
+            .parse::<lapin::uri::AMQPUri>()
+            .map_err(|error| format!("not an AMQP URL: {error}"))?;
+        Ok(Arc::new(Amqp {
+            config,
+            publish: RwLock::new(None),
+        }))
+    }
+
+    /// Keeps a session open until `shutdown` turns true, reconnecting after every loss.
+    /// With `deliver`, the session also consumes [`PAYMENTS_QUEUE`].
+    pub async fn run(
+        self: Arc<Self>,
+        deliver: Option<Deliver>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        metrics::gauge!("payd_broker_up", "broker" => "rabbitmq").set(0.0);
+        let mut failures = 0_u32;
+        let mut connected_before = false;
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let mut connected = false;
+            let result = self
+                .session(deliver.as_ref(), &mut shutdown, &mut connected)
+                .await;
+            self.set_publish(None);
+            metrics::gauge!("payd_broker_up", "broker" => "rabbitmq").set(0.0);
+            let error = match result {
+                Ok(()) => return,
+                Err(error) => error,
+            };
+            if connected {
+                failures = 0;
+                metrics::counter!("payd_amqp_reconnects_total").increment(1);
+                tracing::warn!(%error, "Lost RabbitMQ; reconnecting (the outbox holds new work meanwhile).");
+            } else if failures == 0 {
+                let first = if connected_before { "again" } else { "yet" };
+                tracing::warn!(%error, "Cannot reach RabbitMQ {first}; retrying (the outbox holds new work meanwhile).");
+            }
+            connected_before |= connected;
+            failures = failures.saturating_add(1);
+            let pause = RECONNECT_BASE
+                .saturating_mul(1 << failures.saturating_sub(1).min(10))
+                .min(RECONNECT_CAP);
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+        }
+    }
+
+    fn set_publish(&self, channel: Option<Channel>) {
+        *self
+            .publish
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = channel;
+    }
+
+    /// One connection's life: `Ok` at shutdown, the error that ended it otherwise.
+    async fn session(
+        &self,
+        deliver: Option<&Deliver>,
+        shutdown: &mut watch::Receiver<bool>,
+        connected: &mut bool,
+    ) -> Result<(), lapin::Error> {
+        let connection =
+            Connection::connect(&self.config.url, ConnectionProperties::default()).await?;
+        let setup = connection.create_channel().await?;
+        declare(&setup, self.config.delivery_limit).await?;
+        let publish = connection.create_channel().await?;
+        publish
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        let mut consumer = match deliver {
+            Some(_) => {
+                let channel = connection.create_channel().await?;
+                channel
+                    .basic_qos(self.config.prefetch, BasicQosOptions::default())
+                    .await?;
+                Some(
+                    channel
+                        .basic_consume(
+                            PAYMENTS_QUEUE.into(),
+                            "".into(),
+                            BasicConsumeOptions::default(),
+                            FieldTable::default(),
+                        )
+                        .await?,
+                )
+            }
+            None => None,
+        };
+        self.set_publish(Some(publish));
+        *connected = true;
+        metrics::gauge!("payd_broker_up", "broker" => "rabbitmq").set(1.0);
+        tracing::info!(consuming = consumer.is_some(), "Connected to RabbitMQ.");
+        let mut check = tokio::time::interval(CHECK_INTERVAL);
+        loop {
+            tokio::select! {
+                delivery = next_delivery(&mut consumer) => match delivery {
+                    Some(Ok(delivery)) => {
+                        if let Some(deliver) = deliver {
+                            take(delivery, deliver).await;
+                        }
+                    }
+                    Some(Err(error)) => return Err(error),
+                    None => {
+                        return Err(lapin::Error::from(lapin::ErrorKind::InvalidConnectionState(
+                            lapin::ConnectionState::Closed,
+                        )))
+                    }
+                },
+                _ = check.tick() => {
+                    if !connection.status().connected() {
+                        return Err(lapin::Error::from(lapin::ErrorKind::InvalidConnectionState(
+                            lapin::ConnectionState::Closed,
+                        )));
+                    }
+                    let dead = setup
+                        .queue_declare(
+                            DEAD_LETTERS_QUEUE.into(),
+                            QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() },
+                            FieldTable::default(),
+                        )
+                        .await?;
+                    metrics::gauge!("payd_amqp_dead_letters", "queue" => PAYMENTS_QUEUE)
+                        .set(f64::from(dead.message_count()));
+                }
+                () = stopped(shutdown) => break,
+            }
+        }
+        // Unacknowledged deliveries return to the queue with the connection.
+        let _ = connection.close(200, "payd shutting down".into()).await;
+        Ok(())
+    }
+}
+
+/// Resolves once `shutdown` turns true (holding no borrow of it, so that the `select!`s
+/// that await it stay `Send`).
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
+}
+
+/// The next delivery, or never without a consumer.
+async fn next_delivery(
+    consumer: &mut Option<lapin::Consumer>,
+) -> Option<Result<lapin::message::Delivery, lapin::Error>> {
+    match consumer {
+        Some(consumer) => consumer.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Hands one delivery over; acknowledges it once settled, returns it to the queue if the
+/// settle handle is dropped, dead-letters it if it is malformed.
+async fn take(delivery: lapin::message::Delivery, deliver: &Deliver) {
+    metrics::counter!("payd_amqp_consumed_total", "queue" => PAYMENTS_QUEUE).increment(1);
+    if delivery.redelivered {
+        metrics::counter!("payd_amqp_redelivered_total", "queue" => PAYMENTS_QUEUE).increment(1);
+    }
+    let (settle, settled) = oneshot::channel();
+    if !deliver(&delivery.data, settle) {
+        metrics::counter!("payd_amqp_dead_lettered_total", "queue" => PAYMENTS_QUEUE).increment(1);
+        tracing::warn!(
+            body = %String::from_utf8_lossy(&delivery.data).chars().take(80).collect::<String>(),
+            "Malformed message; dead-lettered."
+        );
+        let options = BasicRejectOptions { requeue: false };
+        let _ = delivery.acker.reject(options).await;
+        return;
+    }
+    let acker = delivery.acker;
+    tokio::spawn(async move {
+        // A failed ack (the channel closed meanwhile) means a redelivery, which is harmless.
+        let _ = match settled.await {
+            Ok(()) => acker.ack(BasicAckOptions::default()).await,
+            Err(_) => {
+                let options = BasicNackOptions {
+                    requeue: true,
+                    ..BasicNackOptions::default()
+                };
+                acker.nack(options).await
+            }
+        };
+    });
+}
+
+/// Declares the quorum queue and its dead-letter queue (idempotent while the arguments
+/// stay the same).
+async fn declare(channel: &Channel, delivery_limit: i64) -> Result<(), lapin::Error> {
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    let mut dead = FieldTable::default();
+    dead.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString(LongString::from("quorum")),
+    );
+    channel
+        .queue_declare(DEAD_LETTERS_QUEUE.into(), durable, dead)
+        .await?;
+    let mut work = FieldTable::default();
+    work.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString(LongString::from("quorum")),
+    );
+    work.insert(
+        "x-delivery-limit".into(),
+        AMQPValue::LongLongInt(delivery_limit),
+    );
+    work.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString(LongString::from("")),
+    );
+    work.insert(
+        "x-dead-letter-routing-key".into(),
+        AMQPValue::LongString(LongString::from(DEAD_LETTERS_QUEUE)),
+    );
+    channel
+        .queue_declare(PAYMENTS_QUEUE.into(), durable, work)
+        .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl Publisher for Amqp {
+    async fn publish(&self, messages: &[OutboxMessage]) -> Result<(), PublishError> {
+        let channel = self
+            .publish
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .ok_or_else(|| PublishError("RabbitMQ is not connected".to_owned()))?;
+        let failed = |error: lapin::Error| PublishError(error.to_string());
+        let mut confirms = Vec::with_capacity(messages.len());
+        for message in messages {
+            let properties = BasicProperties::default()
+                .with_delivery_mode(2)
+                .with_message_id(message.id.to_string().into());
+            // Mandatory: a message no queue takes comes back as an error, not a silent drop.
+            let options = BasicPublishOptions {
+                mandatory: true,
+                ..BasicPublishOptions::default()
+            };
+            let confirm = channel
+                .basic_publish(
+                    "".into(),
+                    message.queue.as_str().into(),
+                    options,
+                    message.body.as_bytes(),
+                    properties,
+                )
+                .await
+                .map_err(failed)?;
+            confirms.push(confirm);
+        }
+        let confirmed = async {
+            for confirm in confirms {
+                match confirm.await.map_err(failed)? {
+                    Confirmation::Ack(None) => {}
+                    Confirmation::Ack(Some(_)) => {
+                        return Err(PublishError("no queue took the message".to_owned()));
+                    }
+                    Confirmation::Nack(_) => {
+                        return Err(PublishError("the broker refused the message".to_owned()));
+                    }
+                    Confirmation::NotRequested => {
+                        return Err(PublishError(
+                            "the channel is not in confirm mode".to_owned(),
+                        ));
+                    }
+                }
+            }
+            Ok(())
+        };
+        tokio::time::timeout(CONFIRM_TIMEOUT, confirmed)
+            .await
+            .map_err(|_| PublishError("the broker did not confirm in time".to_owned()))??;
+        for message in messages {
+            metrics::counter!("payd_amqp_published_total", "queue" => message.queue.clone())
+                .increment(1);
+        }
+        Ok(())
+    }
+}

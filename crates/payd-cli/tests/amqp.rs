@@ -1,0 +1,539 @@
+//! The work transport on RabbitMQ against real servers: a RabbitMQ node of each test's own
+//! (on free ports, so that stopping it disturbs no other test), a database of its own, and
+//! the processor simulators.
+//!
+//! Skipped loudly where `rabbitmq-server` or PostgreSQL is missing; failed instead with
+//! `PAYD_REQUIRE_SERVICES=1` (CI).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test helpers fail loudly by design.
+
+mod support;
+
+use std::collections::HashSet;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use payd_pgtest::{TestDatabase, count_among};
+use serde_json::{Value, json};
+use support::{Proc, assert_pg_audit_clean, counter_sum, metrics};
+
+/// A RabbitMQ node of one test: its own name, ports, and data directory.
+struct RabbitNode {
+    name: String,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+impl RabbitNode {
+    /// Starts one; `None` (after saying so, or failing under `PAYD_REQUIRE_SERVICES=1`) if
+    /// `rabbitmq-server` is not installed or does not start.
+    fn start(test: &str) -> Option<RabbitNode> {
+        let dir = tempfile::tempdir().unwrap();
+        let node = RabbitNode {
+            name: format!("payd-{}-{}@localhost", std::process::id(), free_port()),
+            port: free_port(),
+            dir,
+        };
+        if let Err(error) = node.boot() {
+            payd_pgtest::skip(
+                test,
+                &format!(
+                    "cannot start a RabbitMQ node: {error} (install Debian's rabbitmq-server)"
+                ),
+            );
+            return None;
+        }
+        Some(node)
+    }
+
+    fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn boot(&self) -> std::io::Result<()> {
+        std::fs::write(
+            self.path("rabbitmq.conf"),
+            format!(
+                "listeners.tcp.local = 127.0.0.1:{}\nloopback_users = none\n",
+                self.port
+            ),
+        )?;
+        // As root, rabbitmq-server runs as the rabbitmq user: it must own its directory.
+        let _ = Command::new("chown")
+            .args(["-R", "rabbitmq"])
+            .arg(self.dir.path())
+            .stderr(Stdio::null())
+            .status();
+        let status = Command::new("rabbitmq-server")
+            .arg("-detached")
+            .env("RABBITMQ_NODENAME", &self.name)
+            .env("RABBITMQ_CONFIG_FILE", self.path("rabbitmq.conf"))
+            .env("RABBITMQ_DIST_PORT", free_port().to_string())
+            .env("RABBITMQ_MNESIA_BASE", self.path("mnesia"))
+            .env("RABBITMQ_LOG_BASE", self.path("log"))
+            .env("RABBITMQ_PID_FILE", self.path("pid"))
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", self.path("plugins"))
+            .env("RABBITMQ_FEATURE_FLAGS_FILE", self.path("feature_flags"))
+            .env("RABBITMQ_QUORUM_DIR", self.path("quorum"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()?;
+        if !status.success() {
+            return Err(std::io::Error::other(format!("rabbitmq-server: {status}")));
+        }
+        self.await_listening(Duration::from_secs(60))
+    }
+
+    fn await_listening(&self, within: Duration) -> std::io::Result<()> {
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if started.elapsed() > within {
+                return Err(std::io::Error::other(format!(
+                    "no AMQP listener on port {} after {within:?}",
+                    self.port
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
+    }
+
+    fn ctl(&self, args: &[&str]) -> String {
+        let output = Command::new("rabbitmqctl")
+            .args(["-n", &self.name])
+            .args(args)
+            .output()
+            .expect("rabbitmqctl");
+        assert!(
+            output.status.success(),
+            "rabbitmqctl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// `rabbitmqctl stop_app`, as an operator stops the broker (connections close).
+    fn stop_app(&self) {
+        self.ctl(&["stop_app"]);
+    }
+
+    fn start_app(&self) {
+        self.ctl(&["start_app"]);
+        self.await_listening(Duration::from_secs(30)).unwrap();
+    }
+
+    /// Messages ready in `queue`.
+    fn ready(&self, queue: &str) -> u64 {
+        let listing = self.ctl(&[
+            "list_queues",
+            "-q",
+            "--no-table-headers",
+            "name",
+            "messages_ready",
+        ]);
+        listing
+            .lines()
+            .filter_map(|line| {
+                let mut fields = line.split_whitespace();
+                (fields.next()? == queue).then(|| fields.next()?.parse().ok())?
+            })
+            .next()
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for RabbitNode {
+    fn drop(&mut self) {
+        let stopped = Command::new("rabbitmqctl")
+            .args(["-n", &self.name, "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !stopped && let Ok(pid) = std::fs::read_to_string(self.path("pid")) {
+            let _ = Command::new("kill").args(["-9", pid.trim()]).status();
+        }
+    }
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// The deployment of one test: processors, an API and workers, all on RabbitMQ.
+struct Topology {
+    default: Proc,
+    fallback: Proc,
+    api: Proc,
+    workers: Vec<Proc>,
+}
+
+impl Topology {
+    fn start(database: &TestDatabase, node: &RabbitNode, dir: &Path, workers: usize) -> Topology {
+        let default = Proc::processor_sim("default", dir);
+        let fallback = Proc::processor_sim("fallback", dir);
+        let amqp = node.url();
+        let api = Proc::role_pg(
+            "api",
+            database.url(),
+            "api-a",
+            &dir.join("api.log"),
+            &["--amqp-url", &amqp],
+        );
+        let workers = (0..workers)
+            .map(|i| {
+                let name = format!("worker-{i}");
+                Proc::role_pg(
+                    "worker",
+                    database.url(),
+                    &name,
+                    &dir.join(format!("{name}.log")),
+                    &[
+                        "--amqp-url",
+                        &amqp,
+                        "--default-processor-url",
+                        &default.url,
+                        "--fallback-processor-url",
+                        &fallback.url,
+                    ],
+                )
+            })
+            .collect();
+        Topology {
+            default,
+            fallback,
+            api,
+            workers,
+        }
+    }
+
+    /// Sums a counter over every worker.
+    async fn workers_counter(&self, http: &reqwest::Client, name: &str) -> f64 {
+        let mut sum = 0.0;
+        for worker in &self.workers {
+            sum += counter_sum(&metrics(http, worker).await, name);
+        }
+        sum
+    }
+}
+
+/// What each test runs on: its database, its RabbitMQ node, and the payd processes (two
+/// workers). Fields drop in order: the processes before the services.
+struct World {
+    topology: Topology,
+    node: RabbitNode,
+    db: payd_pgtest::tokio_postgres::Client,
+    database: TestDatabase,
+    http: reqwest::Client,
+    /// The processes' logs.
+    _dir: tempfile::TempDir,
+}
+
+impl World {
+    async fn start(test: &str) -> Option<World> {
+        let database = TestDatabase::create(test).await?;
+        let node = RabbitNode::start(test)?;
+        let dir = tempfile::tempdir().unwrap();
+        let db = payd_pgtest::connect(database.url()).await.unwrap();
+        let topology = Topology::start(&database, &node, dir.path(), 2);
+        Some(World {
+            topology,
+            node,
+            db,
+            database,
+            http: http(),
+            _dir: dir,
+        })
+    }
+
+    /// Stops every payd process (kill), then audits the database.
+    fn audit(self) {
+        let World {
+            topology, database, ..
+        } = self;
+        drop(topology);
+        assert_pg_audit_clean(database.url());
+    }
+}
+
+fn payment_id(test: u8, i: u32) -> String {
+    format!("{test:08x}-0000-4000-8000-{i:012x}")
+}
+
+/// POSTs one payment; its status (202 accepted, or whatever went wrong).
+async fn pay(http: &reqwest::Client, api: &str, id: &str) -> u16 {
+    http.post(format!("{api}/payments"))
+        .json(&json!({"correlationId": id, "amount": 19.90}))
+        .send()
+        .await
+        .map_or(0, |response| response.status().as_u16())
+}
+
+/// Waits (at most `within`) until every one of `ids` is booked; fails with how many are not.
+async fn await_booked(db: &payd_pgtest::tokio_postgres::Client, ids: &[String], within: Duration) {
+    let started = Instant::now();
+    loop {
+        let booked = count_among(
+            db,
+            "SELECT COUNT(*) FROM payments WHERE id = ANY($1) AND status = 'booked'",
+            ids.iter().map(String::as_str),
+        )
+        .await
+        .unwrap();
+        if booked == ids.len() {
+            return;
+        }
+        assert!(
+            started.elapsed() < within,
+            "{} of {} payments booked after {within:?}",
+            booked,
+            ids.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every id booked at exactly one processor, and payd's summary equal to theirs.
+async fn assert_exactly_once(http: &reqwest::Client, topology: &Topology, ids: &[String]) {
+    let mut at_default = 0_u64;
+    for id in ids {
+        let at = |sim: &Proc| {
+            let url = format!("{}/payments/{id}", sim.url);
+            async move { http.get(url).send().await.unwrap().status().as_u16() }
+        };
+        let (d, f) = (at(&topology.default).await, at(&topology.fallback).await);
+        assert!(!(d == 200 && f == 200), "{id} booked at both processors");
+        assert!(d == 200 || f == 200, "{id} booked nowhere");
+        at_default += u64::from(d == 200);
+    }
+    let summary: Value = http
+        .get(format!("{}/payments-summary", topology.api.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let requests = |side: &str| summary[side]["totalRequests"].as_u64().unwrap();
+    assert_eq!(
+        (requests("default"), requests("fallback")),
+        (at_default, ids.len() as u64 - at_default),
+        "payd's summary is the processors': {summary}"
+    );
+}
+
+async fn outbox_rows(db: &payd_pgtest::tokio_postgres::Client) -> i64 {
+    db.query_one("SELECT COUNT(*) FROM outbox", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Goal: with RabbitMQ, the API's commit writes each payment's message to the outbox, the
+/// workers' relay publishes it (and deletes the row only after the broker's confirm), and
+/// the workers consume it: every payment booked once, at one processor. A malformed message
+/// is dead-lettered (counted, in the dead-letter queue) and the consumer goes on. Method:
+/// 300 payments through an API and two workers; then a malformed row in the outbox, and 50
+/// more payments behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn payments_travel_through_rabbitmq_and_a_malformed_message_is_dead_lettered() {
+    let test = "payments_travel_through_rabbitmq_and_a_malformed_message_is_dead_lettered";
+    let Some(world) = World::start(test).await else {
+        return;
+    };
+    let (topology, node, db, http) = (&world.topology, &world.node, &world.db, &world.http);
+
+    let ids: Vec<String> = (0..300).map(|i| payment_id(1, i)).collect();
+    for id in &ids {
+        assert_eq!(pay(http, &topology.api.url, id).await, 202, "{id}");
+    }
+    await_booked(db, &ids, Duration::from_secs(30)).await;
+    // The queue carried them: every message consumed (a redelivery may add some).
+    let consumed = topology
+        .workers_counter(http, "payd_amqp_consumed_total")
+        .await;
+    assert!(
+        consumed >= 300.0,
+        "{consumed} messages consumed for 300 payments"
+    );
+    let published = topology
+        .workers_counter(http, "payd_outbox_published_total")
+        .await;
+    assert!(
+        published >= 300.0,
+        "{published} messages relayed for 300 payments"
+    );
+
+    // A malformed message: dead-lettered, counted, and the payments behind it still flow.
+    db.execute(
+        "INSERT INTO outbox (queue, body, created_ms) VALUES ('payd.payments', 'not-a-payment', 0)",
+        &[],
+    )
+    .await
+    .unwrap();
+    let more: Vec<String> = (0..50).map(|i| payment_id(2, i)).collect();
+    for id in &more {
+        assert_eq!(pay(http, &topology.api.url, id).await, 202, "{id}");
+    }
+    await_booked(db, &more, Duration::from_secs(30)).await;
+    let started = Instant::now();
+    while node.ready("payd.payments.dead") != 1 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the malformed message never reached the dead-letter queue"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        topology
+            .workers_counter(http, "payd_amqp_dead_lettered_total")
+            .await,
+        1.0
+    );
+    assert_eq!(
+        node.ready("payd.payments"),
+        0,
+        "nothing left in the work queue"
+    );
+    assert_eq!(outbox_rows(db).await, 0, "the outbox is empty once relayed");
+
+    let all: Vec<String> = ids.into_iter().chain(more).collect();
+    assert_exactly_once(http, topology, &all).await;
+    world.audit();
+}
+
+/// Goal: RabbitMQ stopped (`rabbitmqctl stop_app`) and started again under load: intake
+/// keeps answering 202 (the outbox holds the messages), the workers go on by polling
+/// PostgreSQL meanwhile, reconnect by themselves when it returns (counted), the outbox
+/// drains, and every acknowledged payment is booked exactly once. Method: a steady stream
+/// of payments for 9 s, the broker down from 2 s to about 5 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rabbitmq_restarted_under_load_loses_and_doubles_nothing() {
+    let Some(world) = World::start("rabbitmq_restarted_under_load_loses_and_doubles_nothing").await
+    else {
+        return;
+    };
+    let (topology, node, db, http) = (&world.topology, &world.node, &world.db, &world.http);
+    // Connected before the load starts (the workers connect in the background).
+    let started = Instant::now();
+    while topology.workers_counter(http, "payd_broker_up").await < 2.0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "workers never connected"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let running = Arc::new(AtomicBool::new(true));
+    let load = {
+        let (http, api, running) = (http.clone(), topology.api.url.clone(), running.clone());
+        tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            let mut refused = Vec::new();
+            let mut i = 0;
+            while running.load(Ordering::Relaxed) {
+                let id = payment_id(3, i);
+                i += 1;
+                match pay(&http, &api, &id).await {
+                    202 => acknowledged.push(id),
+                    status => refused.push((id, status)),
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            (acknowledged, refused)
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::task::block_in_place(|| node.stop_app());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let held = outbox_rows(db).await;
+    tokio::task::block_in_place(|| node.start_app());
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    running.store(false, Ordering::Relaxed);
+    let (acknowledged, refused) = load.await.unwrap();
+    assert!(
+        refused.is_empty(),
+        "intake refused during the outage: {refused:?}"
+    );
+    assert!(held > 0, "the outbox held nothing while RabbitMQ was down");
+
+    await_booked(db, &acknowledged, Duration::from_secs(60)).await;
+    let started = Instant::now();
+    while outbox_rows(db).await > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the outbox did not drain after RabbitMQ returned"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let reconnects = topology
+        .workers_counter(http, "payd_amqp_reconnects_total")
+        .await;
+    assert!(reconnects >= 2.0, "{reconnects} reconnects of two workers");
+    let up = topology.workers_counter(http, "payd_broker_up").await;
+    assert_eq!(up, 2.0, "both workers connected again");
+    assert_eq!(node.ready("payd.payments"), 0, "the backlog drained");
+    assert_exactly_once(http, topology, &acknowledged).await;
+    let unique: HashSet<&String> = acknowledged.iter().collect();
+    assert_eq!(unique.len(), acknowledged.len());
+    eprintln!(
+        "{} payments acknowledged, {held} messages held in the outbox during the outage, all booked once",
+        acknowledged.len()
+    );
+    world.audit();
+}
+
+/// Goal: RabbitMQ flags that cannot take effect are refused before anything starts.
+#[test]
+fn amqp_flags_that_cannot_work_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for (args, says) in [
+        (
+            vec![
+                "serve",
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--amqp-url",
+                "amqp://127.0.0.1:5672/%2f",
+            ],
+            "--amqp-url needs --database-url",
+        ),
+        (
+            vec![
+                "worker",
+                "--database-url",
+                "postgres://postgres@127.0.0.1:1/none",
+                "--amqp-url",
+                "http://not-amqp",
+            ],
+            "invalid --amqp-url",
+        ),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_payd"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{args:?} started");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+}
