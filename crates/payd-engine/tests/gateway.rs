@@ -749,3 +749,127 @@ async fn unbooked_unknowns_are_freed_after_settling() {
     harness.assert_booked_once();
     harness.stop().await;
 }
+
+/// Offers `ids` to the gateway as the work transport's consumer does; the receivers say
+/// when each message may be acknowledged.
+fn offer_all(gateway: &Gateway, ids: &[CorrelationId]) -> Vec<tokio::sync::oneshot::Receiver<()>> {
+    ids.iter()
+        .map(|id| {
+            let (settle, settled) = tokio::sync::oneshot::channel();
+            gateway.offer(id.clone(), settle);
+            settled
+        })
+        .collect()
+}
+
+/// How many of `receivers` were settled since the last look.
+fn settled_now(receivers: &mut [tokio::sync::oneshot::Receiver<()>]) -> usize {
+    receivers
+        .iter_mut()
+        .map(|receiver| receiver.try_recv().is_ok())
+        .filter(|settled| *settled)
+        .count()
+}
+
+/// A gateway fed by a work transport: the sweep leaves queued payments to their message
+/// for a minute.
+fn queue_fed() -> GatewayConfig {
+    GatewayConfig {
+        sweep_grace_ms: 60_000,
+        ..config()
+    }
+}
+
+/// Goal: with a work transport, a payment goes out because its message offered it, and the
+/// message is settled (may be acknowledged) once its lease is committed; the sweep leaves
+/// queued payments alone during the grace. Method: 50 payments offered, 10 accepted but not
+/// offered; after a second the 50 are booked and settled, the 10 still queued.
+#[tokio::test(start_paused = true)]
+async fn offered_payments_go_out_and_their_messages_are_settled() {
+    let processors = Processors::new(Mode::Healthy { delay_ms: 5 }, Mode::Healthy { delay_ms: 5 });
+    let harness = start(processors.clone(), queue_fed()).await;
+    let offered = harness.accept(50).await;
+    let unannounced = harness.accept(10).await;
+    let settled = offer_all(&harness.gateway, &offered);
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    for mut receiver in settled {
+        assert_eq!(
+            receiver.try_recv(),
+            Ok(()),
+            "a booked payment's message unsettled"
+        );
+    }
+    assert_eq!(harness.booked_count().await, 50);
+    let payments = harness.store.payments.lock().unwrap().clone();
+    for id in &unannounced {
+        assert!(
+            matches!(payments[id.as_str()].state, PaymentState::Queued { .. }),
+            "the sweep took a payment within its grace"
+        );
+    }
+    drop(payments);
+    harness.assert_booked_once();
+    harness.stop().await;
+}
+
+/// Goal: a redelivered message (its payment already booked) and a message for a payment the
+/// store does not have are settled without a call. Method: book 5 through offers, offer
+/// them again and one unknown id; count the processors' calls.
+#[tokio::test(start_paused = true)]
+async fn redelivered_messages_are_settled_without_a_second_call() {
+    let processors = Processors::new(Mode::Healthy { delay_ms: 5 }, Mode::Healthy { delay_ms: 5 });
+    let harness = start(processors.clone(), queue_fed()).await;
+    let ids = harness.accept(5).await;
+    offer_all(&harness.gateway, &ids);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(harness.booked_count().await, 5);
+    let calls = processors.submits.lock().unwrap().len();
+    let mut again = ids.clone();
+    again.push(CorrelationId::parse("00000000-0000-4000-8000-ffffffffffff").unwrap());
+    let settled = offer_all(&harness.gateway, &again);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for mut receiver in settled {
+        assert_eq!(receiver.try_recv(), Ok(()));
+    }
+    assert_eq!(
+        processors.submits.lock().unwrap().len(),
+        calls,
+        "a payment was sent twice"
+    );
+    harness.assert_booked_once();
+    harness.stop().await;
+}
+
+/// Goal: an offered payment that cannot go out yet (every in-flight slot taken) keeps its
+/// message unsettled, so the broker still holds it, and goes out, settled, once a slot
+/// frees. Method: 2 slots per processor, calls of 1 s, 10 offers: after 100 ms at most 4
+/// settled; after the calls finished, all 10.
+#[tokio::test(start_paused = true)]
+async fn offers_wait_unsettled_while_no_slot_is_free() {
+    let processors = Processors::new(
+        Mode::Healthy { delay_ms: 1_000 },
+        Mode::Healthy { delay_ms: 1_000 },
+    );
+    let config = GatewayConfig {
+        in_flight_max: 2,
+        ..queue_fed()
+    };
+    let harness = start(processors.clone(), config).await;
+    let ids = harness.accept(10).await;
+    let mut settled = offer_all(&harness.gateway, &ids);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let early = settled_now(&mut settled);
+    assert!(
+        (1..=4).contains(&early),
+        "{early} messages settled with 4 slots in all"
+    );
+    harness.drains_to(10).await;
+    let rest = settled_now(&mut settled);
+    assert_eq!(
+        early + rest,
+        10,
+        "every message settled once its payment went out"
+    );
+    harness.assert_booked_once();
+    harness.stop().await;
+}
