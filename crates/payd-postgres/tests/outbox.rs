@@ -150,10 +150,9 @@ async fn concurrent_relays_never_take_the_same_message() {
         total += relay.await.unwrap();
     }
     assert_eq!(total, 500);
-    let published = broker.published.lock().unwrap();
+    let published = broker.published.lock().unwrap().clone();
     let unique: HashSet<&str> = published.iter().map(|m| m.body.as_str()).collect();
     assert_eq!(published.len(), 500, "no message published twice");
     assert_eq!(unique, ids.iter().map(String::as_str).collect());
-    drop(published);
     store.shutdown().await;
 }
