@@ -68,12 +68,15 @@ impl AmqpConfig {
     pub const PREFETCH_DEFAULT: u16 = 256;
     pub const DELIVERY_LIMIT_DEFAULT: i64 = 20;
 
-    pub fn new(url: impl Into<String>) -> AmqpConfig {
-        AmqpConfig {
-            url: url.into(),
-            prefetch: Self::PREFETCH_DEFAULT,
-            delivery_limit: Self::DELIVERY_LIMIT_DEFAULT,
-        }
+    /// Settings with `url` checked (the connection opens later, in [`Amqp::run`]).
+    pub fn new(url: &str, prefetch: u16, delivery_limit: i64) -> Result<AmqpConfig, String> {
+        url.parse::<lapin::uri::AMQPUri>()
+            .map_err(|error| format!("not an AMQP URL: {error}"))?;
+        Ok(AmqpConfig {
+            url: url.to_owned(),
+            prefetch,
+            delivery_limit,
+        })
     }
 }
 
@@ -93,25 +96,17 @@ impl std::fmt::Debug for Amqp {
 }
 
 impl Amqp {
-    /// Checks the URL only; the connection opens in [`Amqp::run`].
-    pub fn new(config: AmqpConfig) -> Result<Arc<Amqp>, String> {
-        config
-            .url
-            .parse::<lapin::uri::AMQPUri>()
-            .map_err(|error| format!("not an AMQP URL: {error}"))?;
-        Ok(Arc::new(Amqp {
+    /// Not connected yet: the connection opens in [`Amqp::run`].
+    pub fn new(config: AmqpConfig) -> Arc<Amqp> {
+        Arc::new(Amqp {
             config,
             publish: RwLock::new(None),
-        }))
+        })
     }
 
-    /// Keeps a session open until `shutdown` turns true, reconnecting after every loss.
-    /// With `deliver`, the session also consumes [`PAYMENTS_QUEUE`].
-    pub async fn run(
-        self: Arc<Self>,
-        deliver: Option<Deliver>,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
+    /// Keeps a session open until `shutdown` turns true, reconnecting after every loss;
+    /// each session consumes [`PAYMENTS_QUEUE`] into `deliver`.
+    pub async fn run(self: Arc<Self>, deliver: Deliver, mut shutdown: watch::Receiver<bool>) {
         metrics::gauge!("payd_broker_up", "broker" => "rabbitmq").set(0.0);
         let mut failures = 0_u32;
         let mut connected_before = false;
@@ -120,9 +115,7 @@ impl Amqp {
                 return;
             }
             let mut connected = false;
-            let result = self
-                .session(deliver.as_ref(), &mut shutdown, &mut connected)
-                .await;
+            let result = self.session(&deliver, &mut shutdown, &mut connected).await;
             self.set_publish(None);
             metrics::gauge!("payd_broker_up", "broker" => "rabbitmq").set(0.0);
             let error = match result {
@@ -159,7 +152,7 @@ impl Amqp {
     /// One connection's life: `Ok` at shutdown, the error that ended it otherwise.
     async fn session(
         &self,
-        deliver: Option<&Deliver>,
+        deliver: &Deliver,
         shutdown: &mut watch::Receiver<bool>,
         connected: &mut bool,
     ) -> Result<(), lapin::Error> {
@@ -171,50 +164,33 @@ impl Amqp {
         publish
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
-        let mut consumer = match deliver {
-            Some(_) => {
-                let channel = connection.create_channel().await?;
-                channel
-                    .basic_qos(self.config.prefetch, BasicQosOptions::default())
-                    .await?;
-                Some(
-                    channel
-                        .basic_consume(
-                            PAYMENTS_QUEUE.into(),
-                            "".into(),
-                            BasicConsumeOptions::default(),
-                            FieldTable::default(),
-                        )
-                        .await?,
-                )
-            }
-            None => None,
-        };
+        let consume = connection.create_channel().await?;
+        consume
+            .basic_qos(self.config.prefetch, BasicQosOptions::default())
+            .await?;
+        let mut consumer = consume
+            .basic_consume(
+                PAYMENTS_QUEUE.into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
         self.set_publish(Some(publish));
         *connected = true;
         metrics::gauge!("payd_broker_up", "broker" => "rabbitmq").set(1.0);
-        tracing::info!(consuming = consumer.is_some(), "Connected to RabbitMQ.");
+        tracing::info!("Connected to RabbitMQ.");
         let mut check = tokio::time::interval(CHECK_INTERVAL);
         loop {
             tokio::select! {
-                delivery = next_delivery(&mut consumer) => match delivery {
-                    Some(Ok(delivery)) => {
-                        if let Some(deliver) = deliver {
-                            take(delivery, deliver).await;
-                        }
-                    }
+                delivery = consumer.next() => match delivery {
+                    Some(Ok(delivery)) => take(delivery, deliver).await,
                     Some(Err(error)) => return Err(error),
-                    None => {
-                        return Err(lapin::Error::from(lapin::ErrorKind::InvalidConnectionState(
-                            lapin::ConnectionState::Closed,
-                        )))
-                    }
+                    None => return Err(closed()),
                 },
                 _ = check.tick() => {
                     if !connection.status().connected() {
-                        return Err(lapin::Error::from(lapin::ErrorKind::InvalidConnectionState(
-                            lapin::ConnectionState::Closed,
-                        )));
+                        return Err(closed());
                     }
                     let dead = setup
                         .queue_declare(
@@ -241,14 +217,11 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|s| *s).await;
 }
 
-/// The next delivery, or never without a consumer.
-async fn next_delivery(
-    consumer: &mut Option<lapin::Consumer>,
-) -> Option<Result<lapin::message::Delivery, lapin::Error>> {
-    match consumer {
-        Some(consumer) => consumer.next().await,
-        None => std::future::pending().await,
-    }
+/// The error of a session whose connection (or consumer) closed without one of its own.
+fn closed() -> lapin::Error {
+    lapin::Error::from(lapin::ErrorKind::InvalidConnectionState(
+        lapin::ConnectionState::Closed,
+    ))
 }
 
 /// Hands one delivery over; acknowledges it once settled, returns it to the queue if the

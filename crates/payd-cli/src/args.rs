@@ -172,12 +172,7 @@ impl AmqpArgs {
             "--amqp-url needs --database-url: the outbox that feeds RabbitMQ is in the \
              shared PostgreSQL database"
         );
-        let config = payd_amqp::AmqpConfig {
-            url: url.clone(),
-            prefetch: self.amqp_prefetch,
-            delivery_limit: self.amqp_delivery_limit,
-        };
-        payd_amqp::Amqp::new(config.clone())
+        let config = payd_amqp::AmqpConfig::new(url, self.amqp_prefetch, self.amqp_delivery_limit)
             .map_err(|error| anyhow::anyhow!("invalid --amqp-url: {error}"))?;
         Ok(Some((config, self.amqp_sweep_grace_ms)))
     }

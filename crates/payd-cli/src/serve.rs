@@ -401,7 +401,7 @@ impl Engine {
         if let Some((config, outbox)) = amqp {
             // The transport first: the relay publishes through its connection, and its
             // consumer feeds the gateway's inbox.
-            let amqp = payd_amqp::Amqp::new(config).map_err(anyhow::Error::msg)?;
+            let amqp = payd_amqp::Amqp::new(config);
             let consumer = gateway.clone();
             let deliver: payd_amqp::Deliver = Arc::new(move |body, settle| {
                 let id = std::str::from_utf8(body)
@@ -417,16 +417,10 @@ impl Engine {
             });
             tasks.push((
                 "RabbitMQ connection",
-                runtime.spawn(amqp.clone().run(Some(deliver), stopped.clone())),
+                runtime.spawn(amqp.clone().run(deliver, stopped.clone())),
             ));
             let relay = OutboxRelay::new(outbox, amqp, clock.clone(), OutboxRelayConfig::default());
-            let relay = relay.run(stopped.clone());
-            tasks.push((
-                "outbox relay",
-                runtime.spawn(async move {
-                    relay.await;
-                }),
-            ));
+            tasks.push(("outbox relay", runtime.spawn(relay.run(stopped.clone()))));
         }
         tasks.extend([
             (

@@ -67,14 +67,13 @@ impl OutboxRelay {
         }
     }
 
-    /// Relays until `shutdown` turns true. Returns how many messages it published.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> u64 {
-        let mut published = 0_u64;
+    /// Relays until `shutdown` turns true.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut failures = 0_u32;
         let mut gauges_due_ms = 0_i64;
         loop {
             if *shutdown.borrow() {
-                return published;
+                return;
             }
             let now_ms = self.clock.now_ms();
             if now_ms >= gauges_due_ms {
@@ -92,7 +91,6 @@ impl OutboxRelay {
                         tracing::info!(failures, "Outbox relay publishing again.");
                         failures = 0;
                     }
-                    published += count as u64;
                     metrics::counter!("payd_outbox_published_total").increment(count as u64);
                     if count as u32 >= self.config.batch_max {
                         0
@@ -112,7 +110,7 @@ impl OutboxRelay {
             if pause_ms > 0 {
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_millis(pause_ms)) => {}
-                    _ = shutdown.wait_for(|s| *s) => return published,
+                    _ = shutdown.wait_for(|s| *s) => return,
                 }
             }
         }
