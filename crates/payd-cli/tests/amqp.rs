@@ -17,9 +17,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use payd_pgtest::{TestDatabase, count_among};
-use serde_json::{Value, json};
-use support::{Proc, assert_pg_audit_clean, counter_sum, metrics};
+use payd_pgtest::TestDatabase;
+use serde_json::json;
+use support::{
+    Proc, assert_exactly_once, assert_pg_audit_clean, await_booked, counter_sum, metrics, pay,
+    payment_id,
+};
 
 /// A RabbitMQ node of one test: its own name, ports, and data directory.
 struct RabbitNode {
@@ -225,6 +228,10 @@ impl Topology {
         }
     }
 
+    fn processors(&self) -> [&Proc; 2] {
+        [&self.default, &self.fallback]
+    }
+
     /// Sums a counter over every worker.
     async fn workers_counter(&self, http: &reqwest::Client, name: &str) -> f64 {
         let mut sum = 0.0;
@@ -272,72 +279,6 @@ impl World {
         drop(topology);
         assert_pg_audit_clean(database.url());
     }
-}
-
-fn payment_id(test: u8, i: u32) -> String {
-    format!("{test:08x}-0000-4000-8000-{i:012x}")
-}
-
-/// POSTs one payment; its status (202 accepted, or whatever went wrong).
-async fn pay(http: &reqwest::Client, api: &str, id: &str) -> u16 {
-    http.post(format!("{api}/payments"))
-        .json(&json!({"correlationId": id, "amount": 19.90}))
-        .send()
-        .await
-        .map_or(0, |response| response.status().as_u16())
-}
-
-/// Waits (at most `within`) until every one of `ids` is booked; fails with how many are not.
-async fn await_booked(db: &payd_pgtest::tokio_postgres::Client, ids: &[String], within: Duration) {
-    let started = Instant::now();
-    loop {
-        let booked = count_among(
-            db,
-            "SELECT COUNT(*) FROM payments WHERE id = ANY($1) AND status = 'booked'",
-            ids.iter().map(String::as_str),
-        )
-        .await
-        .unwrap();
-        if booked == ids.len() {
-            return;
-        }
-        assert!(
-            started.elapsed() < within,
-            "{} of {} payments booked after {within:?}",
-            booked,
-            ids.len()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Every id booked at exactly one processor, and payd's summary equal to theirs.
-async fn assert_exactly_once(http: &reqwest::Client, topology: &Topology, ids: &[String]) {
-    let mut at_default = 0_u64;
-    for id in ids {
-        let at = |sim: &Proc| {
-            let url = format!("{}/payments/{id}", sim.url);
-            async move { http.get(url).send().await.unwrap().status().as_u16() }
-        };
-        let (d, f) = (at(&topology.default).await, at(&topology.fallback).await);
-        assert!(!(d == 200 && f == 200), "{id} booked at both processors");
-        assert!(d == 200 || f == 200, "{id} booked nowhere");
-        at_default += u64::from(d == 200);
-    }
-    let summary: Value = http
-        .get(format!("{}/payments-summary", topology.api.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let requests = |side: &str| summary[side]["totalRequests"].as_u64().unwrap();
-    assert_eq!(
-        (requests("default"), requests("fallback")),
-        (at_default, ids.len() as u64 - at_default),
-        "payd's summary is the processors': {summary}"
-    );
 }
 
 async fn outbox_rows(db: &payd_pgtest::tokio_postgres::Client) -> i64 {
@@ -416,7 +357,7 @@ async fn payments_travel_through_rabbitmq_and_a_malformed_message_is_dead_letter
     assert_eq!(outbox_rows(db).await, 0, "the outbox is empty once relayed");
 
     let all: Vec<String> = ids.into_iter().chain(more).collect();
-    assert_exactly_once(http, topology, &all).await;
+    assert_exactly_once(http, &topology.processors(), &topology.api.url, &all).await;
     world.audit();
 }
 
@@ -491,7 +432,13 @@ async fn rabbitmq_restarted_under_load_loses_and_doubles_nothing() {
     let up = topology.workers_counter(http, "payd_broker_up").await;
     assert_eq!(up, 2.0, "both workers connected again");
     assert_eq!(node.ready("payd.payments"), 0, "the backlog drained");
-    assert_exactly_once(http, topology, &acknowledged).await;
+    assert_exactly_once(
+        http,
+        &topology.processors(),
+        &topology.api.url,
+        &acknowledged,
+    )
+    .await;
     let unique: HashSet<&String> = acknowledged.iter().collect();
     assert_eq!(unique.len(), acknowledged.len());
     eprintln!(
@@ -547,7 +494,13 @@ async fn a_worker_killed_mid_call_on_rabbitmq_loses_and_doubles_nothing() {
         counter_sum(&survivor, "payd_amqp_redelivered_total") as u64
     );
     world.topology.workers.remove(0);
-    assert_exactly_once(&world.http, &world.topology, &ids).await;
+    assert_exactly_once(
+        &world.http,
+        &world.topology.processors(),
+        &world.topology.api.url,
+        &ids,
+    )
+    .await;
     world.audit();
 }
 

@@ -1,7 +1,10 @@
-//! PostgreSQL restarted under load (`pg_ctlcluster ... restart`): while it is down, payd
-//! answers `503 store_unavailable` (card authorizations: `07`) with nothing acknowledged;
-//! when it is back, payd serves again by itself, without a restart; and every write it
-//! acknowledged, before or after, is there exactly once.
+//! PostgreSQL restarted under load (`pg_ctlcluster ... restart`), in both shapes at once:
+//! `payd serve` on one database, and `payd api` + `payd worker` on another. While the server
+//! is down, payd answers `503 store_unavailable` (card authorizations: `07`) with nothing
+//! acknowledged; when it is back, every process serves and works again by itself, without a
+//! restart; and every write acknowledged, before or after, is there exactly once: card
+//! approvals, deposits, transfers (settled by the worker) and gateway payments (booked at
+//! one processor, by the worker).
 //!
 //! One test in a binary of its own: it restarts the machine's PostgreSQL server, and cargo
 //! runs test binaries one after another, so no other test's database is in use meanwhile.
@@ -10,14 +13,15 @@
 
 mod support;
 
+use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use payd_pgtest::{TestDatabase, count_among};
 use serde_json::{Value, json};
-use support::{Proc, assert_pg_audit_clean};
+use support::{Proc, assert_exactly_once, assert_pg_audit_clean, await_booked, pay, payment_id};
 
 /// The local cluster's version (`/etc/postgresql/<version>`), if this machine can restart
 /// it (Debian's `pg_ctlcluster`, as root).
@@ -45,18 +49,290 @@ fn restart(version: &str) {
     assert!(status.success(), "pg_ctlcluster restart failed");
 }
 
+/// What the load saw: the ids of every acknowledged write, and the refusals.
 #[derive(Default)]
 struct Seen {
     approved: Vec<String>,
     deposits: Vec<String>,
+    transfers: Vec<String>,
+    payments: Vec<String>,
     refused_503: u64,
     cards_07: u64,
     other: Vec<String>,
 }
 
-/// Goal: see the module documentation. Method: card authorizations and deposits, each with
-/// its idempotency id, at ~250/s through one payd; the server restarted after 2 s; the
-/// load goes on 6 s more; then every acknowledged id is counted in the database.
+/// One shape on its own database, with its processors: `fronts[0]` takes the requests;
+/// with `payd api` + `payd worker`, `fronts[1]` is the worker.
+struct Deployment {
+    name: &'static str,
+    /// The processes, dropped (killed) before the database.
+    fronts: Vec<Proc>,
+    default: Proc,
+    fallback: Proc,
+    database: TestDatabase,
+    seen: Arc<Mutex<Seen>>,
+}
+
+impl Deployment {
+    async fn start(name: &'static str, roles: bool, dir: &Path) -> Option<Deployment> {
+        let database = TestDatabase::create(&format!("postgres_restarted_{name}")).await?;
+        let dir = &dir.join(name);
+        std::fs::create_dir_all(dir).unwrap();
+        let default = Proc::processor_sim("default", dir);
+        let fallback = Proc::processor_sim("fallback", dir);
+        let processors = [
+            "--default-processor-url",
+            &default.url,
+            "--fallback-processor-url",
+            &fallback.url,
+        ];
+        let log = |process: &str| dir.join(format!("{process}.log"));
+        let fronts = if roles {
+            vec![
+                Proc::role_pg("api", database.url(), "api", &log("api"), &["--dev"]),
+                Proc::role_pg(
+                    "worker",
+                    database.url(),
+                    "worker",
+                    &log("worker"),
+                    &processors,
+                ),
+            ]
+        } else {
+            let mut extra = vec!["--dev"];
+            extra.extend_from_slice(&processors);
+            vec![Proc::serve_pg(
+                database.url(),
+                "serve",
+                &log("serve"),
+                &extra,
+            )]
+        };
+        Some(Deployment {
+            name,
+            fronts,
+            default,
+            fallback,
+            database,
+            seen: Arc::default(),
+        })
+    }
+
+    fn url(&self) -> &str {
+        &self.fronts[0].url
+    }
+
+    /// Every process answers `/ready` with 200.
+    async fn ready(&self, http: &reqwest::Client) -> bool {
+        for process in &self.fronts {
+            let ready = http.get(format!("{}/ready", process.url)).send().await;
+            if !ready.is_ok_and(|r| r.status() == 200) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Acknowledged writes of every kind so far (the smallest of the four counts).
+    fn acknowledged(&self) -> usize {
+        let seen = self.seen.lock().unwrap();
+        [
+            &seen.approved,
+            &seen.deposits,
+            &seen.transfers,
+            &seen.payments,
+        ]
+        .iter()
+        .map(|ids| ids.len())
+        .min()
+        .unwrap_or(0)
+    }
+}
+
+/// Sends, every 4 ms until `stop`, the next of: a card authorization on `r`, a deposit to
+/// `r`, a transfer `r` → `s`, a gateway payment; each with its own id, recorded in `seen`.
+fn load(
+    http: reqwest::Client,
+    deployment: &Deployment,
+    test: u8,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    let (url, seen) = (deployment.url().to_owned(), deployment.seen.clone());
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(4));
+        let mut inflight = tokio::task::JoinSet::new();
+        let mut serial = 0_u32;
+        while !stop.load(Ordering::Relaxed) {
+            tick.tick().await;
+            serial += 1;
+            let (http, url, seen, n) = (http.clone(), url.clone(), seen.clone(), serial);
+            inflight.spawn(async move { send(&http, &url, &seen, test, n).await });
+            while inflight.try_join_next().is_some() {}
+        }
+        while inflight.join_next().await.is_some() {}
+    })
+}
+
+async fn send(http: &reqwest::Client, url: &str, seen: &Mutex<Seen>, test: u8, n: u32) {
+    let (kind, id) = match n % 4 {
+        0 => ("card", format!("card-{n}")),
+        1 => ("deposit", format!("dep-{n}")),
+        2 => ("transfer", format!("tr-{n}")),
+        _ => ("payment", payment_id(test, n)),
+    };
+    let request = match kind {
+        "card" => http.post(format!("{url}/transactions")).json(&json!({
+            "id": id, "account": "r", "totalAmount": "0.01", "mcc": "5999", "merchant": "RESTART"
+        })),
+        "deposit" => http
+            .post(format!("{url}/accounts/r/deposits"))
+            .header("Idempotency-Key", &id)
+            .json(&json!({"category": "CASH", "amount": "0.01"})),
+        "transfer" => http
+            .post(format!("{url}/transfers"))
+            .json(&json!({"id": id, "from": "r", "to": "s", "amount": "0.01"})),
+        _ => {
+            let status = pay(http, url, &id).await;
+            let mut seen = seen.lock().unwrap();
+            match status {
+                202 => seen.payments.push(id),
+                503 => seen.refused_503 += 1,
+                // No answer: the request may or may not have been accepted; not counted.
+                0 => {}
+                other => seen.other.push(format!("payment {other}")),
+            }
+            return;
+        }
+    };
+    let Ok(response) = request.send().await else {
+        return;
+    };
+    let status = response.status().as_u16();
+    let body = response.json::<Value>().await.unwrap_or_default();
+    let mut seen = seen.lock().unwrap();
+    match (kind, status, body["code"].as_str()) {
+        ("card", _, Some("00")) => seen.approved.push(id),
+        ("card", _, Some("07")) => seen.cards_07 += 1,
+        ("deposit", 201, _) => seen.deposits.push(id),
+        ("transfer", 202, _) => seen.transfers.push(id),
+        (_, 503, Some("store_unavailable")) => seen.refused_503 += 1,
+        _ => seen.other.push(format!("{kind} {status} {body}")),
+    }
+}
+
+/// Waits (at most `within`) until none of `ids` is a pending transfer, and returns how many
+/// of them completed.
+async fn await_transfers_settled(
+    db: &payd_pgtest::tokio_postgres::Client,
+    ids: &[String],
+    within: Duration,
+) -> usize {
+    let started = Instant::now();
+    loop {
+        let pending = count_among(
+            db,
+            "SELECT COUNT(*) FROM transfers WHERE id = ANY($1) AND status = 'pending'",
+            ids.iter().map(String::as_str),
+        )
+        .await
+        .unwrap();
+        if pending == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < within,
+            "{pending} transfers still pending after {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    count_among(
+        db,
+        "SELECT COUNT(*) FROM transfers WHERE id = ANY($1) AND status = 'completed'",
+        ids.iter().map(String::as_str),
+    )
+    .await
+    .unwrap()
+}
+
+/// Every acknowledged write of `deployment` is there exactly once, the worker finished what
+/// it was given, and the ledger audits clean.
+async fn check(http: &reqwest::Client, deployment: Deployment) {
+    let seen = std::mem::take(&mut *deployment.seen.lock().unwrap());
+    let name = deployment.name;
+    assert!(
+        seen.other.is_empty(),
+        "{name}: unexpected answers: {:?}",
+        seen.other
+    );
+    assert!(
+        seen.refused_503 + seen.cards_07 > 0,
+        "{name}: the restart was seen as store_unavailable / 07"
+    );
+    let db = payd_pgtest::connect(deployment.database.url())
+        .await
+        .unwrap();
+    let count = async |sql: &str, ids: &[String]| {
+        count_among(&db, sql, ids.iter().map(String::as_str))
+            .await
+            .unwrap()
+    };
+    let approved = count(
+        "SELECT COUNT(*) FROM transactions WHERE client_id = ANY($1) AND code = '00'",
+        &seen.approved,
+    )
+    .await;
+    assert_eq!(
+        approved,
+        seen.approved.len(),
+        "{name}: each acknowledged approval once"
+    );
+    let deposits = count(
+        "SELECT COUNT(*) FROM deposits WHERE key = ANY($1)",
+        &seen.deposits,
+    )
+    .await;
+    assert_eq!(
+        deposits,
+        seen.deposits.len(),
+        "{name}: each acknowledged deposit once"
+    );
+    let completed = await_transfers_settled(&db, &seen.transfers, Duration::from_secs(30)).await;
+    assert_eq!(
+        completed,
+        seen.transfers.len(),
+        "{name}: each acknowledged transfer completed (r holds far more than they move)"
+    );
+    await_booked(&db, &seen.payments, Duration::from_secs(60)).await;
+    assert_exactly_once(
+        http,
+        &[&deployment.default, &deployment.fallback],
+        deployment.url(),
+        &seen.payments,
+    )
+    .await;
+    eprintln!(
+        "{name}: {} approvals, {} deposits, {} transfers and {} payments acknowledged; {} \
+         answered 503 and {} cards 07 while PostgreSQL restarted",
+        seen.approved.len(),
+        seen.deposits.len(),
+        seen.transfers.len(),
+        seen.payments.len(),
+        seen.refused_503,
+        seen.cards_07
+    );
+    // Nothing unacknowledged was half-applied: the balances are exactly what the journal and
+    // the acknowledged writes say.
+    let Deployment {
+        fronts, database, ..
+    } = deployment;
+    drop(fronts);
+    assert_pg_audit_clean(database.url());
+}
+
+/// Goal: see the module documentation. Method: both deployments under a mixed load of
+/// ~250 requests/s each (every write with its idempotency id); the server restarted after
+/// 2 s; the load goes on until both deployments are ready and acknowledge writes of every
+/// kind again, and 3 s more; then every acknowledged id is counted in its database.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_restarted_under_load_loses_nothing_and_recovers_by_itself() {
     let Some(version) = cluster() else {
@@ -66,154 +342,61 @@ async fn postgres_restarted_under_load_loses_nothing_and_recovers_by_itself() {
         );
         return;
     };
-    let Some(database) = TestDatabase::create("postgres_restarted_under_load").await else {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(serve) = Deployment::start("serve", false, dir.path()).await else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let payd = Proc::serve_pg(
-        database.url(),
-        "r",
-        &dir.path().join("payd.log"),
-        &["--dev"],
-    );
+    let Some(roles) = Deployment::start("roles", true, dir.path()).await else {
+        return;
+    };
+    let deployments = [serve, roles];
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    let opened = http
-        .post(format!("{}/accounts", payd.url))
-        .json(&json!({"id": "r", "balances": {"CASH": "100000.00"}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(opened.status(), 201);
+    for deployment in &deployments {
+        for (id, cash) in [("r", "100000.00"), ("s", "0.00")] {
+            let opened = http
+                .post(format!("{}/accounts", deployment.url()))
+                .json(&json!({"id": id, "balances": {"CASH": cash}}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(opened.status(), 201, "{}", deployment.name);
+        }
+    }
 
     let stop = Arc::new(AtomicBool::new(false));
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let load = {
-        let (http, url, stop, seen) = (http.clone(), payd.url.clone(), stop.clone(), seen.clone());
-        tokio::spawn(async move {
-            let serial = AtomicU64::new(0);
-            let mut tick = tokio::time::interval(Duration::from_millis(4));
-            let mut inflight = tokio::task::JoinSet::new();
-            while !stop.load(Ordering::Relaxed) {
-                tick.tick().await;
-                let n = serial.fetch_add(1, Ordering::Relaxed);
-                let (http, url, seen) = (http.clone(), url.clone(), seen.clone());
-                inflight.spawn(async move {
-                    if n.is_multiple_of(2) {
-                        let id = format!("card-{n}");
-                        let body = json!({"id": id, "account": "r", "totalAmount": "0.01",
-                                          "mcc": "5999", "merchant": "RESTART"});
-                        let Ok(response) = http
-                            .post(format!("{url}/transactions"))
-                            .json(&body)
-                            .send()
-                            .await
-                        else {
-                            return;
-                        };
-                        let code =
-                            response.json::<Value>().await.unwrap_or_default()["code"].clone();
-                        let mut seen = seen.lock().unwrap();
-                        match code.as_str() {
-                            Some("00") => seen.approved.push(id),
-                            Some("07") => seen.cards_07 += 1,
-                            other => seen.other.push(format!("card {other:?}")),
-                        }
-                    } else {
-                        let key = format!("dep-{n}");
-                        let Ok(response) = http
-                            .post(format!("{url}/accounts/r/deposits"))
-                            .header("Idempotency-Key", &key)
-                            .json(&json!({"category": "CASH", "amount": "0.01"}))
-                            .send()
-                            .await
-                        else {
-                            return;
-                        };
-                        let status = response.status().as_u16();
-                        let body = response.json::<Value>().await.unwrap_or_default();
-                        let mut seen = seen.lock().unwrap();
-                        match status {
-                            201 => seen.deposits.push(key),
-                            503 if body["code"] == "store_unavailable" => seen.refused_503 += 1,
-                            other => seen.other.push(format!("deposit {other} {body}")),
-                        }
-                    }
-                });
-                while inflight.try_join_next().is_some() {}
-            }
-            while inflight.join_next().await.is_some() {}
-        })
-    };
+    let loads: Vec<_> = deployments
+        .iter()
+        .zip(1_u8..)
+        .map(|(deployment, test)| load(http.clone(), deployment, test, stop.clone()))
+        .collect();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let before = seen.lock().unwrap().approved.len();
+    let before: Vec<usize> = deployments.iter().map(Deployment::acknowledged).collect();
+    assert!(
+        before.iter().all(|n| *n > 0),
+        "every kind acknowledged before: {before:?}"
+    );
     restart(&version);
-    // payd serves again by itself: ready, and acknowledging.
+    // Every process serves again by itself: ready, and acknowledging writes of every kind.
     let back = Instant::now();
-    loop {
-        let ready = http.get(format!("{}/ready", payd.url)).send().await;
-        if ready.is_ok_and(|r| r.status() == 200)
-            && seen.lock().unwrap().approved.len() > before + 50
-        {
-            break;
+    for (deployment, before) in deployments.iter().zip(before) {
+        while !(deployment.ready(&http).await && deployment.acknowledged() > before + 20) {
+            assert!(
+                back.elapsed() < Duration::from_secs(30),
+                "{} did not recover by itself after PostgreSQL came back",
+                deployment.name
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        assert!(
-            back.elapsed() < Duration::from_secs(30),
-            "payd did not recover by itself after PostgreSQL came back"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     stop.store(true, Ordering::Relaxed);
-    load.await.unwrap();
-    let seen = std::mem::take(&mut *seen.lock().unwrap());
-    assert!(
-        seen.other.is_empty(),
-        "unexpected answers: {:?}",
-        seen.other
-    );
-    assert!(
-        seen.refused_503 + seen.cards_07 > 0,
-        "the restart was seen as store_unavailable / 07"
-    );
-
-    let db = payd_pgtest::connect(database.url()).await.unwrap();
-    let approved = count_among(
-        &db,
-        "SELECT COUNT(*) FROM transactions WHERE client_id = ANY($1) AND code = '00'",
-        seen.approved.iter().map(String::as_str),
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        approved,
-        seen.approved.len(),
-        "each acknowledged approval once"
-    );
-    let deposits = count_among(
-        &db,
-        "SELECT COUNT(*) FROM deposits WHERE key = ANY($1)",
-        seen.deposits.iter().map(String::as_str),
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        deposits,
-        seen.deposits.len(),
-        "each acknowledged deposit once"
-    );
-    // Nothing unacknowledged was half-applied: the balance is exactly what the journal and
-    // the acknowledged writes say (the audit), and every approval's debit is there.
-    assert_pg_audit_clean(database.url());
-    eprintln!(
-        "{} approvals and {} deposits acknowledged; {} deposits answered 503 and {} cards 07 \
-         while PostgreSQL restarted",
-        seen.approved.len(),
-        seen.deposits.len(),
-        seen.refused_503,
-        seen.cards_07
-    );
-    drop(payd);
+    for load in loads {
+        load.await.unwrap();
+    }
+    for deployment in deployments {
+        check(&http, deployment).await;
+    }
 }

@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use payd_pgtest::TestDatabase;
-use support::{Proc, await_one_health_poller, counter_sum, health_pollers, metrics};
+use support::{Proc, await_one_health_poller, counter_sum, get_json, health_pollers, metrics};
 
 /// A `redis-server` child on 127.0.0.1 that keeps nothing on disk.
 struct RedisServer {
@@ -383,14 +383,7 @@ async fn the_api_answers_replays_from_redis_and_without_it() {
         "00",
         "new, Redis down"
     );
-    let account: serde_json::Value = http
-        .get(format!("{}/accounts/card-1", api.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let account = get_json(&http, &format!("{}/accounts/card-1", api.url)).await;
     assert_eq!(
         account["balances"]["FOOD"]["available"], 0.0,
         "30 + 70 of 100: {account}"

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{Proc, assert_audit_clean};
+use support::{Proc, assert_audit_clean, get_json};
 
 const ACCOUNTS: usize = 8;
 const INITIAL_CENTS: i64 = 10_000_000;
@@ -303,14 +303,7 @@ async fn acknowledged_wallet_operations_survive_kill_9() {
         acked.len()
     );
     for (n, expected) in expected.iter().enumerate() {
-        let body: Value = http
-            .get(format!("{url}/accounts/{}", account(n)))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body = get_json(&http, &format!("{url}/accounts/{}", account(n))).await;
         let cash = &body["balances"]["CASH"];
         assert_eq!(
             cents_of(&cash["held"]),

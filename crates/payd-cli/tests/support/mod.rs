@@ -271,3 +271,83 @@ pub(crate) async fn await_one_health_poller(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A payment's `correlationId` (a UUID), distinct per `test` and `i`.
+#[allow(dead_code)] // Only the gateway tests on PostgreSQL pay.
+pub(crate) fn payment_id(test: u8, i: u32) -> String {
+    format!("{test:08x}-0000-4000-8000-{i:012x}")
+}
+
+/// POSTs one payment; its status (202 accepted, or whatever went wrong; 0 for no answer).
+#[allow(dead_code)] // Only the gateway tests on PostgreSQL pay.
+pub(crate) async fn pay(http: &reqwest::Client, api: &str, id: &str) -> u16 {
+    http.post(format!("{api}/payments"))
+        .json(&serde_json::json!({"correlationId": id, "amount": 19.90}))
+        .send()
+        .await
+        .map_or(0, |response| response.status().as_u16())
+}
+
+/// Waits (at most `within`) until every one of `ids` is booked; fails with how many are not.
+#[allow(dead_code)] // Only the gateway tests on PostgreSQL wait for bookings.
+pub(crate) async fn await_booked(
+    db: &payd_pgtest::tokio_postgres::Client,
+    ids: &[String],
+    within: Duration,
+) {
+    let started = Instant::now();
+    loop {
+        let booked = payd_pgtest::count_among(
+            db,
+            "SELECT COUNT(*) FROM payments WHERE id = ANY($1) AND status = 'booked'",
+            ids.iter().map(String::as_str),
+        )
+        .await
+        .unwrap();
+        if booked == ids.len() {
+            return;
+        }
+        assert!(
+            started.elapsed() < within,
+            "{} of {} payments booked after {within:?}",
+            booked,
+            ids.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every id booked at exactly one of the `[default, fallback]` processors, and the summary
+/// that the payd at `api` answers equal to theirs.
+#[allow(dead_code)] // Only the gateway tests on PostgreSQL check bookings.
+pub(crate) async fn assert_exactly_once(
+    http: &reqwest::Client,
+    [default, fallback]: &[&Proc; 2],
+    api: &str,
+    ids: &[String],
+) {
+    let mut at_default = 0_u64;
+    for id in ids {
+        let at = |sim: &Proc| {
+            let url = format!("{}/payments/{id}", sim.url);
+            async move { http.get(url).send().await.unwrap().status().as_u16() }
+        };
+        let (d, f) = (at(default).await, at(fallback).await);
+        assert!(!(d == 200 && f == 200), "{id} booked at both processors");
+        assert!(d == 200 || f == 200, "{id} booked nowhere");
+        at_default += u64::from(d == 200);
+    }
+    let summary = get_json(http, &format!("{api}/payments-summary")).await;
+    let requests = |side: &str| summary[side]["totalRequests"].as_u64().unwrap();
+    assert_eq!(
+        (requests("default"), requests("fallback")),
+        (at_default, ids.len() as u64 - at_default),
+        "payd's summary is the processors': {summary}"
+    );
+}
+
+/// GETs `url` and parses its body as JSON, whatever the status.
+#[allow(dead_code)] // Not every test binary reads JSON this way.
+pub(crate) async fn get_json(http: &reqwest::Client, url: &str) -> serde_json::Value {
+    http.get(url).send().await.unwrap().json().await.unwrap()
+}
