@@ -7,14 +7,16 @@
 //! - [`Amqp`]: one connection, kept by [`Amqp::run`]: connect, declare the topology,
 //!   consume; when the connection is lost (lapin does not reconnect by itself), connect
 //!   and declare again with a capped backoff, until shutdown.
-//! - The topology: the quorum queue [`PAYMENTS_QUEUE`] (durable, replicated, with a
-//!   delivery limit) and its dead-letter queue [`DEAD_LETTERS_QUEUE`], where a message
-//!   ends that was refused as malformed or delivered too often.
+//! - The topology: per work queue ([`PAYMENTS_QUEUE`], [`TRANSFERS_QUEUE`]), a quorum
+//!   queue (durable, replicated, with a delivery limit) and its quorum dead-letter queue
+//!   ([`dead_letters`]: `<queue>.dead`), where a message ends that was refused as malformed
+//!   or delivered too often.
 //! - [`Amqp`] is also the outbox relay's [`Publisher`]: persistent messages on a channel
 //!   in confirm mode, each confirmed by the broker before the relay deletes its row.
-//! - The consumer: prefetch-bounded, manual acknowledgements. Each delivery is handed to a
-//!   [`Deliver`] callback (the gateway's inbox) with a settle handle; the delivery is
-//!   acknowledged when the handle is sent, returned to the queue when it is dropped.
+//! - The consumers, one per [`Consumer`]: prefetch-bounded, manual acknowledgements. Each
+//!   delivery is handed to its queue's [`Deliver`] callback (the gateway's inbox, the
+//!   transfer settler) with a settle handle; the delivery is acknowledged when the handle
+//!   is sent, returned to the queue when it is dropped.
 //!
 //! Metrics: `payd_broker_up{broker="rabbitmq"}`, `payd_amqp_reconnects_total`,
 //! `payd_amqp_published_total{queue}`, `payd_amqp_consumed_total{queue}`,
@@ -33,11 +35,14 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
-use payd_ports::{OutboxMessage, PAYMENTS_QUEUE, PublishError, Publisher};
+use payd_ports::{OutboxMessage, PublishError, Publisher};
+pub use payd_ports::{PAYMENTS_QUEUE, TRANSFERS_QUEUE};
 use tokio::sync::{oneshot, watch};
 
-/// Where a message of [`PAYMENTS_QUEUE`] goes when it is refused or delivered too often.
-pub const DEAD_LETTERS_QUEUE: &str = "payd.payments.dead";
+/// Where a message of `queue` goes when it is refused or delivered too often.
+pub fn dead_letters(queue: &str) -> String {
+    format!("{queue}.dead")
+}
 
 /// How long the broker may take to confirm one batch of publishes.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
@@ -51,6 +56,15 @@ const RECONNECT_CAP: Duration = Duration::from_secs(2);
 /// settle handle once its commit made the message unnecessary), `false` if the body is
 /// malformed (the message is dead-lettered).
 pub type Deliver = Arc<dyn Fn(&[u8], oneshot::Sender<()>) -> bool + Send + Sync>;
+
+/// A work queue and what takes its deliveries.
+#[derive(Clone)]
+pub struct Consumer {
+    /// The queue, declared (with its dead-letter queue) at every connection.
+    pub queue: &'static str,
+    /// Takes each delivery.
+    pub deliver: Deliver,
+}
 
 /// Settings of the connection and its consumer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -105,8 +119,12 @@ impl Amqp {
     }
 
     /// Keeps a session open until `shutdown` turns true, reconnecting after every loss;
-    /// each session consumes [`PAYMENTS_QUEUE`] into `deliver`.
-    pub async fn run(self: Arc<Self>, deliver: Deliver, mut shutdown: watch::Receiver<bool>) {
+    /// each session declares every consumer's queue and consumes it.
+    pub async fn run(
+        self: Arc<Self>,
+        consumers: Vec<Consumer>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         metrics::gauge!("payd_broker_up", "broker" => "rabbitmq").set(0.0);
         let mut failures = 0_u32;
         let mut connected_before = false;
@@ -115,7 +133,9 @@ impl Amqp {
                 return;
             }
             let mut connected = false;
-            let result = self.session(&deliver, &mut shutdown, &mut connected).await;
+            let result = self
+                .session(&consumers, &mut shutdown, &mut connected)
+                .await;
             self.set_publish(None);
             metrics::gauge!("payd_broker_up", "broker" => "rabbitmq").set(0.0);
             let error = match result {
@@ -152,30 +172,39 @@ impl Amqp {
     /// One connection's life: `Ok` at shutdown, the error that ended it otherwise.
     async fn session(
         &self,
-        deliver: &Deliver,
+        consumers: &[Consumer],
         shutdown: &mut watch::Receiver<bool>,
         connected: &mut bool,
     ) -> Result<(), lapin::Error> {
         let connection =
             Connection::connect(&self.config.url, ConnectionProperties::default()).await?;
         let setup = connection.create_channel().await?;
-        declare(&setup, self.config.delivery_limit).await?;
+        for consumer in consumers {
+            declare(&setup, consumer.queue, self.config.delivery_limit).await?;
+        }
         let publish = connection.create_channel().await?;
         publish
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
-        let consume = connection.create_channel().await?;
-        consume
-            .basic_qos(self.config.prefetch, BasicQosOptions::default())
-            .await?;
-        let mut consumer = consume
-            .basic_consume(
-                PAYMENTS_QUEUE.into(),
-                "".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
+        // One channel per queue, so that the prefetch bounds each queue on its own (a burst
+        // of transfers never starves the payments of deliveries).
+        let mut streams = Vec::with_capacity(consumers.len());
+        for (index, consumer) in consumers.iter().enumerate() {
+            let channel = connection.create_channel().await?;
+            channel
+                .basic_qos(self.config.prefetch, BasicQosOptions::default())
+                .await?;
+            let stream = channel
+                .basic_consume(
+                    consumer.queue.into(),
+                    "".into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+            streams.push(stream.map(move |delivery| (index, delivery)));
+        }
+        let mut deliveries = futures_util::stream::select_all(streams);
         self.set_publish(Some(publish));
         *connected = true;
         metrics::gauge!("payd_broker_up", "broker" => "rabbitmq").set(1.0);
@@ -183,24 +212,26 @@ impl Amqp {
         let mut check = tokio::time::interval(CHECK_INTERVAL);
         loop {
             tokio::select! {
-                delivery = consumer.next() => match delivery {
-                    Some(Ok(delivery)) => take(delivery, deliver).await,
-                    Some(Err(error)) => return Err(error),
+                delivery = deliveries.next() => match delivery {
+                    Some((index, Ok(delivery))) => take(delivery, &consumers[index]).await,
+                    Some((_, Err(error))) => return Err(error),
                     None => return Err(closed()),
                 },
                 _ = check.tick() => {
                     if !connection.status().connected() {
                         return Err(closed());
                     }
-                    let dead = setup
-                        .queue_declare(
-                            DEAD_LETTERS_QUEUE.into(),
-                            QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() },
-                            FieldTable::default(),
-                        )
-                        .await?;
-                    metrics::gauge!("payd_amqp_dead_letters", "queue" => PAYMENTS_QUEUE)
-                        .set(f64::from(dead.message_count()));
+                    for consumer in consumers {
+                        let dead = setup
+                            .queue_declare(
+                                dead_letters(consumer.queue).as_str().into(),
+                                QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() },
+                                FieldTable::default(),
+                            )
+                            .await?;
+                        metrics::gauge!("payd_amqp_dead_letters", "queue" => consumer.queue)
+                            .set(f64::from(dead.message_count()));
+                    }
                 }
                 () = stopped(shutdown) => break,
             }
@@ -226,15 +257,17 @@ fn closed() -> lapin::Error {
 
 /// Hands one delivery over; acknowledges it once settled, returns it to the queue if the
 /// settle handle is dropped, dead-letters it if it is malformed.
-async fn take(delivery: lapin::message::Delivery, deliver: &Deliver) {
-    metrics::counter!("payd_amqp_consumed_total", "queue" => PAYMENTS_QUEUE).increment(1);
+async fn take(delivery: lapin::message::Delivery, consumer: &Consumer) {
+    let queue = consumer.queue;
+    metrics::counter!("payd_amqp_consumed_total", "queue" => queue).increment(1);
     if delivery.redelivered {
-        metrics::counter!("payd_amqp_redelivered_total", "queue" => PAYMENTS_QUEUE).increment(1);
+        metrics::counter!("payd_amqp_redelivered_total", "queue" => queue).increment(1);
     }
     let (settle, settled) = oneshot::channel();
-    if !deliver(&delivery.data, settle) {
-        metrics::counter!("payd_amqp_dead_lettered_total", "queue" => PAYMENTS_QUEUE).increment(1);
+    if !(consumer.deliver)(&delivery.data, settle) {
+        metrics::counter!("payd_amqp_dead_lettered_total", "queue" => queue).increment(1);
         tracing::warn!(
+            queue,
             body = %String::from_utf8_lossy(&delivery.data).chars().take(80).collect::<String>(),
             "Malformed message; dead-lettered."
         );
@@ -258,9 +291,10 @@ async fn take(delivery: lapin::message::Delivery, deliver: &Deliver) {
     });
 }
 
-/// Declares the quorum queue and its dead-letter queue (idempotent while the arguments
-/// stay the same).
-async fn declare(channel: &Channel, delivery_limit: i64) -> Result<(), lapin::Error> {
+/// Declares the quorum queue `queue` and its dead-letter queue (idempotent while the
+/// arguments stay the same).
+async fn declare(channel: &Channel, queue: &str, delivery_limit: i64) -> Result<(), lapin::Error> {
+    let dead_letters = dead_letters(queue);
     let durable = QueueDeclareOptions {
         durable: true,
         ..QueueDeclareOptions::default()
@@ -271,7 +305,7 @@ async fn declare(channel: &Channel, delivery_limit: i64) -> Result<(), lapin::Er
         AMQPValue::LongString(LongString::from("quorum")),
     );
     channel
-        .queue_declare(DEAD_LETTERS_QUEUE.into(), durable, dead)
+        .queue_declare(dead_letters.as_str().into(), durable, dead)
         .await?;
     let mut work = FieldTable::default();
     work.insert(
@@ -288,11 +322,9 @@ async fn declare(channel: &Channel, delivery_limit: i64) -> Result<(), lapin::Er
     );
     work.insert(
         "x-dead-letter-routing-key".into(),
-        AMQPValue::LongString(LongString::from(DEAD_LETTERS_QUEUE)),
+        AMQPValue::LongString(LongString::from(dead_letters.as_str())),
     );
-    channel
-        .queue_declare(PAYMENTS_QUEUE.into(), durable, work)
-        .await?;
+    channel.queue_declare(queue.into(), durable, work).await?;
     Ok(())
 }
 

@@ -296,6 +296,15 @@ pub(crate) struct BackgroundArgs {
     /// intake waits behind bigger commits, so a longer tail).
     #[arg(long, env = "PAYD_TRANSFER_COALESCE_MS", default_value_t = 0)]
     transfer_coalesce_ms: u64,
+    /// Longest wait between two settling passes with nothing announced, in ms: how late a
+    /// worker finds a transfer that another process accepted, without RabbitMQ (with it,
+    /// each accepted transfer's message wakes a worker at once, and this is the safety net).
+    #[arg(
+        long,
+        env = "PAYD_TRANSFER_POLL_MS",
+        default_value_t = payd_engine::WalletWorkerConfig::SETTLE_POLL_MS_DEFAULT
+    )]
+    transfer_poll_ms: u64,
     /// Timeout of one webhook delivery request, in ms (past it: retried).
     #[arg(long, env = "PAYD_WEBHOOK_TIMEOUT_MS", default_value_t = 10_000)]
     webhook_timeout_ms: u64,
@@ -362,9 +371,14 @@ impl BackgroundArgs {
             self.transfer_coalesce_ms <= 1_000,
             "--transfer-coalesce-ms must be at most 1000"
         );
+        anyhow::ensure!(
+            (10..=600_000).contains(&self.transfer_poll_ms),
+            "--transfer-poll-ms must be from 10 to 600000"
+        );
         Ok(payd_engine::WalletWorkerConfig {
             settle_batch: self.transfer_batch,
             settle_coalesce_ms: self.transfer_coalesce_ms,
+            settle_poll_ms: self.transfer_poll_ms,
             ..payd_engine::WalletWorkerConfig::default()
         })
     }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use payd_api::{AdminAccess, AppState};
-use payd_domain::CorrelationId;
+use payd_domain::{CorrelationId, ResourceId};
 use payd_engine::{
     Gateway, GatewayConfig, OutboxRelay, OutboxRelayConfig, SharedHealth, TokioClock, WalletWorker,
     WalletWorkerConfig, WebhookDeliverer, WebhookDelivererConfig,
@@ -400,24 +400,26 @@ impl Engine {
         let mut tasks = Vec::new();
         if let Some((config, outbox)) = amqp {
             // The transport first: the relay publishes through its connection, and its
-            // consumer feeds the gateway's inbox.
+            // consumers feed the gateway's inbox and the transfer settler.
             let amqp = payd_amqp::Amqp::new(config);
-            let consumer = gateway.clone();
-            let deliver: payd_amqp::Deliver = Arc::new(move |body, settle| {
-                let id = std::str::from_utf8(body)
-                    .ok()
-                    .and_then(|text| CorrelationId::parse(text).ok());
-                match id {
-                    Some(id) => {
-                        consumer.offer(id, settle);
-                        true
-                    }
-                    None => false,
-                }
-            });
+            let (payments, transfers) = (gateway.clone(), wallet.clone());
+            let consumers = vec![
+                payd_amqp::Consumer {
+                    queue: payd_amqp::PAYMENTS_QUEUE,
+                    deliver: deliver_parsed(CorrelationId::parse, move |id, settle| {
+                        payments.offer(id, settle);
+                    }),
+                },
+                payd_amqp::Consumer {
+                    queue: payd_amqp::TRANSFERS_QUEUE,
+                    deliver: deliver_parsed(ResourceId::parse, move |id, settle| {
+                        transfers.offer(id, settle);
+                    }),
+                },
+            ];
             tasks.push((
                 "RabbitMQ connection",
-                runtime.spawn(amqp.clone().run(deliver, stopped.clone())),
+                runtime.spawn(amqp.clone().run(consumers, stopped.clone())),
             ));
             let relay = OutboxRelay::new(outbox, amqp, clock.clone(), OutboxRelayConfig::default());
             tasks.push(("outbox relay", runtime.spawn(relay.run(stopped.clone()))));
@@ -466,6 +468,26 @@ impl Engine {
 }
 
 /// Resolves on SIGTERM (what Kubernetes and process managers send) or SIGINT (Ctrl-C).
+/// A consumer's callback: the body parsed as an id by `parse` and handed to `offer`; a
+/// body that is not such an id is refused (and dead-lettered).
+fn deliver_parsed<Id: 'static, E: 'static>(
+    parse: fn(&str) -> Result<Id, E>,
+    offer: impl Fn(Id, tokio::sync::oneshot::Sender<()>) + Send + Sync + 'static,
+) -> payd_amqp::Deliver {
+    Arc::new(move |body, settle| {
+        match std::str::from_utf8(body)
+            .ok()
+            .and_then(|text| parse(text).ok())
+        {
+            Some(id) => {
+                offer(id, settle);
+                true
+            }
+            None => false,
+        }
+    })
+}
+
 async fn shutdown_signal() {
     let ctrl_c = async {
         if let Err(error) = tokio::signal::ctrl_c().await {

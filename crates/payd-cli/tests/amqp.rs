@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use payd_pgtest::TestDatabase;
 use serde_json::json;
 use support::{
-    Proc, assert_exactly_once, assert_pg_audit_clean, await_booked, counter_sum, metrics, pay,
-    payment_id,
+    Proc, assert_exactly_once, assert_pg_audit_clean, await_booked, counter_sum, get_json, metrics,
+    pay, payment_id,
 };
 
 /// A RabbitMQ node of one test: its own name, ports, and data directory.
@@ -142,13 +142,17 @@ impl RabbitNode {
 
     /// Messages ready in `queue`.
     fn ready(&self, queue: &str) -> u64 {
-        let listing = self.ctl(&[
-            "list_queues",
-            "-q",
-            "--no-table-headers",
-            "name",
-            "messages_ready",
-        ]);
+        self.listed(queue, "messages_ready")
+    }
+
+    /// Messages in `queue`, ready or delivered and not acknowledged yet.
+    fn messages(&self, queue: &str) -> u64 {
+        self.listed(queue, "messages")
+    }
+
+    /// `rabbitmqctl list_queues`' `column` for `queue` (0 if it is not listed).
+    fn listed(&self, queue: &str, column: &str) -> u64 {
+        let listing = self.ctl(&["list_queues", "-q", "--no-table-headers", "name", column]);
         listing
             .lines()
             .filter_map(|line| {
@@ -190,7 +194,14 @@ struct Topology {
 }
 
 impl Topology {
-    fn start(database: &TestDatabase, node: &RabbitNode, dir: &Path, workers: usize) -> Topology {
+    /// Processors, an API, and `workers` workers, each with `worker_flags` too.
+    fn start(
+        database: &TestDatabase,
+        node: &RabbitNode,
+        dir: &Path,
+        workers: usize,
+        worker_flags: &[&str],
+    ) -> Topology {
         let default = Proc::processor_sim("default", dir);
         let fallback = Proc::processor_sim("fallback", dir);
         let amqp = node.url();
@@ -204,19 +215,21 @@ impl Topology {
         let workers = (0..workers)
             .map(|i| {
                 let name = format!("worker-{i}");
+                let mut flags = vec![
+                    "--amqp-url",
+                    &amqp,
+                    "--default-processor-url",
+                    &default.url,
+                    "--fallback-processor-url",
+                    &fallback.url,
+                ];
+                flags.extend_from_slice(worker_flags);
                 Proc::role_pg(
                     "worker",
                     database.url(),
                     &name,
                     &dir.join(format!("{name}.log")),
-                    &[
-                        "--amqp-url",
-                        &amqp,
-                        "--default-processor-url",
-                        &default.url,
-                        "--fallback-processor-url",
-                        &fallback.url,
-                    ],
+                    &flags,
                 )
             })
             .collect();
@@ -256,11 +269,16 @@ struct World {
 
 impl World {
     async fn start(test: &str) -> Option<World> {
+        World::start_with(test, &[]).await
+    }
+
+    /// Two workers, each with `worker_flags` too.
+    async fn start_with(test: &str, worker_flags: &[&str]) -> Option<World> {
         let database = TestDatabase::create(test).await?;
         let node = RabbitNode::start(test)?;
         let dir = tempfile::tempdir().unwrap();
         let db = payd_pgtest::connect(database.url()).await.unwrap();
-        let topology = Topology::start(&database, &node, dir.path(), 2);
+        let topology = Topology::start(&database, &node, dir.path(), 2, worker_flags);
         Some(World {
             topology,
             node,
@@ -505,6 +523,131 @@ async fn a_worker_killed_mid_call_on_rabbitmq_loses_and_doubles_nothing() {
 }
 
 /// Goal: RabbitMQ flags that cannot take effect are refused before anything starts.
+/// The status of every transfer among `ids`, polled through `api` until none is pending
+/// (at most `within`).
+async fn await_transfers(
+    http: &reqwest::Client,
+    api: &str,
+    ids: &[String],
+    within: Duration,
+) -> Vec<String> {
+    let started = Instant::now();
+    loop {
+        let mut statuses = Vec::with_capacity(ids.len());
+        for id in ids {
+            let body = get_json(http, &format!("{api}/transfers/{id}")).await;
+            statuses.push(body["status"].as_str().unwrap_or("?").to_owned());
+        }
+        if statuses.iter().all(|status| status != "pending") {
+            return statuses;
+        }
+        let pending = statuses.iter().filter(|s| *s == "pending").count();
+        assert!(
+            started.elapsed() < within,
+            "{pending} of {} transfers still pending after {within:?}",
+            ids.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Goal: with RabbitMQ, the commit that accepts a transfer writes its message to the
+/// outbox, and the message wakes a worker's settler at once: with the settlers' own poll at
+/// ten minutes, transfers accepted by the API still settle within seconds, in acceptance
+/// order per account, and each message is acknowledged once its transfer is settled. A
+/// malformed transfer message is dead-lettered. Method: 100 chains `a → b → c` through the
+/// API, where each second leg is sent only once the first was accepted and is funded by it
+/// alone (so a leg settled out of order would be rejected); then a malformed row in the
+/// outbox and 20 more chains.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn transfers_travel_through_rabbitmq_and_settle_in_order() {
+    let test = "transfers_travel_through_rabbitmq_and_settle_in_order";
+    let Some(world) = World::start_with(test, &["--transfer-poll-ms", "600000"]).await else {
+        return;
+    };
+    let (topology, node, db, http) = (&world.topology, &world.node, &world.db, &world.http);
+    let api = &topology.api.url;
+    for (account, cash) in [("a", "120.00"), ("b", "0.00"), ("c", "0.00")] {
+        let opened = http
+            .post(format!("{api}/accounts"))
+            .json(&json!({"id": account, "balances": {"CASH": cash}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(opened.status(), 201);
+    }
+    let send_chains = async |range: std::ops::Range<u32>| {
+        let mut ids = Vec::new();
+        for chain in range {
+            for (leg, from, to) in [(1, "a", "b"), (2, "b", "c")] {
+                let id = format!("chain-{chain}-{leg}");
+                let accepted = http
+                    .post(format!("{api}/transfers"))
+                    .json(&json!({"id": id, "from": from, "to": to, "amount": "1.00"}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(accepted.status(), 202, "{id}");
+                ids.push(id);
+            }
+        }
+        ids
+    };
+    let transfers_series = |name: &str| format!("{name}{{queue=\"payd.transfers\"}}");
+
+    let ids = send_chains(0..100).await;
+    let statuses = await_transfers(http, api, &ids, Duration::from_secs(20)).await;
+    assert!(
+        statuses.iter().all(|status| status == "completed"),
+        "every leg completed, in order: {statuses:?}"
+    );
+    let consumed = topology
+        .workers_counter(http, &transfers_series("payd_amqp_consumed_total"))
+        .await;
+    assert!(
+        consumed >= 200.0,
+        "{consumed} messages consumed for 200 transfers"
+    );
+
+    // A malformed message: dead-lettered, counted, and the transfers behind it still flow.
+    db.execute(
+        "INSERT INTO outbox (queue, body, created_ms) VALUES ('payd.transfers', 'not a transfer', 0)",
+        &[],
+    )
+    .await
+    .unwrap();
+    let more = send_chains(100..120).await;
+    let statuses = await_transfers(http, api, &more, Duration::from_secs(20)).await;
+    assert!(
+        statuses.iter().all(|status| status == "completed"),
+        "{statuses:?}"
+    );
+    let started = Instant::now();
+    while node.ready("payd.transfers.dead") != 1 || node.messages("payd.transfers") != 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "dead letters {}, messages left {}: the malformed message is dead-lettered and \
+             every other one acknowledged",
+            node.ready("payd.transfers.dead"),
+            node.messages("payd.transfers")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        topology
+            .workers_counter(http, &transfers_series("payd_amqp_dead_lettered_total"))
+            .await,
+        1.0
+    );
+    assert_eq!(outbox_rows(db).await, 0, "the outbox is empty once relayed");
+    let balances = get_json(http, &format!("{api}/accounts/c")).await;
+    assert_eq!(
+        balances["balances"]["CASH"]["available"], 120.0,
+        "{balances}"
+    );
+    world.audit();
+}
+
 #[test]
 fn amqp_flags_that_cannot_work_are_refused() {
     let dir = tempfile::tempdir().unwrap();

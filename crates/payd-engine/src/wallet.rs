@@ -3,16 +3,29 @@
 //! retention ended. Everything it acts on is stored, so a restart loses nothing: the first
 //! pass after start picks up whatever was pending or due.
 //!
+//! A message of the work transport that announces a transfer ([`WalletWorker::offer`])
+//! wakes the settler, and is acknowledged once the store says that transfer is no longer
+//! pending: settled here, or by another worker's settler. The settler never depends on the
+//! messages (it settles whatever is pending, oldest first), so a lost or late message only
+//! delays a transfer to the next poll.
+//!
 //! Metrics: `payd_transfers_settled_total` (counter: completed + rejected),
 //! `payd_holds_expired_total` (counter).
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use payd_domain::ResourceId;
 use payd_ports::{LedgerError, Sweep, WalletStore};
 use tokio::sync::{Notify, watch};
 
 use crate::Clock;
+use crate::inbox::Settle;
+
+/// How soon the settler looks again at announced transfers that were still pending after
+/// its pass (settled meanwhile by another worker's commit, most likely).
+const OFFER_RECHECK_MS: u64 = 20;
 
 /// Bounds and intervals of the wallet worker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,11 +54,16 @@ pub struct WalletWorkerConfig {
     pub error_backoff_ms: u64,
 }
 
+impl WalletWorkerConfig {
+    /// Default for [`WalletWorkerConfig::settle_poll_ms`].
+    pub const SETTLE_POLL_MS_DEFAULT: u64 = 250;
+}
+
 impl Default for WalletWorkerConfig {
     fn default() -> WalletWorkerConfig {
         WalletWorkerConfig {
             settle_batch: 4_096,
-            settle_poll_ms: 250,
+            settle_poll_ms: WalletWorkerConfig::SETTLE_POLL_MS_DEFAULT,
             settle_coalesce_ms: 0,
             expiry_batch: 1_000,
             expiry_poll_ms: 1_000,
@@ -61,6 +79,8 @@ pub struct WalletWorker {
     clock: Arc<dyn Clock>,
     config: WalletWorkerConfig,
     transfers: Notify,
+    /// Announced transfers whose messages wait for them to be settled.
+    offers: Mutex<Vec<(ResourceId, Settle)>>,
 }
 
 impl std::fmt::Debug for WalletWorker {
@@ -83,12 +103,49 @@ impl WalletWorker {
             clock,
             config,
             transfers: Notify::new(),
+            offers: Mutex::default(),
         })
     }
 
     /// Wakes the transfer settler (a transfer was accepted).
     pub fn wake(&self) {
         self.transfers.notify_one();
+    }
+
+    /// Hands the settler a transfer a message announced (the work transport's consumer
+    /// calls this), and wakes it. `settle` is sent once the transfer is no longer pending;
+    /// then the message may be acknowledged.
+    pub fn offer(&self, id: ResourceId, settle: Settle) {
+        crate::lock(&self.offers).push((id, settle));
+        self.wake();
+    }
+
+    /// Settles the messages of the offered transfers that are no longer pending; the others
+    /// wait for a later pass (how many: the result). On a read error every message waits.
+    async fn settle_offers(&self) -> Result<usize, LedgerError> {
+        let offers = std::mem::take(&mut *crate::lock(&self.offers));
+        if offers.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<ResourceId> = offers.iter().map(|(id, _)| id.clone()).collect();
+        let pending: HashSet<ResourceId> = match self.store.pending_among(&ids).await {
+            Ok(pending) => pending.into_iter().collect(),
+            Err(error) => {
+                crate::lock(&self.offers).extend(offers);
+                return Err(error);
+            }
+        };
+        let mut waiting = Vec::new();
+        for (id, settle) in offers {
+            if pending.contains(&id) {
+                waiting.push((id, settle));
+            } else {
+                let _ = settle.send(());
+            }
+        }
+        let count = waiting.len();
+        crate::lock(&self.offers).extend(waiting);
+        Ok(count)
     }
 
     /// Settles pending transfers until none is left; how many were settled.
@@ -132,7 +189,21 @@ impl WalletWorker {
 
     async fn settle_loop(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         loop {
-            let wait_ms = match self.settle_all().await {
+            let settled = self.settle_all().await;
+            // Announced transfers still pending are in another settler's commit, or wait
+            // behind an earlier transfer of theirs: look again soon, not a poll later.
+            let recheck = match settled {
+                Ok(_) => match self.settle_offers().await {
+                    Ok(waiting) => waiting > 0,
+                    Err(error) => {
+                        tracing::warn!(%error, "Reading announced transfers failed; their messages wait.");
+                        true
+                    }
+                },
+                Err(_) => false,
+            };
+            let wait_ms = match settled {
+                Ok(0) if recheck => self.config.settle_poll_ms.min(OFFER_RECHECK_MS),
                 Ok(0) => self.config.settle_poll_ms,
                 Ok(_) => {
                     // Busy: let the next batch gather (a wake-up meanwhile is kept by the
@@ -198,5 +269,140 @@ impl WalletWorker {
                 _ = shutdown.wait_for(|stop| *stop) => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use async_trait::async_trait;
+    use payd_ports::{Claim, Effect, EventView, HoldView, Mutation, Replied, TransferView};
+
+    /// Pending transfer ids; `settle_transfers` settles them all unless `held` says another
+    /// settler holds them (then it skips them, as `SKIP LOCKED` does).
+    #[derive(Default)]
+    struct Pending {
+        ids: Mutex<HashSet<String>>,
+        held: std::sync::atomic::AtomicBool,
+    }
+
+    fn refused() -> LedgerError {
+        LedgerError::unavailable("not part of this test")
+    }
+
+    #[async_trait]
+    impl WalletStore for Pending {
+        async fn execute(
+            &self,
+            _: Mutation,
+            _: Option<Claim>,
+        ) -> Result<Replied<Effect>, LedgerError> {
+            Err(refused())
+        }
+
+        async fn hold(&self, _: &ResourceId) -> Result<Option<HoldView>, LedgerError> {
+            Err(refused())
+        }
+
+        async fn transfer(&self, _: &ResourceId) -> Result<Option<TransferView>, LedgerError> {
+            Err(refused())
+        }
+
+        async fn pending_among(&self, ids: &[ResourceId]) -> Result<Vec<ResourceId>, LedgerError> {
+            let pending = crate::lock(&self.ids);
+            Ok(ids
+                .iter()
+                .filter(|id| pending.contains(id.as_str()))
+                .cloned()
+                .collect())
+        }
+
+        async fn expire_holds(&self, _: i64, _: u32) -> Result<Sweep, LedgerError> {
+            Ok(Sweep::default())
+        }
+
+        async fn settle_transfers(&self, _: u32) -> Result<Sweep, LedgerError> {
+            if self.held.load(std::sync::atomic::Ordering::SeqCst) {
+                return Ok(Sweep::default());
+            }
+            let mut pending = crate::lock(&self.ids);
+            let done = u32::try_from(pending.len()).unwrap_or(u32::MAX);
+            pending.clear();
+            Ok(Sweep {
+                done,
+                ..Sweep::default()
+            })
+        }
+
+        async fn pending_transfers(&self) -> Result<u64, LedgerError> {
+            Ok(crate::lock(&self.ids).len() as u64)
+        }
+
+        async fn purge_idempotency(&self, _: i64, _: u32) -> Result<Sweep, LedgerError> {
+            Ok(Sweep::default())
+        }
+
+        async fn events(&self, _: i64, _: u32) -> Result<Vec<EventView>, LedgerError> {
+            Ok(Vec::new())
+        }
+    }
+
+    fn id(text: &str) -> ResourceId {
+        ResourceId::parse(text).unwrap()
+    }
+
+    /// Goal: a transfer's message is acknowledged only once its transfer is no longer
+    /// pending, whoever settled it, and soon after that even when the settler's own poll is
+    /// ten minutes away; a message of a transfer already settled (or unknown) at once.
+    #[tokio::test(start_paused = true)]
+    async fn a_message_is_settled_once_its_transfer_is_no_longer_pending() {
+        let store = Arc::new(Pending::default());
+        let config = WalletWorkerConfig {
+            settle_poll_ms: 600_000,
+            ..WalletWorkerConfig::default()
+        };
+        let worker = WalletWorker::new(store.clone(), Arc::new(crate::TokioClock::new()), config);
+        let (stop, stopped) = watch::channel(false);
+        let running = tokio::spawn(worker.clone().run(stopped));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+
+        // Pending and held by another settler: not settled here, so the message waits.
+        store.held.store(true, std::sync::atomic::Ordering::SeqCst);
+        crate::lock(&store.ids).insert("t-1".to_owned());
+        let (settle, mut settled) = tokio::sync::oneshot::channel();
+        worker.offer(id("t-1"), settle);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(
+            settled.try_recv().is_err(),
+            "acknowledged while still pending"
+        );
+
+        // The other settler commits: acknowledged within a recheck, not a poll.
+        crate::lock(&store.ids).clear();
+        tokio::time::sleep(Duration::from_millis(OFFER_RECHECK_MS * 2)).await;
+        assert_eq!(
+            settled.try_recv(),
+            Ok(()),
+            "acknowledged once settled elsewhere"
+        );
+
+        // Settled by this worker, and already settled: both acknowledged at once.
+        store.held.store(false, std::sync::atomic::Ordering::SeqCst);
+        crate::lock(&store.ids).insert("t-2".to_owned());
+        let (mine, mut mine_settled) = tokio::sync::oneshot::channel();
+        let (old, mut old_settled) = tokio::sync::oneshot::channel();
+        worker.offer(id("t-2"), mine);
+        worker.offer(id("t-0"), old);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert_eq!(mine_settled.try_recv(), Ok(()));
+        assert_eq!(old_settled.try_recv(), Ok(()));
+        assert!(
+            crate::lock(&store.ids).is_empty(),
+            "t-2 settled by the woken pass"
+        );
+
+        stop.send(true).unwrap();
+        running.await.unwrap();
     }
 }

@@ -13,6 +13,9 @@ use crate::LedgerError;
 /// The queue that announces accepted gateway payments (body: the correlation id).
 pub const PAYMENTS_QUEUE: &str = "payd.payments";
 
+/// The queue that announces accepted transfers (body: the transfer id).
+pub const TRANSFERS_QUEUE: &str = "payd.transfers";
+
 /// One message held by the outbox.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutboxMessage {

@@ -273,6 +273,19 @@ pub trait WalletStore: Send + Sync + 'static {
     /// Reads a transfer.
     async fn transfer(&self, id: &ResourceId) -> Result<Option<TransferView>, LedgerError>;
 
+    /// Which of `ids` are transfers still pending, in no particular order. The default reads
+    /// them one by one; a store that can do it in one query should.
+    async fn pending_among(&self, ids: &[ResourceId]) -> Result<Vec<ResourceId>, LedgerError> {
+        let mut pending = Vec::new();
+        for id in ids {
+            let view = self.transfer(id).await?;
+            if view.is_some_and(|view| view.status == TransferStatus::Pending) {
+                pending.push(id.clone());
+            }
+        }
+        Ok(pending)
+    }
+
     /// Expires up to `limit` active holds whose time is up at `now_ms`.
     async fn expire_holds(&self, now_ms: i64, limit: u32) -> Result<Sweep, LedgerError>;
 

@@ -34,9 +34,9 @@ pub struct PgConfig {
     /// claims on requests in flight. A process restarted under the same id takes over its
     /// own leases at once; any other lease only once it expires.
     pub instance: String,
-    /// Whether accepting a payment also writes its message to the outbox (in the same
-    /// commit), for a relay to publish to the work transport (RabbitMQ). Off: the workers
-    /// find new payments by polling the payments table alone.
+    /// Whether accepting a payment or a transfer also writes its message to the outbox (in
+    /// the same commit), for a relay to publish to the work transport (RabbitMQ). Off: the
+    /// workers find new payments and transfers by polling their tables alone.
     pub outbox: bool,
 }
 

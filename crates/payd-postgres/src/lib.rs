@@ -630,6 +630,13 @@ impl WalletStore for PgStore {
         .await
     }
 
+    async fn pending_among(&self, ids: &[ResourceId]) -> Result<Vec<ResourceId>, LedgerError> {
+        self.read("reading pending transfers", async |client| {
+            reads::pending_among(client, ids).await
+        })
+        .await
+    }
+
     async fn expire_holds(&self, now_ms: i64, limit: u32) -> Result<Sweep, LedgerError> {
         self.submit(Lane::Background, |reply| Command::ExpireHolds {
             now_ms,

@@ -258,6 +258,23 @@ pub(crate) async fn transfer(
         .transpose()
 }
 
+/// Which of `ids` are pending transfers.
+pub(crate) async fn pending_among(
+    client: &impl GenericClient,
+    ids: &[ResourceId],
+) -> RowResult<Vec<ResourceId>> {
+    let ids: Vec<&str> = ids.iter().map(ResourceId::as_str).collect();
+    let rows = client
+        .query(
+            "SELECT id FROM transfers WHERE id = ANY($1) AND status = 'pending'",
+            &[&ids],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| Ok(schema::resource_id(row.try_get(0)?)?))
+        .collect()
+}
+
 pub(crate) async fn pending_transfers(client: &impl GenericClient) -> RowResult<u64> {
     let count: i64 = client
         .query_one(

@@ -622,8 +622,31 @@ impl PgTx<'_> {
             }
             Ok(())
         };
-        pipelined!(_insert = insert, _settle = settle);
+        // The new transfers' messages, in the same commit (the transactional outbox).
+        let announce = async {
+            if self.new_transfers.is_empty() || !self.state.outbox {
+                return Ok(());
+            }
+            let ids: Vec<&str> = self
+                .new_transfers
+                .iter()
+                .map(|(v, _)| v.transfer.id.as_str())
+                .collect();
+            self.announce(payd_ports::TRANSFERS_QUEUE, &ids).await
+        };
+        pipelined!(_insert = insert, _settle = settle, _announce = announce);
         Ok(())
+    }
+
+    /// Writes one outbox message to `queue` per id (the body), in the order of `ids`.
+    async fn announce(&self, queue: &str, ids: &[&str]) -> Result<(), Failure> {
+        self.execute(
+            "INSERT INTO outbox (queue, body, created_ms)
+             SELECT $1, i, $3 FROM unnest($2::text[]) WITH ORDINALITY AS x(i, o) ORDER BY o",
+            &[&queue, &ids, &self.now_ms],
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn write_withdrawals(&self) -> Result<(), Failure> {
@@ -761,13 +784,7 @@ impl PgTx<'_> {
                 return Ok(());
             }
             let ids: Vec<&str> = new.iter().map(|row| row.record.id.as_str()).collect();
-            self.execute(
-                "INSERT INTO outbox (queue, body, created_ms)
-                 SELECT $1, i, $3 FROM unnest($2::text[]) AS x(i)",
-                &[&payd_ports::PAYMENTS_QUEUE, &ids, &self.now_ms],
-            )
-            .await
-            .map(|_| ())
+            self.announce(payd_ports::PAYMENTS_QUEUE, &ids).await
         };
         pipelined!(_insert = insert, _update = update, _announce = announce);
         Ok(())

@@ -108,7 +108,8 @@ pub(crate) struct WriterState {
     pub(crate) slot: i16,
     /// The lease owner recorded on payments this process dispatches.
     pub(crate) instance: String,
-    /// Whether a new payment's message goes to the outbox too ([`crate::PgConfig::outbox`]).
+    /// Whether new payments' and transfers' messages go to the outbox too
+    /// ([`crate::PgConfig::outbox`]).
     pub(crate) outbox: bool,
 }
 
