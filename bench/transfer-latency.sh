@@ -10,6 +10,8 @@
 # commit time on this machine's clock): p50, p90, p99, max.
 #
 # usage: bench/transfer-latency.sh [duration_s=10] [connections=4] [pairs=2]
+#   connections=0: instead of wrk, one client sending RATE transfers/s (default 20), paced,
+#   each waiting for its answer: the light load where a poll shows.
 # env: BENCH_PG_URL (default postgres://postgres@127.0.0.1:5432/postgres),
 #      AMQP_URL (default amqp://guest:guest@127.0.0.1:5672/payd-bench-1; the vhost must exist:
 #      rabbitmqctl add_vhost payd-bench-1 && rabbitmqctl set_permissions -p payd-bench-1 guest '.*' '.*' '.*'),
@@ -63,8 +65,12 @@ run() { # with_amqp (0/1) run_number
   await_ready "$worker_port" "$work/worker.log"
   python3 "$here/seed.py" "127.0.0.1:$api_port" "$accounts" >/dev/null
   local line
-  line="$(wrk -t2 -c"$connections" -d"${duration}s" --latency -s "$here/wrk/transfer.lua" "http://127.0.0.1:$api_port" \
-    | awk '/^RESULT/ {print $2, $3/1000, $5/1000, $7 + $8}')"
+  if [ "$connections" = 0 ]; then
+    line="$(python3 "$here/paced-transfers.py" "127.0.0.1:$api_port" "$accounts" "${RATE:-20}" "$duration")"
+  else
+    line="$(wrk -t2 -c"$connections" -d"${duration}s" --latency -s "$here/wrk/transfer.lua" "http://127.0.0.1:$api_port" \
+      | awk '/^RESULT/ {print $2, $3/1000, $5/1000, $7 + $8}')"
+  fi
   # Drained: nothing pending for 300 ms.
   for _ in $(seq 600); do
     [ "$(psql "$url" -Atc "SELECT COUNT(*) FROM transfers WHERE status = 'pending'")" = 0 ] && break
@@ -92,9 +98,11 @@ run() { # with_amqp (0/1) run_number
   db=""
 }
 
-printf '\n%s, %s cores, %s; PostgreSQL %s; payd api + payd worker; wrk -t2 -c%s -d%ss on the same cores, %s accounts\n' \
+load="wrk -t2 -c$connections -d${duration}s"
+[ "$connections" = 0 ] && load="one paced client, ${RATE:-20} transfers/s for ${duration}s"
+printf '\n%s, %s cores, %s; PostgreSQL %s; payd api + payd worker; %s on the same cores, %s accounts\n' \
   "$(date -u +%Y-%m-%dT%H:%MZ)" "$(nproc)" "$(uname -m)" \
-  "$(psql "$server" -Atc 'SHOW server_version')" "$connections" "$duration" "$accounts"
+  "$(psql "$server" -Atc 'SHOW server_version')" "$load" "$accounts"
 printf '%-20s %9s %8s %8s %6s %8s %7s %7s %7s %7s %7s %s\n' \
   "transfers found by" "accept/s" "p50_ms" "p99_ms" "errors" "settled" "s50_ms" "s90_ms" "s99_ms" "smax_ms" "pending" "RSS_MB api/worker"
 for n in $(seq "$pairs"); do
