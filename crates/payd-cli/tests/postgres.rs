@@ -661,18 +661,7 @@ async fn one_worker_polls_each_processor_and_another_takes_over() {
         "--fallback-processor-url",
         "http://127.0.0.1:9",
     ];
-    let mut workers: Vec<Proc> = ["w-a", "w-b"]
-        .iter()
-        .map(|name| {
-            Proc::role_pg(
-                "worker",
-                database.url(),
-                name,
-                &dir.path().join(name),
-                &flags,
-            )
-        })
-        .collect();
+    let mut workers = Proc::workers_pg(database.url(), &["w-a", "w-b"], dir.path(), &flags);
     await_one_health_poller(&http, &workers, Duration::from_secs(5), "two workers").await;
     let held = async |worker: &Proc, processor: &str| {
         health_pollers(&http, std::slice::from_ref(worker), processor).await[0]

@@ -115,6 +115,16 @@ impl Proc {
         Proc::spawn(&args, log, &banner)
     }
 
+    /// One `payd worker` per name in `names` (its instance id; its log `dir/<name>`) on the
+    /// PostgreSQL database `url`, each with `flags`.
+    #[allow(dead_code)] // Only the PostgreSQL tests run workers.
+    pub(crate) fn workers_pg(url: &str, names: &[&str], dir: &Path, flags: &[&str]) -> Vec<Proc> {
+        names
+            .iter()
+            .map(|name| Proc::role_pg("worker", url, name, &dir.join(name), flags))
+            .collect()
+    }
+
     /// The process id.
     #[allow(dead_code)] // Not every test binary that includes this module looks at it.
     pub(crate) fn pid(&self) -> u32 {
