@@ -19,8 +19,8 @@ use payd_engine::{
     WalletWorkerConfig, WebhookDeliverer, WebhookDelivererConfig,
 };
 use payd_ports::{
-    Clock, DecisionCache, HealthBoard, OutboxStore, PaymentStore, ProcessorClient, Store,
-    WalletStore, WebhookStore,
+    BreakerBus, Clock, DecisionCache, HealthBoard, OutboxStore, PaymentStore, ProcessorClient,
+    Store, WalletStore, WebhookStore,
 };
 use payd_processors::{HttpProcessors, HttpProcessorsConfig, HttpWebhookConfig, HttpWebhookSender};
 use tokio::net::TcpListener;
@@ -279,7 +279,16 @@ async fn serve(plan: Plan, runtime: Option<tokio::runtime::Handle>) -> anyhow::R
     let decisions = plan.api.as_ref().and(decisions(plan.redis.as_ref()));
     let engine = match plan.engine.zip(runtime) {
         Some((engine, runtime)) => {
-            let shared_health = SharedHealth { board, instance };
+            // With Redis, the gateways tell each other when a breaker opens.
+            let breakers = plan
+                .redis
+                .as_ref()
+                .map(|redis| Arc::new(payd_redis::RedisBreakers::new(redis.redis.clone())));
+            let shared_health = SharedHealth {
+                board,
+                breakers: breakers.clone().map(|bus| bus as Arc<dyn BreakerBus>),
+                instance,
+            };
             let outbox = opened.outbox();
             let amqp = plan.amqp.clone().zip(outbox);
             Some(Engine::start(
@@ -287,7 +296,7 @@ async fn serve(plan: Plan, runtime: Option<tokio::runtime::Handle>) -> anyhow::R
                 &clock,
                 shared_health,
                 engine,
-                amqp,
+                Transports { amqp, breakers },
                 &runtime,
             )?)
         }
@@ -355,6 +364,14 @@ async fn serve(plan: Plan, runtime: Option<tokio::runtime::Handle>) -> anyhow::R
 /// What intake calls after accepting work (see [`Engine::wakers`]).
 type Wake = Arc<dyn Fn() + Send + Sync>;
 
+/// What the engine shares with the other processes besides the store.
+struct Transports {
+    /// RabbitMQ, and the outbox the relay publishes.
+    amqp: Option<(payd_amqp::AmqpConfig, Arc<dyn OutboxStore>)>,
+    /// The breakers' announcements on Redis.
+    breakers: Option<Arc<payd_redis::RedisBreakers>>,
+}
+
 /// The background engine, running: the gateway, the wallet worker (transfer settling, hold
 /// expiry, key purge) and the webhook deliverer, each a task on the engine's runtime.
 struct Engine {
@@ -370,9 +387,10 @@ impl Engine {
         clock: &Arc<dyn Clock>,
         shared_health: SharedHealth,
         plan: EnginePlan,
-        amqp: Option<(payd_amqp::AmqpConfig, Arc<dyn OutboxStore>)>,
+        transports: Transports,
         runtime: &tokio::runtime::Handle,
     ) -> anyhow::Result<Engine> {
+        let instance = shared_health.instance.clone();
         let processors: Arc<dyn ProcessorClient> = Arc::new(HttpProcessors::new(&plan.processors)?);
         let gateway = Gateway::new(
             store.clone() as Arc<dyn PaymentStore>,
@@ -398,7 +416,15 @@ impl Engine {
         );
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let mut tasks = Vec::new();
-        if let Some((config, outbox)) = amqp {
+        if let Some(bus) = transports.breakers {
+            let peer = gateway.clone();
+            let on_trip = move |processor| peer.on_peer_trip(processor);
+            tasks.push((
+                "breaker announcements",
+                runtime.spawn(bus.listen(instance, on_trip, stopped.clone())),
+            ));
+        }
+        if let Some((config, outbox)) = transports.amqp {
             // The transport first: the relay publishes through its connection, and its
             // consumers feed the gateway's inbox and the transfer settler.
             let amqp = payd_amqp::Amqp::new(config);

@@ -672,3 +672,128 @@ async fn a_redis_restart_under_load_loses_and_doubles_nothing() {
     drop(api);
     support::assert_pg_audit_clean(database.url());
 }
+
+/// `payd_breaker_shared_total` of `worker` for the default processor, by direction.
+async fn breaker_announcements(http: &reqwest::Client, worker: &Proc) -> (f64, f64) {
+    let text = metrics(http, worker).await;
+    let series = |direction: &str| {
+        format!("payd_breaker_shared_total{{processor=\"default\",direction=\"{direction}\"}}")
+    };
+    (
+        counter_sum(&text, &series("sent")),
+        counter_sum(&text, &series("received")),
+    )
+}
+
+/// Waits (at most 15 s) until some worker received an announcement beyond `before`
+/// (received counts per worker) that another worker sent; the new counts.
+async fn await_announcement(http: &reqwest::Client, workers: &[Proc], before: &[f64]) -> Vec<f64> {
+    let started = Instant::now();
+    loop {
+        let mut counts = Vec::new();
+        for worker in workers {
+            counts.push(breaker_announcements(http, worker).await);
+        }
+        let received: Vec<f64> = counts.iter().map(|(_, received)| *received).collect();
+        let fresh = received.iter().zip(before).position(|(now, was)| now > was);
+        if let Some(receiver) = fresh {
+            let sent_elsewhere = counts
+                .iter()
+                .enumerate()
+                .any(|(i, (sent, _))| i != receiver && *sent > 0.0);
+            assert!(
+                sent_elsewhere,
+                "received without another worker sending: {counts:?}"
+            );
+            return received;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "no breaker announcement crossed between the workers: {counts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Goal: with Redis, a worker whose calls open the default's breaker tells the other
+/// workers at once (they stop calling it too, without each paying its own failures), never
+/// itself; after a Redis restart the workers subscribe again and the next opening crosses
+/// too; payments stay exactly once through all of it. Method: an API and two workers on a
+/// private Redis (the health poll every minute, so that only calls open breakers); a
+/// steady stream of payments; the default set failing, healthy, Redis restarted, failing
+/// again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opened_breaker_is_told_to_the_other_workers() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let Some(database) = TestDatabase::create("redis_breakers").await else {
+        return;
+    };
+    let Some(mut redis) = RedisServer::start("an_opened_breaker_is_told_to_the_other_workers")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let http = http();
+    let redis_url = redis.url();
+    let default = Proc::processor_sim("default", dir.path());
+    let fallback = Proc::processor_sim("fallback", dir.path());
+    let api = Proc::role_pg("api", database.url(), "api", &dir.path().join("api"), &[]);
+    let flags = [
+        "--default-processor-url",
+        &default.url,
+        "--fallback-processor-url",
+        &fallback.url,
+        "--health-interval-ms",
+        "60000",
+        "--redis-url",
+        &redis_url,
+        "--redis-prefix",
+        "payd-test:",
+    ];
+    let workers = Proc::workers_pg(database.url(), &["w-a", "w-b"], dir.path(), &flags);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let paid = Arc::new(Mutex::new(Vec::new()));
+    let load = {
+        let (http, url, stop, paid) = (http.clone(), api.url.clone(), stop.clone(), paid.clone());
+        tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let id = support::payment_id(9, n);
+                assert_eq!(support::pay(&http, &url, &id).await, 202, "{id}");
+                paid.lock().unwrap().push(id);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    let failing = async |failure: bool| {
+        default
+            .configure_sim(&http, "failure", serde_json::json!({"failure": failure}))
+            .await;
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    failing(true).await;
+    let received = await_announcement(&http, &workers, &[0.0, 0.0]).await;
+
+    // Healthy again (the breakers close on their probes), Redis restarted, failing again.
+    failing(false).await;
+    redis.shutdown();
+    redis.run().expect("restart redis-server");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    failing(true).await;
+    await_announcement(&http, &workers, &received).await;
+    failing(false).await;
+
+    stop.store(true, Ordering::Relaxed);
+    load.await.unwrap();
+    let paid = std::mem::take(&mut *paid.lock().unwrap());
+    let db = payd_pgtest::connect(database.url()).await.unwrap();
+    support::await_booked(&db, &paid, Duration::from_secs(30)).await;
+    support::assert_exactly_once(&http, &[&default, &fallback], &api.url, &paid).await;
+    drop(workers);
+    drop(api);
+    support::assert_pg_audit_clean(database.url());
+}

@@ -185,6 +185,36 @@ impl Gateway {
         self.arrived.notify_one();
     }
 
+    /// Counts a breaker opened on this process's own calls, and tells the other processes
+    /// (without waiting: the call's outcome is recorded meanwhile).
+    fn announce_opened(&self, processor: Processor) {
+        metrics::counter!("payd_breaker_opened_total", "processor" => processor.as_str(), "cause" => "calls")
+            .increment(1);
+        let Some(bus) = self.shared_health.breakers.clone() else {
+            return;
+        };
+        let instance = self.shared_health.instance.clone();
+        tokio::spawn(async move {
+            match bus.announce(processor, &instance).await {
+                Ok(()) => metrics::counter!("payd_breaker_shared_total", "processor" => processor.as_str(), "direction" => "sent")
+                    .increment(1),
+                Err(error) => tracing::debug!(processor = processor.as_str(), %error, "Could not announce an opened breaker."),
+            }
+        });
+    }
+
+    /// Another process announced that its breaker for `processor` opened (see
+    /// [`SharedHealth::breakers`]): opens this process's too if it is closed.
+    pub fn on_peer_trip(&self, processor: Processor) {
+        let name = processor.as_str();
+        metrics::counter!("payd_breaker_shared_total", "processor" => name, "direction" => "received")
+            .increment(1);
+        if self.health(processor).on_peer_trip(self.clock.now_ms()) {
+            metrics::counter!("payd_breaker_opened_total", "processor" => name, "cause" => "peer")
+                .increment(1);
+        }
+    }
+
     /// What the engine knows about a processor.
     pub fn health(&self, processor: Processor) -> &ProcessorHealth {
         &self.health[index(processor)]
@@ -578,7 +608,9 @@ impl Gateway {
                 let now_ms = self.clock.now_ms();
                 let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
                 let health = self.health(processor);
-                health.on_outcome(outcome, latency_ms, now_ms);
+                if health.on_outcome(outcome, latency_ms, now_ms) {
+                    self.announce_opened(processor);
+                }
                 let (rejected_percent, unknown_percent) = health.failure_rates_percent();
                 let name = processor.as_str();
                 metrics::gauge!("payd_processor_rejected_percent", "processor" => name)

@@ -14,7 +14,9 @@ use payd_domain::gateway::Outcome;
 use payd_domain::gateway::Processor;
 use payd_domain::gateway::breaker::{Admission, Breaker, BreakerConfig, BreakerState};
 use payd_domain::gateway::routing::ProcessorView;
-use payd_ports::{HealthBoard, HealthError, HealthReading, HealthReport, ProcessorClient};
+use payd_ports::{
+    BreakerBus, HealthBoard, HealthError, HealthReading, HealthReport, ProcessorClient,
+};
 use tokio::sync::watch;
 
 use crate::Clock;
@@ -97,8 +99,11 @@ impl ProcessorHealth {
     }
 
     /// Records a call's outcome and latency.
-    pub fn on_outcome(&self, outcome: Outcome, latency_ms: u64, now_ms: i64) {
+    /// Whether this outcome opened a closed breaker (the moment to tell the other
+    /// processes, see [`SharedHealth::breakers`]).
+    pub fn on_outcome(&self, outcome: Outcome, latency_ms: u64, now_ms: i64) -> bool {
         let mut state = self.lock();
+        let was_closed = matches!(state.breaker.state(), BreakerState::Closed { .. });
         if state.latencies_ms.len() == LATENCY_WINDOW {
             state.latencies_ms.pop_front();
             state.outcomes.pop_front();
@@ -115,6 +120,20 @@ impl ProcessorHealth {
                 state.last_failure_ms = now_ms;
             }
         }
+        was_closed && matches!(state.breaker.state(), BreakerState::Open { .. })
+    }
+
+    /// Another process's breaker for this processor opened on its own calls: a closed
+    /// breaker here opens too (for its first period), so that the deployment stops calling
+    /// a failing processor after one process's failures, not after each one's. An open or
+    /// probing breaker is left alone: it already knows. Whether it opened.
+    pub fn on_peer_trip(&self, now_ms: i64) -> bool {
+        let mut state = self.lock();
+        if !matches!(state.breaker.state(), BreakerState::Closed { .. }) {
+            return false;
+        }
+        state.breaker.trip(now_ms);
+        true
     }
 
     /// Passive health of the recent calls (the last 64): the share rejected (`5xx`, `429`,
@@ -137,15 +156,19 @@ impl ProcessorHealth {
     /// Records a health-endpoint report: a failing processor's breaker is opened; a healthy
     /// report with no failed call since the previous poll closes it at once, instead of
     /// waiting for probes (slowness is the routing policy's business, not the breaker's).
-    pub fn on_report(&self, report: HealthReport, now_ms: i64, interval_ms: u64) {
+    /// Whether the report opened a breaker that was not open.
+    pub fn on_report(&self, report: HealthReport, now_ms: i64, interval_ms: u64) -> bool {
         let mut state = self.lock();
         state.report = Some((report, now_ms));
         let interval_ms = i64::try_from(interval_ms).unwrap_or(i64::MAX);
+        let was_open = matches!(state.breaker.state(), BreakerState::Open { .. });
         if report.failing {
             state.breaker.trip(now_ms);
+            return !was_open;
         } else if state.last_failure_ms < now_ms.saturating_sub(interval_ms) {
             state.breaker.reset();
         }
+        false
     }
 
     /// When the breaker will next allow a probe, if it is open.
@@ -173,11 +196,15 @@ fn percentile(window: &VecDeque<u64>, p: usize) -> u64 {
     sorted[rank.min(sorted.len() - 1)]
 }
 
-/// Where a poller shares what it learns: the board, and this process's name on it.
+/// Where a process shares what it learns of the processors: the board, the breaker bus,
+/// and this process's name on them.
 #[derive(Clone)]
 pub struct SharedHealth {
     /// The deployment's board ([`payd_ports::SoleBoard`] for a process alone on its store).
     pub board: Arc<dyn HealthBoard>,
+    /// Where this process announces that one of its breakers opened on its own calls
+    /// (Redis); `None` when nothing is shared (alone, or on PostgreSQL only).
+    pub breakers: Option<Arc<dyn BreakerBus>>,
     /// This process's instance id, the lease holder's name.
     pub instance: Arc<str>,
 }
@@ -241,8 +268,11 @@ pub async fn poll_health(
         if !leading {
             if let Some(reading) = latest.filter(|reading| reading.polled_at_ms > applied_ms) {
                 applied_ms = reading.polled_at_ms;
-                record(processor, reading.report);
-                health.on_report(reading.report, now_ms, interval_ms);
+                record(
+                    processor,
+                    reading.report,
+                    health.on_report(reading.report, now_ms, interval_ms),
+                );
             }
             next_ms = now_ms.saturating_add(look_ms);
             continue;
@@ -257,8 +287,11 @@ pub async fn poll_health(
         next_ms = now_ms.saturating_add(interval);
         match client.health(processor).await {
             Ok(report) => {
-                record(processor, report);
-                health.on_report(report, clock.now_ms(), interval_ms);
+                record(
+                    processor,
+                    report,
+                    health.on_report(report, clock.now_ms(), interval_ms),
+                );
                 applied_ms = now_ms;
                 let reading = HealthReading {
                     report,
@@ -280,8 +313,12 @@ pub async fn poll_health(
     }
 }
 
-/// The report's gauges.
-fn record(processor: Processor, report: HealthReport) {
+/// The report's gauges, and whether it `opened` the breaker.
+fn record(processor: Processor, report: HealthReport, opened: bool) {
+    if opened {
+        metrics::counter!("payd_breaker_opened_total", "processor" => processor.as_str(), "cause" => "report")
+            .increment(1);
+    }
     metrics::gauge!("payd_processor_reported_failing", "processor" => processor.as_str())
         .set(if report.failing { 1.0 } else { 0.0 });
     metrics::gauge!("payd_processor_reported_min_response_ms", "processor" => processor.as_str())
@@ -389,6 +426,7 @@ mod tests {
             let (stop, stopped) = watch::channel(false);
             let shared = SharedHealth {
                 board: board.clone(),
+                breakers: None,
                 instance: Arc::from(name),
             };
             let task = tokio::spawn(poll_health(
@@ -480,6 +518,53 @@ mod tests {
             Admission::Open,
             "no failure for a poll interval"
         );
+    }
+
+    /// Goal: a breaker says when its own calls opened it (once, at the opening failure, so
+    /// that one announcement goes out per opening), a peer's announcement opens a closed
+    /// breaker and leaves an open or probing one alone, and a peer's trip is not reported as
+    /// an opening of this process's own (no echo back).
+    #[test]
+    fn openings_are_told_once_and_a_peer_trip_opens_only_a_closed_breaker() {
+        let config = BreakerConfig {
+            failure_threshold: 3,
+            open_ms: 500,
+            ..BreakerConfig::default()
+        };
+        let health = ProcessorHealth::new(config);
+        let opened: Vec<bool> = (0..5)
+            .map(|i| health.on_outcome(Outcome::Rejected, 1, 1_000 + i))
+            .collect();
+        assert_eq!(
+            opened,
+            [false, false, true, false, false],
+            "told at the third failure only"
+        );
+        assert!(!health.on_peer_trip(1_010), "already open: left alone");
+        assert_eq!(
+            health.reopens_at_ms(),
+            Some(1_502),
+            "the peer did not extend it"
+        );
+
+        let peer = ProcessorHealth::new(config);
+        health_is_open(&peer, false, 2_000);
+        assert!(
+            peer.on_peer_trip(2_000),
+            "a closed breaker opens on a peer's trip"
+        );
+        health_is_open(&peer, true, 2_000);
+        health_is_open(&peer, false, 2_500);
+        // Probing after the period: a failed probe re-opens it on its own calls, which is
+        // not a new opening to tell (the deployment knows already).
+        peer.on_dispatch(2_500);
+        assert!(!peer.on_outcome(Outcome::Rejected, 1, 2_501));
+        assert!(!peer.on_peer_trip(2_502), "open again: left alone");
+    }
+
+    fn health_is_open(health: &ProcessorHealth, open: bool, now_ms: i64) {
+        let refused = health.view(now_ms, 1).admission == Admission::Refused;
+        assert_eq!(refused, open, "at {now_ms} ms");
     }
 
     #[test]

@@ -26,6 +26,7 @@ use tokio::time::Instant;
 fn alone() -> SharedHealth {
     SharedHealth {
         board: Arc::new(payd_ports::SoleBoard),
+        breakers: None,
         instance: Arc::from("test"),
     }
 }

@@ -48,6 +48,17 @@ pub trait HealthBoard: Send + Sync + 'static {
     async fn latest(&self, processor: Processor) -> Result<Option<HealthReading>, LedgerError>;
 }
 
+/// Where the processes of one deployment tell each other that a processor's circuit
+/// breaker opened: one process's failed calls then stop every process's calls, instead of
+/// each process paying its own run of failures. Best effort by design: a lost
+/// announcement only means the other processes find out by their own calls, as without it.
+#[async_trait]
+pub trait BreakerBus: Send + Sync + 'static {
+    /// Tells the other processes that `instance`'s breaker for `processor` just opened on
+    /// its own calls.
+    async fn announce(&self, processor: Processor, instance: &str) -> Result<(), LedgerError>;
+}
+
 /// The board of a process that shares its store with no other: it holds every lease, and
 /// keeps nothing (its own poller's reports go straight to its gateway).
 #[derive(Clone, Copy, Debug, Default)]

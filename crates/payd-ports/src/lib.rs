@@ -51,7 +51,7 @@ pub use gateway::{
     HealthError, HealthReport, Intake, Lookup, NewPayment, Payer, PaymentRecord, PaymentStore,
     PaymentSummary, ProcessorClient, ProcessorPayment, ProcessorTotals, Transition,
 };
-pub use health::{HealthBoard, HealthReading, SoleBoard};
+pub use health::{BreakerBus, HealthBoard, HealthReading, SoleBoard};
 pub use in_flight::{InFlightGuard, InFlightKeys, LocalInFlight};
 pub use outbox::{
     OutboxBacklog, OutboxMessage, OutboxStore, PAYMENTS_QUEUE, PublishError, Publisher, RelayError,

@@ -13,8 +13,12 @@
 //! - [`RedisDecisions`]: recent card decisions ([`payd_ports::DecisionCache`]), so that a
 //!   replayed transaction id is answered without asking PostgreSQL; a miss or an error
 //!   asks it, as without Redis.
+//! - [`RedisBreakers`]: the circuit breakers' openings told to every process
+//!   ([`payd_ports::BreakerBus`]) on a pub/sub channel; without Redis each process finds
+//!   out by its own calls.
 
 mod board;
+mod breakers;
 mod decisions;
 
 use std::time::Duration;
@@ -23,6 +27,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::Mutex;
 
 pub use board::RedisBoard;
+pub use breakers::RedisBreakers;
 pub use decisions::RedisDecisions;
 
 /// How long a command may take before it counts as failed (then the fallback answers).
@@ -46,6 +51,11 @@ impl Redis {
             prefix: prefix.to_owned(),
             connection: Mutex::new(None),
         })
+    }
+
+    /// The client, for connections of their own (a pub/sub subscription).
+    pub(crate) fn client(&self) -> &redis::Client {
+        &self.client
     }
 
     /// `name` under this deployment's prefix.
