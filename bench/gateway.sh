@@ -224,6 +224,15 @@ if engine_metrics:
                 calls[key] = calls.get(key, 0) + int(float(line.split()[-1]))
         which = "the worker's" if source == engine_metrics else f"worker {source.rsplit('-', 1)[-1][:-4]}'s"
         rows.append((f"{which} calls by processor and outcome", ", ".join(f"{k} {v}" for k, v in sorted(calls.items())) or "n/a"))
+        # Breaker openings by processor and cause (calls, report, peer: with Redis).
+        opened = {}
+        for line in open(source):
+            if line.startswith("payd_breaker_opened_total{"):
+                labels = dict(part.split("=") for part in line[line.index("{") + 1:line.index("}")].split(","))
+                key = f"{labels['processor'].strip(chr(34))} {labels['cause'].strip(chr(34))}"
+                opened[key] = opened.get(key, 0) + int(float(line.split()[-1]))
+        if opened:
+            rows.append((f"{which} breaker openings by cause", ", ".join(f"{k} {v}" for k, v in sorted(opened.items()))))
         # With RabbitMQ: what this worker relayed and consumed.
         amqp = {}
         for line in open(source):
