@@ -71,7 +71,7 @@ run() { # with_amqp (0/1) run_number
     line="$(wrk -t2 -c"$connections" -d"${duration}s" --latency -s "$here/wrk/transfer.lua" "http://127.0.0.1:$api_port" \
       | awk '/^RESULT/ {print $2, $3/1000, $5/1000, $7 + $8}')"
   fi
-  # Drained: nothing pending for 300 ms.
+  # Drained: until nothing is pending (at most 60 s).
   for _ in $(seq 600); do
     [ "$(psql "$url" -Atc "SELECT COUNT(*) FROM transfers WHERE status = 'pending'")" = 0 ] && break
     sleep 0.1

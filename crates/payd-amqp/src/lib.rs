@@ -202,9 +202,17 @@ impl Amqp {
                     FieldTable::default(),
                 )
                 .await?;
-            streams.push(stream.map(move |delivery| (index, delivery)));
+            // A consumer the broker cancelled (its queue deleted, say) ends its stream; the
+            // merged stream would go on without it, so its end is an error of the session:
+            // reconnect and consume every queue again.
+            let end = futures_util::stream::once(std::future::ready((index, Err(closed()))));
+            streams.push(stream.map(move |delivery| (index, delivery)).chain(end));
         }
         let mut deliveries = futures_util::stream::select_all(streams);
+        // Dropped when this session ends: the waits for its deliveries' settle handles end
+        // with it (their acknowledgements could only fail on the closed channel), which
+        // closes those handles, so their holders see them as stale.
+        let (_alive, session) = watch::channel(());
         self.set_publish(Some(publish));
         *connected = true;
         metrics::gauge!("payd_broker_up", "broker" => "rabbitmq").set(1.0);
@@ -213,7 +221,7 @@ impl Amqp {
         loop {
             tokio::select! {
                 delivery = deliveries.next() => match delivery {
-                    Some((index, Ok(delivery))) => take(delivery, &consumers[index]).await,
+                    Some((index, Ok(delivery))) => take(delivery, &consumers[index], session.clone()).await,
                     Some((_, Err(error))) => return Err(error),
                     None => return Err(closed()),
                 },
@@ -257,7 +265,11 @@ fn closed() -> lapin::Error {
 
 /// Hands one delivery over; acknowledges it once settled, returns it to the queue if the
 /// settle handle is dropped, dead-letters it if it is malformed.
-async fn take(delivery: lapin::message::Delivery, consumer: &Consumer) {
+async fn take(
+    delivery: lapin::message::Delivery,
+    consumer: &Consumer,
+    mut session: watch::Receiver<()>,
+) {
     let queue = consumer.queue;
     metrics::counter!("payd_amqp_consumed_total", "queue" => queue).increment(1);
     if delivery.redelivered {
@@ -277,8 +289,13 @@ async fn take(delivery: lapin::message::Delivery, consumer: &Consumer) {
     }
     let acker = delivery.acker;
     tokio::spawn(async move {
+        let settled = tokio::select! {
+            settled = settled => settled,
+            // The session ended: the broker redelivers the message to a live consumer.
+            _ = session.changed() => return,
+        };
         // A failed ack (the channel closed meanwhile) means a redelivery, which is harmless.
-        let _ = match settled.await {
+        let _ = match settled {
             Ok(()) => acker.ack(BasicAckOptions::default()).await,
             Err(_) => {
                 let options = BasicNackOptions {

@@ -493,7 +493,6 @@ impl Engine {
     }
 }
 
-/// Resolves on SIGTERM (what Kubernetes and process managers send) or SIGINT (Ctrl-C).
 /// A consumer's callback: the body parsed as an id by `parse` and handed to `offer`; a
 /// body that is not such an id is refused (and dead-lettered).
 fn deliver_parsed<Id: 'static, E: 'static>(
@@ -514,6 +513,7 @@ fn deliver_parsed<Id: 'static, E: 'static>(
     })
 }
 
+/// Resolves on SIGTERM (what Kubernetes and process managers send) or SIGINT (Ctrl-C).
 async fn shutdown_signal() {
     let ctrl_c = async {
         if let Err(error) = tokio::signal::ctrl_c().await {

@@ -522,7 +522,6 @@ async fn a_worker_killed_mid_call_on_rabbitmq_loses_and_doubles_nothing() {
     world.audit();
 }
 
-/// Goal: RabbitMQ flags that cannot take effect are refused before anything starts.
 /// The status of every transfer among `ids`, polled through `api` until none is pending
 /// (at most `within`).
 async fn await_transfers(
@@ -648,6 +647,7 @@ async fn transfers_travel_through_rabbitmq_and_settle_in_order() {
     world.audit();
 }
 
+/// Goal: RabbitMQ flags that cannot take effect are refused before anything starts.
 #[test]
 fn amqp_flags_that_cannot_work_are_refused() {
     let dir = tempfile::tempdir().unwrap();

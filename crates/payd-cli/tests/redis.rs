@@ -595,9 +595,11 @@ async fn a_redis_restart_under_load_loses_and_doubles_nothing() {
                         }
                         return;
                     }
-                    // Every third card request replays the one sent 30 ticks earlier.
-                    let replay = n.is_multiple_of(3) && n > 30;
-                    let id = format!("card-{}", if replay { n - 30 } else { n });
+                    // Every third card request (n odd, a multiple of 3) replays the one sent
+                    // 32 ticks earlier: odd too (a card request), never a multiple of 3 (sent
+                    // under its own id, not itself a replay).
+                    let replay = n.is_multiple_of(3) && n > 32;
+                    let id = format!("card-{}", if replay { n - 32 } else { n });
                     let body = serde_json::json!({"id": id, "account": "load", "totalAmount": "0.01",
                                                   "mcc": "5999", "merchant": "REDIS"});
                     let answer = http.post(format!("{url}/transactions")).json(&body).send().await;
@@ -673,46 +675,73 @@ async fn a_redis_restart_under_load_loses_and_doubles_nothing() {
     support::assert_pg_audit_clean(database.url());
 }
 
-/// `payd_breaker_shared_total` of `worker` for the default processor, by direction.
-async fn breaker_announcements(http: &reqwest::Client, worker: &Proc) -> (f64, f64) {
-    let text = metrics(http, worker).await;
-    let series = |direction: &str| {
-        format!("payd_breaker_shared_total{{processor=\"default\",direction=\"{direction}\"}}")
-    };
-    (
-        counter_sum(&text, &series("sent")),
-        counter_sum(&text, &series("received")),
-    )
+/// The sum of the series of counter `name` whose labels include every one of `labels`
+/// (`key="value"`), in a Prometheus text page.
+fn series_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|line| line.starts_with(&format!("{name}{{")))
+        .filter(|line| labels.iter().all(|label| line.contains(label)))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
-/// Waits (at most 15 s) until some worker received an announcement beyond `before`
-/// (received counts per worker) that another worker sent; the new counts.
-async fn await_announcement(http: &reqwest::Client, workers: &[Proc], before: &[f64]) -> Vec<f64> {
+/// Per worker: the default's breaker announcements it sent and received, its calls booked
+/// at the default, and whether it listens to the announcements.
+async fn breaker_view(http: &reqwest::Client, workers: &[Proc]) -> Vec<(f64, f64, f64, f64)> {
+    let mut view = Vec::new();
+    for worker in workers {
+        let text = metrics(http, worker).await;
+        let default = r#"processor="default""#;
+        view.push((
+            series_sum(
+                &text,
+                "payd_breaker_shared_total",
+                &[default, r#"direction="sent""#],
+            ),
+            series_sum(
+                &text,
+                "payd_breaker_shared_total",
+                &[default, r#"direction="received""#],
+            ),
+            series_sum(
+                &text,
+                "payd_gateway_calls_total",
+                &[default, r#"outcome="booked""#],
+            ),
+            counter_sum(&text, "payd_breaker_listening"),
+        ));
+    }
+    view
+}
+
+/// Waits (at most 15 s) until `done` holds for the view of `workers`; fails with `what`.
+async fn await_view(
+    http: &reqwest::Client,
+    workers: &[Proc],
+    what: &str,
+    done: impl Fn(&[(f64, f64, f64, f64)]) -> bool,
+) -> Vec<(f64, f64, f64, f64)> {
     let started = Instant::now();
     loop {
-        let mut counts = Vec::new();
-        for worker in workers {
-            counts.push(breaker_announcements(http, worker).await);
-        }
-        let received: Vec<f64> = counts.iter().map(|(_, received)| *received).collect();
-        let fresh = received.iter().zip(before).position(|(now, was)| now > was);
-        if let Some(receiver) = fresh {
-            let sent_elsewhere = counts
-                .iter()
-                .enumerate()
-                .any(|(i, (sent, _))| i != receiver && *sent > 0.0);
-            assert!(
-                sent_elsewhere,
-                "received without another worker sending: {counts:?}"
-            );
-            return received;
+        let view = breaker_view(http, workers).await;
+        if done(&view) {
+            return view;
         }
         assert!(
             started.elapsed() < Duration::from_secs(15),
-            "no breaker announcement crossed between the workers: {counts:?}"
+            "{what}: {view:?}"
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Whether, since `before`, one worker sent an announcement and another received one.
+fn crossed(before: &[(f64, f64, f64, f64)], now: &[(f64, f64, f64, f64)]) -> bool {
+    (0..now.len()).any(|sender| {
+        now[sender].0 > before[sender].0
+            && (0..now.len())
+                .any(|receiver| receiver != sender && now[receiver].1 > before[receiver].1)
+    })
 }
 
 /// Goal: with Redis, a worker whose calls open the default's breaker tells the other
@@ -774,17 +803,55 @@ async fn an_opened_breaker_is_told_to_the_other_workers() {
             .configure_sim(&http, "failure", serde_json::json!({"failure": failure}))
             .await;
     };
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let start = await_view(
+        &http,
+        &workers,
+        "both workers listening and booking",
+        |view| {
+            view.iter()
+                .all(|(_, _, booked, listening)| *booked > 0.0 && *listening == 1.0)
+        },
+    )
+    .await;
     failing(true).await;
-    let received = await_announcement(&http, &workers, &[0.0, 0.0]).await;
+    await_view(&http, &workers, "no announcement crossed", |now| {
+        crossed(&start, now)
+    })
+    .await;
 
-    // Healthy again (the breakers close on their probes), Redis restarted, failing again.
+    // Healthy again: both breakers close on their probes (each books at the default again).
     failing(false).await;
+    let failed = breaker_view(&http, &workers).await;
+    await_view(&http, &workers, "the breakers did not close", |now| {
+        now.iter().zip(&failed).all(|(now, then)| now.2 > then.2)
+    })
+    .await;
+    // Redis restarted: both subscribe again (and stay closed meanwhile).
     redis.shutdown();
+    await_view(
+        &http,
+        &workers,
+        "the lost subscription was not noticed",
+        |view| view.iter().all(|(_, _, _, listening)| *listening == 0.0),
+    )
+    .await;
     redis.run().expect("restart redis-server");
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let back = await_view(
+        &http,
+        &workers,
+        "the workers did not subscribe again",
+        |view| view.iter().all(|(_, _, _, listening)| *listening == 1.0),
+    )
+    .await;
+    // Failing again: the next opening crosses on the new subscription.
     failing(true).await;
-    await_announcement(&http, &workers, &received).await;
+    await_view(
+        &http,
+        &workers,
+        "no announcement crossed after the restart",
+        |now| crossed(&back, now),
+    )
+    .await;
     failing(false).await;
 
     stop.store(true, Ordering::Relaxed);

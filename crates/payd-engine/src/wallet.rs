@@ -12,7 +12,7 @@
 //! Metrics: `payd_transfers_settled_total` (counter: completed + rejected),
 //! `payd_holds_expired_total` (counter).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -79,8 +79,9 @@ pub struct WalletWorker {
     clock: Arc<dyn Clock>,
     config: WalletWorkerConfig,
     transfers: Notify,
-    /// Announced transfers whose messages wait for them to be settled.
-    offers: Mutex<Vec<(ResourceId, Settle)>>,
+    /// Announced transfers whose messages wait for them to be settled; several handles
+    /// for one transfer when its message was delivered again (after a reconnection).
+    offers: Mutex<HashMap<ResourceId, Vec<Settle>>>,
 }
 
 impl std::fmt::Debug for WalletWorker {
@@ -116,7 +117,12 @@ impl WalletWorker {
     /// calls this), and wakes it. `settle` is sent once the transfer is no longer pending;
     /// then the message may be acknowledged.
     pub fn offer(&self, id: ResourceId, settle: Settle) {
-        crate::lock(&self.offers).push((id, settle));
+        let mut offers = crate::lock(&self.offers);
+        let handles = offers.entry(id).or_default();
+        // Handles of a session that ended are closed: nothing waits on them any more.
+        handles.retain(|handle| !handle.is_closed());
+        handles.push(settle);
+        drop(offers);
         self.wake();
     }
 
@@ -127,25 +133,35 @@ impl WalletWorker {
         if offers.is_empty() {
             return Ok(0);
         }
-        let ids: Vec<ResourceId> = offers.iter().map(|(id, _)| id.clone()).collect();
+        let ids: Vec<ResourceId> = offers.keys().cloned().collect();
         let pending: HashSet<ResourceId> = match self.store.pending_among(&ids).await {
             Ok(pending) => pending.into_iter().collect(),
             Err(error) => {
-                crate::lock(&self.offers).extend(offers);
+                self.give_back(offers);
                 return Err(error);
             }
         };
-        let mut waiting = Vec::new();
-        for (id, settle) in offers {
+        let mut waiting = HashMap::new();
+        for (id, handles) in offers {
             if pending.contains(&id) {
-                waiting.push((id, settle));
+                waiting.insert(id, handles);
             } else {
-                let _ = settle.send(());
+                for settle in handles {
+                    let _ = settle.send(());
+                }
             }
         }
         let count = waiting.len();
-        crate::lock(&self.offers).extend(waiting);
+        self.give_back(waiting);
         Ok(count)
+    }
+
+    /// Puts offers taken for a pass back, beside any that arrived meanwhile.
+    fn give_back(&self, taken: HashMap<ResourceId, Vec<Settle>>) {
+        let mut offers = crate::lock(&self.offers);
+        for (id, handles) in taken {
+            offers.entry(id).or_default().extend(handles);
+        }
     }
 
     /// Settles pending transfers until none is left; how many were settled.
@@ -191,20 +207,23 @@ impl WalletWorker {
         loop {
             let settled = self.settle_all().await;
             // Announced transfers still pending are in another settler's commit, or wait
-            // behind an earlier transfer of theirs: look again soon, not a poll later.
-            let recheck = match settled {
+            // behind an earlier transfer of theirs: look again soon, not a poll later (after
+            // a read error, once the store had time to recover).
+            let recheck_ms = match settled {
                 Ok(_) => match self.settle_offers().await {
-                    Ok(waiting) => waiting > 0,
+                    Ok(0) => None,
+                    Ok(_) => Some(OFFER_RECHECK_MS),
                     Err(error) => {
                         tracing::warn!(%error, "Reading announced transfers failed; their messages wait.");
-                        true
+                        Some(self.config.error_backoff_ms)
                     }
                 },
-                Err(_) => false,
+                Err(_) => None,
             };
             let wait_ms = match settled {
-                Ok(0) if recheck => self.config.settle_poll_ms.min(OFFER_RECHECK_MS),
-                Ok(0) => self.config.settle_poll_ms,
+                Ok(0) => recheck_ms.map_or(self.config.settle_poll_ms, |recheck_ms| {
+                    self.config.settle_poll_ms.min(recheck_ms)
+                }),
                 Ok(_) => {
                     // Busy: let the next batch gather (a wake-up meanwhile is kept by the
                     // Notify's permit, so nothing waits longer than this pause).
@@ -401,6 +420,21 @@ mod tests {
             crate::lock(&store.ids).is_empty(),
             "t-2 settled by the woken pass"
         );
+
+        // Delivered again after a reconnection: the dead session's handle is dropped, the
+        // live one kept (and settled once the transfer is).
+        store.held.store(true, std::sync::atomic::Ordering::SeqCst);
+        crate::lock(&store.ids).insert("t-3".to_owned());
+        let (stale, stale_wait) = tokio::sync::oneshot::channel::<()>();
+        worker.offer(id("t-3"), stale);
+        drop(stale_wait);
+        let (live, mut live_settled) = tokio::sync::oneshot::channel();
+        worker.offer(id("t-3"), live);
+        assert_eq!(crate::lock(&worker.offers)[&id("t-3")].len(), 1);
+        crate::lock(&store.ids).clear();
+        tokio::time::sleep(Duration::from_millis(OFFER_RECHECK_MS * 2)).await;
+        assert_eq!(live_settled.try_recv(), Ok(()));
+        assert!(crate::lock(&worker.offers).is_empty());
 
         stop.send(true).unwrap();
         running.await.unwrap();

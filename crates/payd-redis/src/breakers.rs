@@ -15,11 +15,14 @@ use payd_domain::gateway::Processor;
 use payd_ports::{BreakerBus, LedgerError};
 use tokio::sync::watch;
 
-use crate::{Redis, answered, failed};
+use crate::{CONNECT_TIMEOUT, Redis, answered};
 
 /// First pause before listening again after a lost subscription, doubled per failure.
 const RELISTEN_BASE: Duration = Duration::from_millis(100);
 const RELISTEN_CAP: Duration = Duration::from_secs(2);
+/// How often a subscription checks that its server still answers (a host that vanished
+/// without a reset would otherwise leave it silently deaf).
+const PING_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The breaker bus on Redis.
 pub struct RedisBreakers {
@@ -36,7 +39,8 @@ impl RedisBreakers {
 
     /// Until `shutdown`: hands every processor another process announced to `on_trip`
     /// (announcements of `instance`, this process, are skipped). Subscribes again after a
-    /// lost connection, with a capped backoff.
+    /// lost subscription, with a capped backoff; a subscription whose server stops
+    /// answering its pings counts as lost.
     pub async fn listen(
         self: Arc<Self>,
         instance: Arc<str>,
@@ -45,37 +49,19 @@ impl RedisBreakers {
     ) {
         let mut failures = 0_u32;
         loop {
-            let error = match self.redis.client().get_async_pubsub().await {
-                Ok(mut pubsub) => match pubsub.subscribe(&self.channel).await {
-                    Ok(()) => {
-                        failures = 0;
-                        let mut messages = pubsub.on_message();
-                        loop {
-                            tokio::select! {
-                                message = messages.next() => match message {
-                                    Some(message) => {
-                                        let text = String::from_utf8_lossy(message.get_payload_bytes());
-                                        match parse(&text) {
-                                            Some((processor, from)) if from != &*instance => on_trip(processor),
-                                            Some(_) => {}
-                                            None => tracing::warn!(message = %text, "Unreadable breaker announcement; ignored."),
-                                        }
-                                    }
-                                    None => break,
-                                },
-                                _ = shutdown.wait_for(|stop| *stop) => return,
-                            }
-                        }
-                        None
-                    }
-                    Err(error) => Some(error),
-                },
-                Err(error) => Some(error),
-            };
-            if let Some(error) = error {
-                failed("breaker_listen", &error);
-            } else {
-                tracing::warn!("Lost the breaker subscription on Redis; subscribing again.");
+            match self
+                .subscription(&instance, &on_trip, &mut shutdown, &mut failures)
+                .await
+            {
+                Ok(()) => return,
+                Err(error) => {
+                    metrics::gauge!("payd_breaker_listening").set(0.0);
+                    metrics::counter!("payd_redis_errors_total", "operation" => "breaker_listen")
+                        .increment(1);
+                    metrics::gauge!("payd_broker_up", "broker" => "redis").set(0.0);
+                    tracing::warn!(%error, "Not subscribed to the breakers' announcements on Redis; \
+                        each process finds failing processors by its own calls meanwhile.");
+                }
             }
             failures = failures.saturating_add(1);
             let pause = RELISTEN_BASE
@@ -84,6 +70,51 @@ impl RedisBreakers {
             tokio::select! {
                 () = tokio::time::sleep(pause) => {}
                 _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+        }
+    }
+
+    /// One subscription's life: `Ok` at shutdown, why it ended otherwise.
+    async fn subscription(
+        &self,
+        instance: &str,
+        on_trip: &(impl Fn(Processor) + Send + Sync),
+        shutdown: &mut watch::Receiver<bool>,
+        failures: &mut u32,
+    ) -> Result<(), String> {
+        let pubsub = tokio::time::timeout(CONNECT_TIMEOUT, self.redis.client().get_async_pubsub())
+            .await
+            .map_err(|_| "connecting timed out".to_owned())?
+            .map_err(|error| error.to_string())?;
+        let (mut sink, mut messages) = pubsub.split();
+        tokio::time::timeout(CONNECT_TIMEOUT, sink.subscribe(&self.channel))
+            .await
+            .map_err(|_| "subscribing timed out".to_owned())?
+            .map_err(|error| error.to_string())?;
+        *failures = 0;
+        answered();
+        metrics::gauge!("payd_breaker_listening").set(1.0);
+        let mut ping = tokio::time::interval(PING_INTERVAL);
+        loop {
+            tokio::select! {
+                message = messages.next() => {
+                    let Some(message) = message else {
+                        return Err("the subscription closed".to_owned());
+                    };
+                    let text = String::from_utf8_lossy(message.get_payload_bytes());
+                    match parse(&text) {
+                        Some((processor, from)) if from != instance => on_trip(processor),
+                        Some(_) => {}
+                        None => tracing::warn!(message = %text, "Unreadable breaker announcement; ignored."),
+                    }
+                }
+                _ = ping.tick() => {
+                    tokio::time::timeout(CONNECT_TIMEOUT, sink.ping::<()>())
+                        .await
+                        .map_err(|_| "a ping went unanswered".to_owned())?
+                        .map_err(|error| error.to_string())?;
+                }
+                () = stopped(shutdown) => return Ok(()),
             }
         }
     }
@@ -109,13 +140,21 @@ impl BreakerBus for RedisBreakers {
                 Ok(())
             }
             Err(error) => {
-                failed("breaker_announce", &error);
+                metrics::counter!("payd_redis_errors_total", "operation" => "breaker_announce")
+                    .increment(1);
+                metrics::gauge!("payd_broker_up", "broker" => "redis").set(0.0);
                 Err(LedgerError::unavailable(format!(
                     "announcing an opened breaker: {error}"
                 )))
             }
         }
     }
+}
+
+/// Resolves once `shutdown` turns true, holding no borrow of it across the wait (so that
+/// the `select!` that awaits it stays `Send`).
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
 /// `default w-a` → (`Default`, `w-a`).
