@@ -71,11 +71,14 @@ run() { # with_amqp (0/1) run_number
     line="$(wrk -t2 -c"$connections" -d"${duration}s" --latency -s "$here/wrk/transfer.lua" "http://127.0.0.1:$api_port" \
       | awk '/^RESULT/ {print $2, $3/1000, $5/1000, $7 + $8}')"
   fi
-  # Drained: until nothing is pending (at most 60 s).
+  # Drained: until nothing is pending (at most 60 s); how long after the load stopped.
+  local load_end_ms drain_ms
+  load_end_ms="$(date +%s%3N)"
   for _ in $(seq 600); do
     [ "$(psql "$url" -Atc "SELECT COUNT(*) FROM transfers WHERE status = 'pending'")" = 0 ] && break
     sleep 0.1
   done
+  drain_ms=$(( $(date +%s%3N) - load_end_ms ))
   local settle
   settle="$(psql "$url" -Atc "SELECT COUNT(*),
       percentile_disc(0.5) WITHIN GROUP (ORDER BY updated_at_ms - created_at_ms),
@@ -89,8 +92,8 @@ run() { # with_amqp (0/1) run_number
   rss_worker="$(ps -o rss= -p "${pids[1]}" | awk '{printf "%d", $1/1024}')"
   read -r rps p50 p99 bad <<<"$line"
   read -r total s50 s90 s99 smax pending <<<"$settle"
-  printf '%-20s %9s %8.2f %8.2f %6s %8s %7s %7s %7s %7s %7s %5s/%s\n' \
-    "$label" "$rps" "$p50" "$p99" "$bad" "$total" "$s50" "$s90" "$s99" "$smax" "$pending" "$rss_api" "$rss_worker"
+  printf '%-20s %9s %8.2f %8.2f %6s %8s %7s %7s %7s %7s %7s %8s %5s/%s\n' \
+    "$label" "$rps" "$p50" "$p99" "$bad" "$total" "$s50" "$s90" "$s99" "$smax" "$pending" "$drain_ms" "$rss_api" "$rss_worker"
   kill -TERM "${pids[@]}" 2>/dev/null || true
   wait "${pids[@]}" 2>/dev/null || true
   pids=()
@@ -103,10 +106,11 @@ load="wrk -t2 -c$connections -d${duration}s"
 printf '\n%s, %s cores, %s; PostgreSQL %s; payd api + payd worker; %s on the same cores, %s accounts\n' \
   "$(date -u +%Y-%m-%dT%H:%MZ)" "$(nproc)" "$(uname -m)" \
   "$(psql "$server" -Atc 'SHOW server_version')" "$load" "$accounts"
-printf '%-20s %9s %8s %8s %6s %8s %7s %7s %7s %7s %7s %s\n' \
-  "transfers found by" "accept/s" "p50_ms" "p99_ms" "errors" "settled" "s50_ms" "s90_ms" "s99_ms" "smax_ms" "pending" "RSS_MB api/worker"
+printf '%-20s %9s %8s %8s %6s %8s %7s %7s %7s %7s %7s %8s %s\n' \
+  "transfers found by" "accept/s" "p50_ms" "p99_ms" "errors" "settled" "s50_ms" "s90_ms" "s99_ms" "smax_ms" "pending" "drain_ms" "RSS_MB api/worker"
 for n in $(seq "$pairs"); do
   run 0 "$((2 * n - 1))"
   run 1 "$((2 * n))"
 done
-echo "(s50..smax: acceptance → settlement per transfer, from the database; errors: socket errors + non-2xx)"
+echo "(s50..smax: acceptance → settlement per transfer, from the database; drain_ms: from the end of the load until"
+echo " nothing was pending, measured by polling every 100 ms; errors: socket errors + non-2xx)"
