@@ -149,10 +149,10 @@ pub(crate) struct AmqpArgs {
     /// Deliveries of one message before RabbitMQ dead-letters it.
     #[arg(long, env = "PAYD_AMQP_DELIVERY_LIMIT", default_value_t = payd_amqp::AmqpConfig::DELIVERY_LIMIT_DEFAULT, value_parser = clap::value_parser!(i64).range(1..=1_000))]
     amqp_delivery_limit: i64,
-    /// With --amqp-url: how overdue a payment must be before a worker's poll of
+    /// With --amqp-url: how overdue a new payment must be before a worker's poll of
     /// PostgreSQL takes it rather than leaving it to the worker its message went to, in
-    /// ms. Retries and unknown outcomes, which no message announces, are also looked at up
-    /// to this much later.
+    /// ms. Retries, expired leases and unknown outcomes, which no message announces, do not
+    /// wait for it.
     #[arg(long, env = "PAYD_AMQP_SWEEP_GRACE_MS", default_value_t = 500, value_parser = clap::value_parser!(i64).range(0..=60_000))]
     amqp_sweep_grace_ms: i64,
 }

@@ -33,12 +33,12 @@ pub struct GatewayConfig {
     pub settle_ms: i64,
     /// Sleep of an idle worker between polls of the queue (intake also wakes it), in ms.
     pub idle_poll_ms: u64,
-    /// How overdue work must be before the poll (the sweep) takes it, in ms. 0 without a
-    /// work transport. With one (RabbitMQ), a new payment's message brings it to one
-    /// worker, and the sweep leaves it to that worker this long, so workers do not race
-    /// for the same rows; the sweep still takes what no message brings (retries, expired
-    /// leases, unknown outcomes: each is looked at up to this much later) and any payment
-    /// whose message is late or was lost.
+    /// How overdue a new payment (never sent yet) must be before the poll (the sweep)
+    /// takes it, in ms. 0 without a work transport. With one (RabbitMQ), its message
+    /// brings it to one worker, and the sweep leaves it to that worker this long, so
+    /// workers do not race for the same rows; the sweep still takes at once what no
+    /// message brings (retries, expired leases, unknown outcomes), and a new payment whose
+    /// message is late or was lost once it is this overdue.
     pub sweep_grace_ms: i64,
     /// Interval between two health polls of one processor, in ms; the processors allow
     /// one call per 5 s.

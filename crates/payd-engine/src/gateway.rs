@@ -382,10 +382,11 @@ impl Gateway {
         calls: &mut JoinSet<()>,
     ) -> Result<StepReport, LedgerError> {
         // The sweep: what no message brought (retries, expired leases, unknown outcomes),
-        // and, past the grace, queued payments whose message is late or was lost.
+        // and, past the grace, new payments whose message is late or was lost.
         let swept = self
             .store
             .due_payments(
+                now_ms,
                 now_ms.saturating_sub(self.config.sweep_grace_ms),
                 self.config.batch_max,
             )

@@ -87,6 +87,7 @@ impl PaymentStore for MemoryPayments {
     async fn due_payments(
         &self,
         now_ms: i64,
+        fresh_due_ms: i64,
         limit: u32,
     ) -> Result<Vec<PaymentRecord>, LedgerError> {
         self.due_reads.fetch_add(1, Ordering::Relaxed);
@@ -104,10 +105,15 @@ impl PaymentStore for MemoryPayments {
             .filter(bound)
             .cloned()
             .collect();
+        // A queued payment never sent waits for the grace (its message comes first).
+        let past_grace = |r: &&PaymentRecord| {
+            r.attempts > 0 || r.state.due_ms().is_some_and(|d| d <= fresh_due_ms)
+        };
         let mut then: Vec<_> = payments
             .values()
             .filter(due)
             .filter(|r| !bound(r))
+            .filter(past_grace)
             .cloned()
             .collect();
         first.sort_by_key(|r| r.state.due_ms());

@@ -146,10 +146,12 @@ pub fn bucket_from_column(column: i64) -> Bucket {
 }
 
 /// The due payments, class by class, as `WHERE` conditions on `status`: those bound to a
-/// processor (whose outcome is owed) before the queued (not yet sent).
-pub const DUE_PAYMENT_CLASSES: [&str; 2] = [
-    "status = 'processing' OR status = 'unknown'",
-    "status = 'queued'",
+/// processor (whose outcome is owed) before the queued (not yet sent); with whether the
+/// class's fresh payments (never sent yet, `attempts = 0`) wait for the sweep's grace
+/// (see `PaymentStore::due_payments`).
+pub const DUE_PAYMENT_CLASSES: [(&str, bool); 2] = [
+    ("status = 'processing' OR status = 'unknown'", false),
+    ("status = 'queued'", true),
 ];
 
 #[cfg(test)]

@@ -141,10 +141,16 @@ pub trait PaymentStore: Send + Sync + 'static {
     /// Up to `limit` payments that need attention at `now_ms`: first those bound to a
     /// processor (processing with an expired lease, unknown and due), then queued ones that
     /// are due; each group most overdue first. Bound payments come first so that they are
-    /// never starved by a large queue that cannot move (both processors down).
+    /// never starved by a large queue that cannot move (both processors down). A queued
+    /// payment never sent yet (no attempt) counts only once due at `fresh_due_ms`
+    /// (`<= now_ms`): with a work transport, its message brings it to one worker first, and
+    /// the others' sweep takes it only when that message is late; retries and bound
+    /// payments have no message, so they never wait for that grace. `fresh_due_ms = now_ms`
+    /// for no grace.
     async fn due_payments(
         &self,
         now_ms: i64,
+        fresh_due_ms: i64,
         limit: u32,
     ) -> Result<Vec<PaymentRecord>, LedgerError>;
 

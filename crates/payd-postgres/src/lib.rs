@@ -536,10 +536,11 @@ impl PaymentStore for PgStore {
     async fn due_payments(
         &self,
         now_ms: i64,
+        fresh_due_ms: i64,
         limit: u32,
     ) -> Result<Vec<PaymentRecord>, LedgerError> {
         self.read("reading due payments", async |client| {
-            reads::due_payments(client, now_ms, limit).await
+            reads::due_payments(client, now_ms, fresh_due_ms, limit).await
         })
         .await
     }

@@ -110,21 +110,30 @@ pub(crate) async fn payment(
 pub(crate) async fn due_payments(
     client: &impl GenericClient,
     now_ms: i64,
+    fresh_due_ms: i64,
     limit: u32,
 ) -> RowResult<Vec<PaymentRecord>> {
     let mut records = Vec::new();
-    for class in DUE_PAYMENT_CLASSES {
+    for (class, graced) in DUE_PAYMENT_CLASSES {
         let room = i64::from(limit) - records.len() as i64;
         if room <= 0 {
             break;
         }
+        let (grace, params): (&str, &[&(dyn tokio_postgres::types::ToSql + Sync)]) = if graced {
+            (
+                "AND (attempts > 0 OR due_ms <= $3)",
+                &[&now_ms, &room, &fresh_due_ms],
+            )
+        } else {
+            ("", &[&now_ms, &room])
+        };
         let rows = client
             .query(
                 &format!(
                     "SELECT {PAYMENT_COLUMNS} FROM payments
-                      WHERE ({class}) AND due_ms <= $1 ORDER BY due_ms LIMIT $2"
+                      WHERE ({class}) AND due_ms <= $1 {grace} ORDER BY due_ms LIMIT $2"
                 ),
-                &[&now_ms, &room],
+                params,
             )
             .await?;
         for row in &rows {

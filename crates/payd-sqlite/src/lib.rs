@@ -341,10 +341,13 @@ impl PaymentStore for SqliteStore {
     async fn due_payments(
         &self,
         now_ms: i64,
+        fresh_due_ms: i64,
         limit: u32,
     ) -> Result<Vec<PaymentRecord>, LedgerError> {
         self.readers
-            .blocking(move |conn| payments::due(conn, now_ms, limit).map_err(reader::sql_error))
+            .blocking(move |conn| {
+                payments::due(conn, now_ms, fresh_due_ms, limit).map_err(reader::sql_error)
+            })
             .await
     }
 

@@ -178,19 +178,28 @@ pub(crate) fn in_flight(conn: &Connection, limit: u32) -> rusqlite::Result<Vec<P
 pub(crate) fn due(
     conn: &Connection,
     now_ms: i64,
+    fresh_due_ms: i64,
     limit: u32,
 ) -> rusqlite::Result<Vec<PaymentRecord>> {
     let mut records = Vec::new();
-    for class in DUE_PAYMENT_CLASSES {
+    for (class, graced) in DUE_PAYMENT_CLASSES {
         let room = i64::from(limit) - records.len() as i64;
         if room <= 0 {
             break;
         }
+        let (grace, values) = if graced {
+            (
+                "AND (attempts > 0 OR due_ms <= ?3)",
+                vec![now_ms, room, fresh_due_ms],
+            )
+        } else {
+            ("", vec![now_ms, room])
+        };
         let mut statement = conn.prepare_cached(&format!(
             "SELECT {RECORD_COLUMNS} FROM payments
-              WHERE ({class}) AND due_ms <= ?1 ORDER BY due_ms LIMIT ?2"
+              WHERE ({class}) AND due_ms <= ?1 {grace} ORDER BY due_ms LIMIT ?2"
         ))?;
-        let rows = statement.query_map(params![now_ms, room], record_from_row)?;
+        let rows = statement.query_map(rusqlite::params_from_iter(values), record_from_row)?;
         for row in rows {
             records.push(row?);
         }

@@ -266,7 +266,12 @@ impl PaymentStore for Fault {
         Err(self.error())
     }
 
-    async fn due_payments(&self, _: i64, _: u32) -> Result<Vec<PaymentRecord>, LedgerError> {
+    async fn due_payments(
+        &self,
+        _: i64,
+        _: i64,
+        _: u32,
+    ) -> Result<Vec<PaymentRecord>, LedgerError> {
         Err(self.error())
     }
 
@@ -522,9 +527,10 @@ impl PaymentStore for WalletWrapped {
     async fn due_payments(
         &self,
         now_ms: i64,
+        fresh_due_ms: i64,
         limit: u32,
     ) -> Result<Vec<PaymentRecord>, LedgerError> {
-        self.inner.due_payments(now_ms, limit).await
+        self.inner.due_payments(now_ms, fresh_due_ms, limit).await
     }
 
     async fn orphaned_payments(&self, limit: u32) -> Result<Vec<PaymentRecord>, LedgerError> {

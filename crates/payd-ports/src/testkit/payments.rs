@@ -181,15 +181,42 @@ pub async fn due_payments_are_ordered(store: Arc<dyn Store>, _harness: &mut dyn 
     book(&store, 5, Processor::Default).await;
     let ids =
         |records: Vec<crate::PaymentRecord>| records.into_iter().map(|r| r.id).collect::<Vec<_>>();
-    let due = ids(store.due_payments(1_000, 10).await.expect("due"));
+    let due = ids(store.due_payments(1_000, 1_000, 10).await.expect("due"));
     assert_eq!(
         due,
         vec![correlation_id(3), correlation_id(2), correlation_id(1)]
     );
-    let due = ids(store.due_payments(1_000, 2).await.expect("due"));
+    let due = ids(store.due_payments(1_000, 1_000, 2).await.expect("due"));
     assert_eq!(due, vec![correlation_id(3), correlation_id(2)]);
-    assert!(store.due_payments(50, 10).await.expect("due").is_empty());
+    assert!(
+        store
+            .due_payments(50, 50, 10)
+            .await
+            .expect("due")
+            .is_empty()
+    );
     assert_eq!(store.pending_payments().await, Ok(4));
+
+    // 6 was sent once and rejected: a retry, due at 800. With a grace up to 400, the new
+    // payments due after it (1, due at 500) wait; the retry and the bound one do not.
+    store
+        .accept_payment(payment(6, 100, 50))
+        .await
+        .expect("accept");
+    let sent = PaymentState::new(50)
+        .dispatch(Processor::Default, 60, 100)
+        .expect("dispatch");
+    assert!(move_to(&store, 6, sent, true).await);
+    let retry = sent
+        .record(payd_domain::gateway::Outcome::Rejected, 100, 700, 50)
+        .expect("record");
+    assert!(move_to(&store, 6, retry, false).await);
+    let due = ids(store.due_payments(1_000, 400, 10).await.expect("due"));
+    assert_eq!(
+        due,
+        vec![correlation_id(3), correlation_id(2), correlation_id(6)],
+        "the fresh payment due at 500 waits for the grace; the retry does not"
+    );
 }
 
 /// The summary computed the slow, obviously right way.
