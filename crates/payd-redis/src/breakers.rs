@@ -124,30 +124,38 @@ impl RedisBreakers {
 impl BreakerBus for RedisBreakers {
     async fn announce(&self, processor: Processor, instance: &str) -> Result<(), LedgerError> {
         let message = format!("{} {instance}", processor.as_str());
-        let published: Result<i64, _> = match self.redis.connection().await {
-            Ok(mut connection) => {
-                redis::cmd("PUBLISH")
-                    .arg(&self.channel)
-                    .arg(message)
-                    .query_async(&mut connection)
-                    .await
-            }
-            Err(error) => Err(error),
-        };
-        match published {
-            Ok(_) => {
-                answered();
-                Ok(())
-            }
-            Err(error) => {
-                metrics::counter!("payd_redis_errors_total", "operation" => "breaker_announce")
-                    .increment(1);
-                metrics::gauge!("payd_broker_up", "broker" => "redis").set(0.0);
-                Err(LedgerError::unavailable(format!(
-                    "announcing an opened breaker: {error}"
-                )))
+        // Twice at most: the first command on a connection that Redis dropped (a restart
+        // since this process last used it) fails and makes the manager reconnect; an
+        // opening is announced once, so it is worth the second try.
+        let mut last_error = None;
+        for _ in 0..2 {
+            let published: Result<i64, _> = match self.redis.connection().await {
+                Ok(mut connection) => {
+                    redis::cmd("PUBLISH")
+                        .arg(&self.channel)
+                        .arg(&message)
+                        .query_async(&mut connection)
+                        .await
+                }
+                Err(error) => Err(error),
+            };
+            match published {
+                Ok(_) => {
+                    answered();
+                    return Ok(());
+                }
+                Err(error) => {
+                    metrics::counter!("payd_redis_errors_total", "operation" => "breaker_announce")
+                        .increment(1);
+                    last_error = Some(error);
+                }
             }
         }
+        metrics::gauge!("payd_broker_up", "broker" => "redis").set(0.0);
+        let error = last_error.map_or_else(String::new, |error| error.to_string());
+        Err(LedgerError::unavailable(format!(
+            "announcing an opened breaker: {error}"
+        )))
     }
 }
 
