@@ -215,24 +215,23 @@ if engine_metrics:
           "payd_gateway_outcome_record_seconds", [0.99, 0.999, 1.0], source=engine_metrics))),
     ]
     import glob, os
+    def by_labels(source, name, first, second):
+        """`name`'s series in `source` summed by the values of labels `first` and `second`."""
+        counts = {}
+        for line in open(source):
+            if line.startswith(name + "{"):
+                labels = dict(part.split("=") for part in line[line.index("{") + 1:line.index("}")].split(","))
+                key = f"{labels[first].strip(chr(34))} {labels[second].strip(chr(34))}"
+                counts[key] = counts.get(key, 0) + int(float(line.split()[-1]))
+        return ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
     for source in [engine_metrics] + sorted(glob.glob(os.path.join(os.path.dirname(engine_metrics), "engine-metrics-*.txt"))):
-        calls = {}
-        for line in open(source):
-            if line.startswith("payd_gateway_calls_total{"):
-                labels = dict(part.split("=") for part in line[line.index("{") + 1:line.index("}")].split(","))
-                key = f"{labels['processor'].strip(chr(34))} {labels['outcome'].strip(chr(34))}"
-                calls[key] = calls.get(key, 0) + int(float(line.split()[-1]))
         which = "the worker's" if source == engine_metrics else f"worker {source.rsplit('-', 1)[-1][:-4]}'s"
-        rows.append((f"{which} calls by processor and outcome", ", ".join(f"{k} {v}" for k, v in sorted(calls.items())) or "n/a"))
+        calls = by_labels(source, "payd_gateway_calls_total", "processor", "outcome")
+        rows.append((f"{which} calls by processor and outcome", calls or "n/a"))
         # Breaker openings by processor and cause (calls, report, peer: with Redis).
-        opened = {}
-        for line in open(source):
-            if line.startswith("payd_breaker_opened_total{"):
-                labels = dict(part.split("=") for part in line[line.index("{") + 1:line.index("}")].split(","))
-                key = f"{labels['processor'].strip(chr(34))} {labels['cause'].strip(chr(34))}"
-                opened[key] = opened.get(key, 0) + int(float(line.split()[-1]))
+        opened = by_labels(source, "payd_breaker_opened_total", "processor", "cause")
         if opened:
-            rows.append((f"{which} breaker openings by cause", ", ".join(f"{k} {v}" for k, v in sorted(opened.items()))))
+            rows.append((f"{which} breaker openings by cause", opened))
         # With RabbitMQ: what this worker relayed and consumed.
         amqp = {}
         for line in open(source):

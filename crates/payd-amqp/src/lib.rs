@@ -35,6 +35,7 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
+use payd_domain::gateway::backoff::Backoff;
 use payd_ports::{OutboxMessage, PublishError, Publisher};
 pub use payd_ports::{PAYMENTS_QUEUE, TRANSFERS_QUEUE};
 use tokio::sync::{oneshot, watch};
@@ -48,9 +49,12 @@ pub fn dead_letters(queue: &str) -> String {
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often a session checks its connection and reads the dead-letter queue's depth.
 const CHECK_INTERVAL: Duration = Duration::from_millis(500);
-/// First pause before reconnecting, doubled per failure up to [`RECONNECT_CAP`].
-const RECONNECT_BASE: Duration = Duration::from_millis(100);
-const RECONNECT_CAP: Duration = Duration::from_secs(2);
+/// Pauses before reconnecting: 100 ms, doubled per failure up to 2 s.
+const RECONNECT: Backoff = Backoff {
+    base_ms: 100,
+    cap_ms: 2_000,
+    jitter_percent: 0,
+};
 
 /// What the consumer does with a delivery's body: `true` if it took it (and will send the
 /// settle handle once its commit made the message unnecessary), `false` if the body is
@@ -152,9 +156,7 @@ impl Amqp {
             }
             connected_before |= connected;
             failures = failures.saturating_add(1);
-            let pause = RECONNECT_BASE
-                .saturating_mul(1 << failures.saturating_sub(1).min(10))
-                .min(RECONNECT_CAP);
+            let pause = Duration::from_millis(RECONNECT.delay_ms(failures.saturating_sub(1), 0));
             tokio::select! {
                 () = tokio::time::sleep(pause) => {}
                 _ = shutdown.wait_for(|s| *s) => return,

@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use payd_domain::gateway::backoff::Backoff;
 use payd_ports::{OutboxStore, Publisher};
 use tokio::sync::watch;
 
@@ -132,11 +133,12 @@ impl OutboxRelay {
 
 /// The pause after `failures` failed passes in a row: doubling from the base, capped.
 fn backoff_ms(config: OutboxRelayConfig, failures: u32) -> u64 {
-    let doublings = failures.saturating_sub(1).min(20);
-    config
-        .backoff_ms
-        .saturating_mul(1 << doublings)
-        .min(config.backoff_cap_ms)
+    let backoff = Backoff {
+        base_ms: config.backoff_ms,
+        cap_ms: config.backoff_cap_ms,
+        jitter_percent: 0,
+    };
+    backoff.delay_ms(failures.saturating_sub(1), 0)
 }
 
 #[cfg(test)]

@@ -12,14 +12,19 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use payd_domain::gateway::Processor;
+use payd_domain::gateway::backoff::Backoff;
 use payd_ports::{BreakerBus, LedgerError};
 use tokio::sync::watch;
 
 use crate::{CONNECT_TIMEOUT, Redis, answered};
 
-/// First pause before listening again after a lost subscription, doubled per failure.
-const RELISTEN_BASE: Duration = Duration::from_millis(100);
-const RELISTEN_CAP: Duration = Duration::from_secs(2);
+/// Pauses before subscribing again after a lost subscription: 100 ms, doubled per failure
+/// up to 2 s.
+const RELISTEN: Backoff = Backoff {
+    base_ms: 100,
+    cap_ms: 2_000,
+    jitter_percent: 0,
+};
 /// How often a subscription checks that its server still answers (a host that vanished
 /// without a reset would otherwise leave it silently deaf).
 const PING_INTERVAL: Duration = Duration::from_secs(5);
@@ -64,9 +69,7 @@ impl RedisBreakers {
                 }
             }
             failures = failures.saturating_add(1);
-            let pause = RELISTEN_BASE
-                .saturating_mul(1 << failures.saturating_sub(1).min(10))
-                .min(RELISTEN_CAP);
+            let pause = Duration::from_millis(RELISTEN.delay_ms(failures.saturating_sub(1), 0));
             tokio::select! {
                 () = tokio::time::sleep(pause) => {}
                 _ = shutdown.wait_for(|stop| *stop) => return,
