@@ -13,6 +13,8 @@
 //! - [`hold`]: holds (place → capture / void / expire) as pure steps returning entries.
 //! - [`transfer`]: transfers between accounts (validated at intake, settled later in
 //!   order) and withdrawals.
+//! - [`fence`]: fencing tokens, which make a distributed lock's expiry safe: a write
+//!   carrying an older token than one already written is refused.
 //! - [`event`]: the kinds of state-change events written to the outbox.
 //! - [`timestamp`]: instants as ms since the epoch and their ISO-8601 wire form.
 //! - [`webhook`]: webhook deliveries: the HMAC-SHA256 signature (sign and verify) and the
@@ -28,6 +30,7 @@ pub mod amount;
 pub mod authorize;
 pub mod balance;
 pub mod event;
+pub mod fence;
 pub mod gateway;
 pub mod hold;
 pub mod ids;
@@ -41,6 +44,7 @@ pub use amount::{Amount, AmountError};
 pub use authorize::{AuthorizationRequest, Code, Decision, PriorAuthorization, decide};
 pub use balance::{Balances, Category, CategoryBalance, MovementError};
 pub use event::EventKind;
+pub use fence::Fence;
 pub use hold::{Hold, HoldError, HoldStatus, HoldStep};
 pub use ids::{AccountId, CorrelationId, IdError, IdempotencyKey, Mcc, ResourceId, TransactionId};
 pub use ledger::{Bucket, Entry, EntryCause, SYSTEM_ACCOUNT, movement, pair, system_account};

@@ -354,6 +354,14 @@ mod tests {
             })
         }
 
+        async fn settle_fenced(
+            &self,
+            _: &ResourceId,
+            _: &[payd_domain::Fence],
+        ) -> Result<payd_ports::FencedSettle, LedgerError> {
+            Err(refused())
+        }
+
         async fn pending_transfers(&self) -> Result<u64, LedgerError> {
             Ok(crate::lock(&self.ids).len() as u64)
         }

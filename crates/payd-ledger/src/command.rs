@@ -7,10 +7,10 @@
 //! the batch fails, it rolls back and answers [`Command::fail`], or runs each command again
 //! alone so that one bad command does not fail its neighbours.
 
-use payd_domain::{AuthorizationRequest, Code};
+use payd_domain::{AuthorizationRequest, Code, Fence, ResourceId};
 use payd_ports::{
-    Claim, DepositReceipt, DepositRequest, Effect, Intake, LedgerError, Mutation, NewPayment,
-    Refusal, Replied, StoreFailure, Sweep, Transition,
+    Claim, DepositReceipt, DepositRequest, Effect, FencedSettle, Intake, LedgerError, Mutation,
+    NewPayment, Refusal, Replied, StoreFailure, Sweep, Transition,
 };
 use tokio::sync::oneshot;
 
@@ -80,6 +80,15 @@ pub enum Command {
         /// The pass's result.
         reply: Reply<Sweep>,
     },
+    /// `WalletStore::settle_fenced`.
+    SettleFenced {
+        /// The transfer.
+        id: ResourceId,
+        /// Its lock grant's tokens.
+        fences: Vec<Fence>,
+        /// What it did.
+        reply: Reply<FencedSettle>,
+    },
     /// `WalletStore::purge_idempotency`.
     PurgeIdempotency {
         /// Forget keys whose retention ended at this instant.
@@ -109,6 +118,8 @@ pub enum Answer {
     Executed(Result<Replied<Effect>, Refusal>),
     /// A sweep's result.
     Swept(Sweep),
+    /// A fenced settle's result.
+    Fenced(FencedSettle),
 }
 
 fn send<T>(reply: Reply<T>, outcome: Result<T, LedgerError>) {
@@ -151,6 +162,9 @@ impl Command {
                 | Command::PurgeIdempotency { reply, .. },
                 Answer::Swept(sweep),
             ) => send(reply, Ok(sweep)),
+            (Command::SettleFenced { reply, .. }, Answer::Fenced(result)) => {
+                send(reply, Ok(result));
+            }
             (command, _) => command.fail(mismatch()),
         }
     }
@@ -168,6 +182,7 @@ impl Command {
             Command::ExpireHolds { reply, .. }
             | Command::SettleTransfers { reply, .. }
             | Command::PurgeIdempotency { reply, .. } => send(reply, Err(error)),
+            Command::SettleFenced { reply, .. } => send(reply, Err(error)),
         }
     }
 }
@@ -203,6 +218,9 @@ pub async fn apply<T: LedgerTx>(tx: &mut T, command: &Command) -> Result<Answer,
         }
         Command::SettleTransfers { limit, .. } => {
             Answer::Swept(wallet::settle_transfers(tx, *limit).await?)
+        }
+        Command::SettleFenced { id, fences, .. } => {
+            Answer::Fenced(wallet::settle_fenced(tx, id, fences).await?)
         }
         Command::PurgeIdempotency { now_ms, limit, .. } => {
             Answer::Swept(tx.purge_idempotency(*now_ms, *limit).await?)

@@ -35,4 +35,4 @@ pub mod tx;
 pub mod wallet;
 
 pub use command::{Answer, Command, Reply, apply, fail_all, take_background};
-pub use tx::{Failure, LedgerTx, PendingTransfer, StoredClaim, StoredHold, StoredTransfer};
+pub use tx::{Failure, LedgerTx, PendingTransfer, StoredClaim, StoredHold, StoredTransfer, Turn};

@@ -15,13 +15,14 @@
 //! transaction's calls are applied all or none: the caller commits or rolls back.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::future::Future;
 
 use payd_domain::gateway::Processor;
 use payd_domain::{
     AccountId, Amount, AuthorizationRequest, Balances, Category, Code, CorrelationId, Entry,
-    EntryCause, EventKind, IdempotencyKey, MerchantPattern, PriorAuthorization, ResourceId, Rules,
-    TransactionId,
+    EntryCause, EventKind, Fence, IdempotencyKey, MerchantPattern, PriorAuthorization, ResourceId,
+    Rules, TransactionId,
 };
 use payd_ports::{
     Claim, DepositReceipt, EventPayload, HoldView, NewPayment, NewWebhook, PaymentRecord, Refusal,
@@ -138,6 +139,18 @@ pub struct PendingTransfer {
     pub seq: i64,
     /// The transfer.
     pub view: TransferView,
+}
+
+/// Whether one transfer may be settled now ([`LedgerTx::pending_transfer`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Turn {
+    /// Not pending any more, or unknown.
+    Gone,
+    /// Pending, but after an earlier pending transfer of one of its accounts (or held by
+    /// another settler).
+    Waiting,
+    /// Its turn: settle it.
+    Ready(PendingTransfer),
 }
 
 /// One transaction of a store backend. See the module documentation.
@@ -308,6 +321,29 @@ pub trait LedgerTx: Send {
         &mut self,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<PendingTransfer>, Failure>> + Send;
+
+    /// The transfer `id` if this transaction may settle it now: pending, held by no other
+    /// settler, and the oldest pending transfer of both its accounts (which are then
+    /// loaded, on a shared store locked).
+    fn pending_transfer(
+        &mut self,
+        id: &ResourceId,
+    ) -> impl Future<Output = Result<Turn, Failure>> + Send;
+
+    /// The largest fencing token a fenced write recorded for each of `accounts` (absent:
+    /// none yet). On a shared store the accounts are locked first, so that no other
+    /// fenced write on them runs between this read and [`LedgerTx::record_fences`].
+    fn fence_tokens(
+        &mut self,
+        accounts: &[AccountId],
+    ) -> impl Future<Output = Result<HashMap<AccountId, i64>, Failure>> + Send;
+
+    /// Records the tokens of a fenced write (each the largest of its account so far: the
+    /// caller checked them against [`LedgerTx::fence_tokens`]).
+    fn record_fences(
+        &mut self,
+        fences: &[Fence],
+    ) -> impl Future<Output = Result<(), Failure>> + Send;
 
     /// Stores a pending transfer's outcome (`view.status` is completed or rejected).
     fn update_transfer(

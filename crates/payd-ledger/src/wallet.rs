@@ -4,17 +4,17 @@
 //! returns, records the result and announces it in the outbox.
 
 use payd_domain::{
-    Amount, EntryCause, EventKind, Hold, HoldError, HoldStatus, HoldStep, MovementError,
-    RejectReason, ResourceId, TransferStatus, hold, system_account, transfer,
+    AccountId, Amount, EntryCause, EventKind, Fence, Hold, HoldError, HoldStatus, HoldStep,
+    MovementError, RejectReason, ResourceId, TransferStatus, fence, hold, system_account, transfer,
 };
 use payd_ports::{
-    Claim, Effect, EventPayload, HEADER_KEY_PREFIX, HoldEvent, HoldView, Mutation, NewHold,
-    NewTransfer, NewWithdrawal, Refusal, Replied, Sweep, TransferEvent, TransferView,
+    Claim, Effect, EventPayload, FencedSettle, HEADER_KEY_PREFIX, HoldEvent, HoldView, Mutation,
+    NewHold, NewTransfer, NewWithdrawal, Refusal, Replied, Sweep, TransferEvent, TransferView,
     WithdrawalReceipt,
 };
 
 use crate::money::{movement_refusal, open_account, post};
-use crate::tx::{Failure, LedgerTx, PendingTransfer};
+use crate::tx::{Failure, LedgerTx, PendingTransfer, Turn};
 
 fn hold_refusal(error: HoldError) -> Refusal {
     match error {
@@ -390,30 +390,71 @@ async fn submit_transfer<T: LedgerTx>(
 pub async fn settle_transfers<T: LedgerTx>(tx: &mut T, limit: u32) -> Result<Sweep, Failure> {
     let pending = tx.pending_transfers(limit).await?;
     let done = u32::try_from(pending.len()).unwrap_or(u32::MAX);
-    for PendingTransfer { seq, view } in pending {
-        let status = settle_one(tx, &view).await?;
-        let kind = match status {
-            TransferStatus::Completed => EventKind::TransferCompleted,
-            _ => EventKind::TransferRejected,
-        };
-        let after = TransferView {
-            status,
-            updated_at_ms: tx.now_ms(),
-            ..view
-        };
-        tx.update_transfer(seq, &after).await?;
-        tx.append_event(
-            kind,
-            after.transfer.id.as_str(),
-            &EventPayload::Transfer(TransferEvent::of(&after)),
-        )
-        .await?;
+    for pending in pending {
+        settle_pending(tx, pending).await?;
     }
     Ok(Sweep {
         done,
         more: done >= limit,
         next_due_ms: None,
     })
+}
+
+/// Settles the transfer `id` for the holder of its accounts' locks (the transfer
+/// pipeline): refused as [`FencedSettle::Stale`] unless the fences name both of its
+/// accounts and every one is current (even when the transfer was settled meanwhile: a
+/// stale holder's write is refused, not only harmless); then settled only if it is its
+/// accounts' oldest pending transfer, so that the order per account is the sweep's.
+pub async fn settle_fenced<T: LedgerTx>(
+    tx: &mut T,
+    id: &ResourceId,
+    fences: &[Fence],
+) -> Result<FencedSettle, Failure> {
+    let Some(stored) = tx.transfer(id).await? else {
+        return Ok(FencedSettle::NotPending);
+    };
+    let transfer = &stored.view.transfer;
+    let accounts: Vec<AccountId> = fences.iter().map(|f| f.account.clone()).collect();
+    if !(accounts.contains(&transfer.from) && accounts.contains(&transfer.to)) {
+        return Ok(FencedSettle::Stale);
+    }
+    let recorded = tx.fence_tokens(&accounts).await?;
+    if !fence::is_current(fences, |account| recorded.get(account).copied()) {
+        return Ok(FencedSettle::Stale);
+    }
+    let pending = match tx.pending_transfer(id).await? {
+        Turn::Gone => return Ok(FencedSettle::NotPending),
+        Turn::Waiting => return Ok(FencedSettle::Waiting),
+        Turn::Ready(pending) => pending,
+    };
+    tx.record_fences(fences).await?;
+    Ok(FencedSettle::Settled(settle_pending(tx, pending).await?))
+}
+
+/// Settles one pending transfer handed out by the store: moves its money (or says why
+/// not), stores its new status and writes its event.
+async fn settle_pending<T: LedgerTx>(
+    tx: &mut T,
+    PendingTransfer { seq, view }: PendingTransfer,
+) -> Result<TransferStatus, Failure> {
+    let status = settle_one(tx, &view).await?;
+    let kind = match status {
+        TransferStatus::Completed => EventKind::TransferCompleted,
+        _ => EventKind::TransferRejected,
+    };
+    let after = TransferView {
+        status,
+        updated_at_ms: tx.now_ms(),
+        ..view
+    };
+    tx.update_transfer(seq, &after).await?;
+    tx.append_event(
+        kind,
+        after.transfer.id.as_str(),
+        &EventPayload::Transfer(TransferEvent::of(&after)),
+    )
+    .await?;
+    Ok(status)
 }
 
 /// Moves one transfer's money, or says why not.

@@ -23,6 +23,8 @@
 //!   transport (RabbitMQ) its relay publishes to with confirms.
 //! - [`in_flight`]: [`InFlightKeys`], the idempotency keys of requests being processed,
 //!   held across processes.
+//! - [`locks`]: [`AccountLocks`], per-account locks across processes (Redis), each grant
+//!   carrying fencing tokens the store checks.
 //! - [`clock`]: [`Clock`], the one source of time for the engine, the API and the stores.
 //! - [`Store`]: the four store ports together, what a backend provides.
 //! - `testkit` (feature `testkit`): the conformance suites every [`Store`] must pass,
@@ -36,6 +38,7 @@ pub mod events;
 pub mod gateway;
 pub mod health;
 pub mod in_flight;
+pub mod locks;
 pub mod outbox;
 pub mod store;
 #[cfg(feature = "testkit")]
@@ -53,17 +56,18 @@ pub use gateway::{
 };
 pub use health::{BreakerBus, HealthBoard, HealthReading, SoleBoard};
 pub use in_flight::{InFlightGuard, InFlightKeys, LocalInFlight};
+pub use locks::{AccountLocks, Grant, LockError};
 pub use outbox::{
     OutboxBacklog, OutboxMessage, OutboxStore, PAYMENTS_QUEUE, PublishError, Publisher, RelayError,
-    TRANSFERS_QUEUE,
+    SETTLE_QUEUE, TRANSFERS_QUEUE,
 };
 pub use store::{
     AccountView, DepositReceipt, DepositRequest, EntryPage, EntryQuery, EntryView, LedgerStore,
     NewAccount,
 };
 pub use wallet::{
-    Claim, Effect, EventView, HEADER_KEY_PREFIX, HoldView, Mutation, NewHold, NewTransfer,
-    NewWithdrawal, Render, Replied, StoredResponse, Sweep, TransferView, WalletStore,
+    Claim, Effect, EventView, FencedSettle, HEADER_KEY_PREFIX, HoldView, Mutation, NewHold,
+    NewTransfer, NewWithdrawal, Render, Replied, StoredResponse, Sweep, TransferView, WalletStore,
     WithdrawalReceipt,
 };
 pub use webhooks::{

@@ -16,6 +16,12 @@ pub const PAYMENTS_QUEUE: &str = "payd.payments";
 /// The queue that announces accepted transfers (body: the transfer id).
 pub const TRANSFERS_QUEUE: &str = "payd.transfers";
 
+/// The transfer pipeline's second queue: transfers whose accounts' locks are held (body:
+/// the transfer id, the grant's owner, then each account's token and the account, all
+/// separated by spaces). Written by the pipeline's first stage, not through the outbox: a
+/// lost message only leaves its transfer to the settler's poll.
+pub const SETTLE_QUEUE: &str = "payd.transfers.settle";
+
 /// One message held by the outbox.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutboxMessage {

@@ -19,8 +19,8 @@
 
 use async_trait::async_trait;
 use payd_domain::{
-    AccountId, Amount, Category, CorrelationId, EventKind, Hold, MerchantPattern, ResourceId,
-    Transfer, TransferStatus,
+    AccountId, Amount, Category, CorrelationId, EventKind, Fence, Hold, MerchantPattern,
+    ResourceId, Transfer, TransferStatus,
 };
 
 use crate::{AccountView, LedgerError, NewAccount, NewWebhook, Refusal, WebhookView};
@@ -244,6 +244,23 @@ pub struct EventView {
     pub created_at_ms: i64,
 }
 
+/// What settling one transfer under its accounts' locks did
+/// ([`WalletStore::settle_fenced`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FencedSettle {
+    /// Settled now, to this status (`completed` or `rejected`).
+    Settled(TransferStatus),
+    /// Not pending (settled before, by anyone) or unknown: nothing to do.
+    NotPending,
+    /// An earlier transfer of one of its accounts is still pending (or another settler
+    /// holds this one): it must wait its turn; nothing changed.
+    Waiting,
+    /// A token is older than one the store recorded for its account (the grant expired
+    /// and another holder wrote since), or the grant does not cover the transfer's
+    /// accounts: refused, nothing changed.
+    Stale,
+}
+
 /// The result of one pass of a background sweep (expiring holds, settling transfers).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Sweep {
@@ -292,6 +309,15 @@ pub trait WalletStore: Send + Sync + 'static {
     /// Settles up to `limit` pending transfers, oldest first (acceptance order, so in order
     /// per account).
     async fn settle_transfers(&self, limit: u32) -> Result<Sweep, LedgerError>;
+
+    /// Settles the transfer `id` alone, for a holder of its accounts' locks: only if every
+    /// fence is current ([`payd_domain::fence::is_current`]; the tokens are then recorded)
+    /// and the transfer is the oldest pending one of both its accounts.
+    async fn settle_fenced(
+        &self,
+        id: &ResourceId,
+        fences: &[Fence],
+    ) -> Result<FencedSettle, LedgerError>;
 
     /// How many transfers are pending.
     async fn pending_transfers(&self) -> Result<u64, LedgerError>;

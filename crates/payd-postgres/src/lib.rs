@@ -51,14 +51,15 @@ use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use payd_domain::gateway::Processor;
 use payd_domain::{
-    AccountId, AuthorizationRequest, Category, Code, CorrelationId, MerchantPattern, ResourceId,
+    AccountId, AuthorizationRequest, Category, Code, CorrelationId, Fence, MerchantPattern,
+    ResourceId,
 };
 use payd_ledger::{Command, Reply};
 use payd_ports::{
     AccountView, Attempt, AttemptView, Claim, DeliveryView, DepositReceipt, DepositRequest, Effect,
-    EntryPage, EntryQuery, EventView, HoldView, InFlightKeys, Intake, Leased, LedgerError,
-    LedgerStore, Mutation, NewPayment, PaymentRecord, PaymentStore, PaymentSummary, Replied,
-    StoreFailure, Sweep, TransferView, Transition, WalletStore, WebhookStore, WebhookView,
+    EntryPage, EntryQuery, EventView, FencedSettle, HoldView, InFlightKeys, Intake, Leased,
+    LedgerError, LedgerStore, Mutation, NewPayment, PaymentRecord, PaymentStore, PaymentSummary,
+    Replied, StoreFailure, Sweep, TransferView, Transition, WalletStore, WebhookStore, WebhookView,
 };
 use payd_ports::{HealthBoard, HealthReading, OutboxBacklog, OutboxStore, Publisher, RelayError};
 use tokio::sync::{mpsc, oneshot};
@@ -650,6 +651,19 @@ impl WalletStore for PgStore {
     async fn settle_transfers(&self, limit: u32) -> Result<Sweep, LedgerError> {
         self.submit(Lane::Background, |reply| Command::SettleTransfers {
             limit,
+            reply,
+        })
+        .await
+    }
+
+    async fn settle_fenced(
+        &self,
+        id: &ResourceId,
+        fences: &[Fence],
+    ) -> Result<FencedSettle, LedgerError> {
+        self.submit(Lane::Background, |reply| Command::SettleFenced {
+            id: id.clone(),
+            fences: fences.to_vec(),
             reply,
         })
         .await

@@ -37,6 +37,10 @@ const MIGRATIONS: &[Migration] = &[
         version: 3,
         sql: include_str!("../migrations/0003_outbox.sql"),
     },
+    Migration {
+        version: 4,
+        sql: include_str!("../migrations/0004_fences.sql"),
+    },
 ];
 
 /// The newest schema version this build knows.

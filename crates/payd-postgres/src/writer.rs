@@ -90,6 +90,7 @@ fn class(command: &Command) -> usize {
     match command {
         Command::ExpireHolds { .. }
         | Command::SettleTransfers { .. }
+        | Command::SettleFenced { .. }
         | Command::PurgeIdempotency { .. } => 1,
         command if command.is_background() => 2,
         _ => 0,

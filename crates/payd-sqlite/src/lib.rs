@@ -53,16 +53,15 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use payd_domain::CorrelationId;
-use payd_domain::ResourceId;
 use payd_domain::{
-    AccountId, AuthorizationRequest, Category, Code, MerchantPattern, MerchantRules, Rules,
+    AccountId, AuthorizationRequest, Category, Code, CorrelationId, Fence, MerchantPattern,
+    MerchantRules, ResourceId, Rules,
 };
 use payd_ledger::Command;
 use payd_ports::{
     AccountView, Claim, DepositReceipt, DepositRequest, Effect, EntryPage, EntryQuery, EventView,
-    HoldView, Intake, LedgerError, LedgerStore, Mutation, NewPayment, PaymentRecord, PaymentStore,
-    PaymentSummary, Replied, Sweep, TransferView, Transition, WalletStore,
+    FencedSettle, HoldView, Intake, LedgerError, LedgerStore, Mutation, NewPayment, PaymentRecord,
+    PaymentStore, PaymentSummary, Replied, Sweep, TransferView, Transition, WalletStore,
 };
 use payd_ports::{Attempt, AttemptView, DeliveryView, Leased, WebhookStore, WebhookView};
 use tokio::sync::{mpsc, oneshot};
@@ -415,6 +414,19 @@ impl WalletStore for SqliteStore {
     async fn settle_transfers(&self, limit: u32) -> Result<Sweep, LedgerError> {
         self.submit(|reply| Command::SettleTransfers { limit, reply })
             .await
+    }
+
+    async fn settle_fenced(
+        &self,
+        id: &ResourceId,
+        fences: &[Fence],
+    ) -> Result<FencedSettle, LedgerError> {
+        self.submit(|reply| Command::SettleFenced {
+            id: id.clone(),
+            fences: fences.to_vec(),
+            reply,
+        })
+        .await
     }
 
     async fn pending_transfers(&self) -> Result<u64, LedgerError> {

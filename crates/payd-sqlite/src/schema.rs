@@ -49,6 +49,11 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0006_lease_owner.sql"),
         seed: seed_nothing,
     },
+    Migration {
+        version: 7,
+        sql: include_str!("../migrations/0007_fences.sql"),
+        seed: seed_nothing,
+    },
 ];
 
 /// The newest schema version this build knows.

@@ -314,6 +314,14 @@ impl WalletStore for Fault {
         Err(self.error())
     }
 
+    async fn settle_fenced(
+        &self,
+        _: &ResourceId,
+        _: &[payd_domain::Fence],
+    ) -> Result<payd_ports::FencedSettle, LedgerError> {
+        Err(self.error())
+    }
+
     async fn pending_transfers(&self) -> Result<u64, LedgerError> {
         Err(self.error())
     }
@@ -487,6 +495,14 @@ impl WalletStore for WalletWrapped {
 
     async fn settle_transfers(&self, limit: u32) -> Result<Sweep, LedgerError> {
         self.wallet.settle_transfers(limit).await
+    }
+
+    async fn settle_fenced(
+        &self,
+        id: &ResourceId,
+        fences: &[payd_domain::Fence],
+    ) -> Result<payd_ports::FencedSettle, LedgerError> {
+        self.wallet.settle_fenced(id, fences).await
     }
 
     async fn pending_transfers(&self) -> Result<u64, LedgerError> {

@@ -1459,6 +1459,14 @@ impl WalletStore for Gated {
         self.inner.settle_transfers(limit).await
     }
 
+    async fn settle_fenced(
+        &self,
+        id: &ResourceId,
+        fences: &[payd_domain::Fence],
+    ) -> Result<payd_ports::FencedSettle, LedgerError> {
+        self.inner.settle_fenced(id, fences).await
+    }
+
     async fn pending_transfers(&self) -> Result<u64, LedgerError> {
         self.inner.pending_transfers().await
     }

@@ -76,6 +76,7 @@ macro_rules! store_conformance {
             holds_capture_and_void
             holds_expire_and_cannot_be_captured
             transfers_settle_in_order_with_reasons
+            fenced_settles_keep_the_order_and_refuse_stale_tokens
             withdrawals
             claims_replay_the_first_response
             pay_ins_follow_their_payment

@@ -8,13 +8,13 @@ use std::sync::Arc;
 use payd_domain::gateway::Processor;
 use payd_domain::gateway::payment::PaymentState;
 use payd_domain::{
-    Category, CorrelationId, EventKind, HoldStatus, RejectReason, Transfer, TransferStatus,
+    Category, CorrelationId, EventKind, Fence, HoldStatus, RejectReason, Transfer, TransferStatus,
 };
 
 use super::{Harness, account_id as id, c, request as auth, rid};
 use crate::{
-    Claim, Effect, HoldView, Intake, LedgerError, Mutation, NewHold, NewPayment, NewTransfer,
-    NewWithdrawal, Payer, Refusal, Replied, Store, StoredResponse, Transition,
+    Claim, Effect, FencedSettle, HoldView, Intake, LedgerError, Mutation, NewHold, NewPayment,
+    NewTransfer, NewWithdrawal, Payer, Refusal, Replied, Store, StoredResponse, Transition,
 };
 
 /// Opens `name` with `cash_cents` of CASH.
@@ -278,6 +278,112 @@ pub async fn transfers_settle_in_order_with_reasons(
     assert_eq!(events[2].kind, EventKind::TransferRejected);
     assert!(events[2].payload.contains("insufficient_funds"));
     assert_eq!(store.settle_transfers(10).await.unwrap().done, 0, "final");
+}
+
+fn fences(grants: &[(&str, i64)]) -> Vec<Fence> {
+    grants
+        .iter()
+        .map(|(account, token)| Fence {
+            account: id(account),
+            token: *token,
+        })
+        .collect()
+}
+
+// Goal: a transfer settled under its accounts' locks waits its turn behind an earlier
+// pending transfer of either account, is refused (changing nothing) when one of its tokens
+// is older than one already written for that account or when the grant does not cover
+// both accounts, and is settled once otherwise; the same grant may try again (a
+// redelivered message) and finds it settled.
+pub async fn fenced_settles_keep_the_order_and_refuse_stale_tokens(
+    store: Arc<dyn Store>,
+    _harness: &mut dyn Harness,
+) {
+    open_account(&store, "fa", 1_000).await;
+    open_account(&store, "fb", 0).await;
+    open_account(&store, "fc", 0).await;
+    for mutation in [
+        transfer("f1", "fa", "fb", 700),
+        transfer("f2", "fb", "fc", 500),
+        transfer("f3", "fa", "fc", 400),
+    ] {
+        store.execute(mutation, None).await.unwrap();
+    }
+    let settle = |name: &'static str, grants: Vec<Fence>| {
+        let store = store.clone();
+        async move { store.settle_fenced(&rid(name), &grants).await.unwrap() }
+    };
+    // f2 and f3 come after f1 (through fb and fa).
+    assert_eq!(
+        settle("f2", fences(&[("fb", 10), ("fc", 10)])).await,
+        FencedSettle::Waiting
+    );
+    assert_eq!(
+        settle("f3", fences(&[("fa", 10), ("fc", 10)])).await,
+        FencedSettle::Waiting
+    );
+    // A grant that does not cover the transfer's accounts.
+    assert_eq!(
+        settle("f1", fences(&[("fa", 10), ("fc", 10)])).await,
+        FencedSettle::Stale
+    );
+    assert_eq!(
+        settle("f1", fences(&[("fa", 10), ("fb", 10)])).await,
+        FencedSettle::Settled(TransferStatus::Completed)
+    );
+    assert_eq!(
+        settle("f1", fences(&[("fa", 10), ("fb", 10)])).await,
+        FencedSettle::NotPending,
+        "the same grant again"
+    );
+    // fb's token 10 is recorded: a grant older than it is stale, however late it comes.
+    assert_eq!(
+        settle("f2", fences(&[("fb", 9), ("fc", 11)])).await,
+        FencedSettle::Stale
+    );
+    assert_eq!(
+        store.pending_transfers().await.unwrap(),
+        2,
+        "refused: unchanged"
+    );
+    assert_eq!(cash(&store, "fb").await, (700, 0));
+    assert_eq!(
+        settle("f2", fences(&[("fb", 11), ("fc", 11)])).await,
+        FencedSettle::Settled(TransferStatus::Completed)
+    );
+    // fc's token 11 is recorded now: f3 with fc's 10 is stale, with 12 it settles (after
+    // f1 drained fa to 300, rejected for want of funds).
+    assert_eq!(
+        settle("f3", fences(&[("fa", 12), ("fc", 10)])).await,
+        FencedSettle::Stale
+    );
+    assert_eq!(
+        settle("f3", fences(&[("fa", 12), ("fc", 12)])).await,
+        FencedSettle::Settled(TransferStatus::Rejected(RejectReason::InsufficientFunds))
+    );
+    assert_eq!(
+        settle("nope", fences(&[("fa", 13), ("fc", 13)])).await,
+        FencedSettle::NotPending
+    );
+    assert_eq!(cash(&store, "fa").await, (300, 0));
+    assert_eq!(cash(&store, "fb").await, (200, 0));
+    assert_eq!(cash(&store, "fc").await, (500, 0));
+    assert_eq!(store.pending_transfers().await.unwrap(), 0);
+    let kinds: Vec<EventKind> = store
+        .events(0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|event| event.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            EventKind::TransferCompleted,
+            EventKind::TransferCompleted,
+            EventKind::TransferRejected
+        ]
+    );
 }
 
 // Goal: withdrawals need cover, and leave through the system account.

@@ -46,6 +46,7 @@ impl PgTx<'_> {
         self.new_claims.clear();
         self.new_transfers.clear();
         self.settled_transfers.clear();
+        self.new_fences.clear();
         self.withdrawals.clear();
         self.totals.clear();
         self.events.clear();
@@ -634,7 +635,31 @@ impl PgTx<'_> {
                 .collect();
             self.announce(payd_ports::TRANSFERS_QUEUE, &ids).await
         };
-        pipelined!(_insert = insert, _settle = settle, _announce = announce);
+        let fences = async {
+            if self.new_fences.is_empty() {
+                return Ok(());
+            }
+            let (accounts, tokens): (Vec<&str>, Vec<i64>) = self
+                .new_fences
+                .iter()
+                .map(|(account, token)| (account.as_str(), *token))
+                .unzip();
+            self.execute(
+                "INSERT INTO account_fences (account, token)
+                 SELECT * FROM unnest($1::text[], $2::bigint[])
+                 ON CONFLICT (account) DO UPDATE
+                    SET token = GREATEST(account_fences.token, EXCLUDED.token)",
+                &[&accounts, &tokens],
+            )
+            .await
+            .map(|_| ())
+        };
+        pipelined!(
+            _insert = insert,
+            _settle = settle,
+            _announce = announce,
+            _fences = fences
+        );
         Ok(())
     }
 

@@ -7,10 +7,12 @@ use payd_domain::gateway::Processor;
 use payd_domain::gateway::payment::PaymentState;
 use payd_domain::{
     AccountId, Amount, AuthorizationRequest, Balances, Category, Code, CorrelationId, Entry,
-    EntryCause, EventKind, IdempotencyKey, MerchantPattern, PriorAuthorization, ResourceId, Rules,
-    TransactionId,
+    EntryCause, EventKind, Fence, IdempotencyKey, MerchantPattern, PriorAuthorization, ResourceId,
+    Rules, TransactionId, TransferStatus,
 };
-use payd_ledger::{Failure, LedgerTx, PendingTransfer, StoredClaim, StoredHold, StoredTransfer};
+use payd_ledger::{
+    Failure, LedgerTx, PendingTransfer, StoredClaim, StoredHold, StoredTransfer, Turn,
+};
 use payd_ports::{
     Claim, DepositReceipt, EventPayload, HoldView, NewPayment, NewWebhook, PaymentRecord, Refusal,
     StoredResponse, Sweep, TransferView, Transition, WebhookView, WithdrawalReceipt,
@@ -444,23 +446,7 @@ impl LedgerTx for PgTx<'_> {
         let seqs: Vec<i64> = picked.iter().map(|p| p.seq).collect();
         let ids: Vec<String> = accounts.iter().cloned().collect();
         self.lock_accounts(accounts).await?;
-        // The earliest pending transfer of each account that this transaction did not take.
-        let blockers = self
-            .query(
-                "SELECT account, MIN(seq) FROM (
-                     SELECT from_account AS account, seq FROM transfers
-                      WHERE status = 'pending' AND from_account = ANY($1) AND NOT (seq = ANY($2))
-                     UNION ALL
-                     SELECT to_account, seq FROM transfers
-                      WHERE status = 'pending' AND to_account = ANY($1) AND NOT (seq = ANY($2))
-                 ) AS others GROUP BY account",
-                &[&ids, &seqs],
-            )
-            .await?;
-        let mut first_waiting: HashMap<String, i64> = HashMap::new();
-        for row in &blockers {
-            first_waiting.insert(row.try_get(0)?, row.try_get(1)?);
-        }
+        let mut first_waiting = self.first_pending(&ids, &seqs).await?;
         let mut settleable = Vec::with_capacity(picked.len());
         for pending in picked {
             let transfer = &pending.view.transfer;
@@ -485,6 +471,109 @@ impl LedgerTx for PgTx<'_> {
             settleable.push(pending);
         }
         Ok(settleable)
+    }
+
+    /// Locks the transfer's row (skipping it if another settler holds it), then its
+    /// accounts, then asks whether an earlier transfer of theirs is still pending.
+    async fn pending_transfer(&mut self, id: &ResourceId) -> Result<Turn, Failure> {
+        let settled_here = self
+            .transfers
+            .get(id)
+            .and_then(Option::as_ref)
+            .is_some_and(|known| known.view.status != TransferStatus::Pending);
+        if settled_here {
+            return Ok(Turn::Gone);
+        }
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT {TRANSFER_COLUMNS}, seq FROM transfers
+                      WHERE id = $1 AND status = 'pending' FOR UPDATE SKIP LOCKED"
+                ),
+                &[&id.as_str()],
+            )
+            .await?;
+        let Some(row) = rows.first() else {
+            // Settled, unknown, or being settled by another transaction: which one?
+            let pending = self
+                .query(
+                    "SELECT 1 FROM transfers WHERE id = $1 AND status = 'pending'",
+                    &[&id.as_str()],
+                )
+                .await?;
+            return Ok(if pending.is_empty() {
+                Turn::Gone
+            } else {
+                Turn::Waiting
+            });
+        };
+        let view = schema::transfer(row).map_err(rows_error)?;
+        let seq: i64 = row.try_get(10)?;
+        if self.taken_transfers.contains(&seq) {
+            return Ok(Turn::Gone);
+        }
+        let ids = vec![
+            view.transfer.from.as_str().to_owned(),
+            view.transfer.to.as_str().to_owned(),
+        ];
+        self.lock_accounts(ids.iter().cloned().collect()).await?;
+        let mut excluded: Vec<i64> = self.taken_transfers.iter().copied().collect();
+        excluded.push(seq);
+        let first = self.first_pending(&ids, &excluded).await?;
+        if first.values().any(|first| *first < seq) {
+            return Ok(Turn::Waiting);
+        }
+        self.taken_transfers.insert(seq);
+        Ok(Turn::Ready(PendingTransfer { seq, view }))
+    }
+
+    async fn fence_tokens(
+        &mut self,
+        accounts: &[AccountId],
+    ) -> Result<HashMap<AccountId, i64>, Failure> {
+        self.lock_accounts(accounts.iter().map(|a| a.as_str().to_owned()).collect())
+            .await?;
+        let unknown: Vec<&str> = accounts
+            .iter()
+            .filter(|account| !self.fences.contains_key(*account))
+            .map(AccountId::as_str)
+            .collect();
+        if !unknown.is_empty() {
+            let rows = self
+                .query(
+                    "SELECT account, token FROM account_fences WHERE account = ANY($1)",
+                    &[&unknown],
+                )
+                .await?;
+            let mut found = HashMap::new();
+            for row in &rows {
+                let account: &str = row.try_get(0)?;
+                found.insert(account.to_owned(), row.try_get::<_, i64>(1)?);
+            }
+            for account in accounts {
+                if !self.fences.contains_key(account) {
+                    let token = found.get(account.as_str()).copied();
+                    self.fences.insert(account.clone(), token);
+                }
+            }
+        }
+        Ok(accounts
+            .iter()
+            .filter_map(|account| {
+                let token = (*self.fences.get(account)?)?;
+                Some((account.clone(), token))
+            })
+            .collect())
+    }
+
+    async fn record_fences(&mut self, fences: &[Fence]) -> Result<(), Failure> {
+        for fence in fences {
+            let known = self.fences.entry(fence.account.clone()).or_default();
+            let token = known.map_or(fence.token, |known| known.max(fence.token));
+            *known = Some(token);
+            self.new_fences.insert(fence.account.clone(), token);
+        }
+        Ok(())
     }
 
     async fn update_transfer(&mut self, seq: i64, view: &TransferView) -> Result<(), Failure> {

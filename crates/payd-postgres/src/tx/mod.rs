@@ -214,6 +214,10 @@ pub(crate) struct PgTx<'c> {
     settled_transfers: Vec<(i64, TransferView)>,
     /// Transfers handed out for settling in this transaction.
     taken_transfers: HashSet<i64>,
+    /// Fencing tokens as of this transaction, by account (`None`: none recorded yet).
+    fences: HashMap<AccountId, Option<i64>>,
+    /// Tokens recorded here, written at flush.
+    new_fences: HashMap<AccountId, i64>,
     withdrawals: Vec<WithdrawalReceipt>,
     payments: HashMap<CorrelationId, Option<PaymentRow>>,
     totals: HashMap<(Processor, i64), (i64, i64)>,
@@ -285,6 +289,11 @@ impl Keys {
                         }
                     }
                     keys.mutation(mutation);
+                }
+                Command::SettleFenced { fences, .. } => {
+                    for fence in fences {
+                        keys.accounts.insert(fence.account.as_str().to_owned());
+                    }
                 }
                 Command::PurgePayments { .. }
                 | Command::ExpireHolds { .. }
@@ -358,6 +367,8 @@ impl<'c> PgTx<'c> {
             new_transfers: Vec::new(),
             settled_transfers: Vec::new(),
             taken_transfers: HashSet::new(),
+            fences: HashMap::new(),
+            new_fences: HashMap::new(),
             withdrawals: Vec::new(),
             payments: HashMap::new(),
             totals: HashMap::new(),
@@ -678,6 +689,32 @@ impl<'c> PgTx<'c> {
     }
 
     /// Locks the customer accounts `ids` (those not loaded yet) in key order.
+    /// The earliest pending transfer (its `seq`) of each of `accounts`, leaving out
+    /// `excluded` (transfers this transaction settles).
+    async fn first_pending(
+        &self,
+        accounts: &[String],
+        excluded: &[i64],
+    ) -> Result<HashMap<String, i64>, Failure> {
+        let rows = self
+            .query(
+                "SELECT account, MIN(seq) FROM (
+                     SELECT from_account AS account, seq FROM transfers
+                      WHERE status = 'pending' AND from_account = ANY($1) AND NOT (seq = ANY($2))
+                     UNION ALL
+                     SELECT to_account, seq FROM transfers
+                      WHERE status = 'pending' AND to_account = ANY($1) AND NOT (seq = ANY($2))
+                 ) AS others GROUP BY account",
+                &[&accounts, &excluded],
+            )
+            .await?;
+        let mut first = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            first.insert(row.try_get(0)?, row.try_get(1)?);
+        }
+        Ok(first)
+    }
+
     async fn lock_accounts(&mut self, ids: BTreeSet<String>) -> Result<(), Failure> {
         let wanted: Vec<String> = ids
             .into_iter()

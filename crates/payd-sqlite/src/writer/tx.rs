@@ -12,11 +12,13 @@ use std::collections::HashMap;
 use payd_domain::gateway::Processor;
 use payd_domain::{
     AccountId, Amount, AuthorizationRequest, Balances, Category, Code, CorrelationId, Entry,
-    EntryCause, EventKind, IdempotencyKey, Mcc, MerchantPattern, MerchantRules, PriorAuthorization,
-    ResourceId, Rules, TransactionId,
+    EntryCause, EventKind, Fence, IdempotencyKey, Mcc, MerchantPattern, MerchantRules,
+    PriorAuthorization, ResourceId, Rules, TransactionId,
 };
 use payd_ledger::columns::bucket_column;
-use payd_ledger::{Failure, LedgerTx, PendingTransfer, StoredClaim, StoredHold, StoredTransfer};
+use payd_ledger::{
+    Failure, LedgerTx, PendingTransfer, StoredClaim, StoredHold, StoredTransfer, Turn,
+};
 use payd_ports::{
     Claim, DepositReceipt, EventPayload, HoldView, NewPayment, NewWebhook, PaymentRecord, Refusal,
     StoredResponse, Sweep, TransferView, Transition, WebhookView, WithdrawalReceipt,
@@ -648,6 +650,75 @@ impl LedgerTx for SqliteTx<'_> {
             })?
             .collect::<rusqlite::Result<_>>()?;
         Ok(pending)
+    }
+
+    /// One writer: nothing else settles meanwhile, so the turn is the order in the table.
+    async fn pending_transfer(&mut self, id: &ResourceId) -> Result<Turn, Failure> {
+        let pending = self
+            .conn()
+            .prepare_cached(&format!(
+                "SELECT {TRANSFER_COLUMNS}, seq FROM transfers WHERE id = ?1 AND status = 'pending'"
+            ))?
+            .query_row([id.as_str()], |row| {
+                Ok(PendingTransfer {
+                    seq: row.get(10)?,
+                    view: transfer_from_row(row)?,
+                })
+            })
+            .optional()?;
+        let Some(pending) = pending else {
+            return Ok(Turn::Gone);
+        };
+        let transfer = &pending.view.transfer;
+        let earlier = self
+            .conn()
+            .prepare_cached(
+                "SELECT EXISTS (
+                     SELECT 1 FROM transfers WHERE status = 'pending' AND seq < ?1
+                        AND from_account IN (?2, ?3)
+                     UNION ALL
+                     SELECT 1 FROM transfers WHERE status = 'pending' AND seq < ?1
+                        AND to_account IN (?2, ?3))",
+            )?
+            .query_row(
+                params![pending.seq, transfer.from.as_str(), transfer.to.as_str()],
+                |row| row.get::<_, bool>(0),
+            )?;
+        Ok(if earlier {
+            Turn::Waiting
+        } else {
+            Turn::Ready(pending)
+        })
+    }
+
+    async fn fence_tokens(
+        &mut self,
+        accounts: &[AccountId],
+    ) -> Result<HashMap<AccountId, i64>, Failure> {
+        let mut statement = self
+            .conn()
+            .prepare_cached("SELECT token FROM account_fences WHERE account = ?1")?;
+        let mut tokens = HashMap::with_capacity(accounts.len());
+        for account in accounts {
+            if let Some(token) = statement
+                .query_row([account.as_str()], |row| row.get::<_, i64>(0))
+                .optional()?
+            {
+                tokens.insert(account.clone(), token);
+            }
+        }
+        Ok(tokens)
+    }
+
+    async fn record_fences(&mut self, fences: &[Fence]) -> Result<(), Failure> {
+        let mut statement = self.conn().prepare_cached(
+            "INSERT INTO account_fences (account, token) VALUES (?1, ?2)
+             ON CONFLICT (account) DO UPDATE SET token = MAX(token, excluded.token)",
+        )?;
+        for fence in fences {
+            statement.execute(params![fence.account.as_str(), fence.token])?;
+        }
+        Ok(())
     }
 
     async fn update_transfer(&mut self, seq: i64, view: &TransferView) -> Result<(), Failure> {
