@@ -7,7 +7,8 @@
 //! - [`Amqp`]: one connection, kept by [`Amqp::run`]: connect, declare the topology,
 //!   consume; when the connection is lost (lapin does not reconnect by itself), connect
 //!   and declare again with a capped backoff, until shutdown.
-//! - The topology: per work queue ([`PAYMENTS_QUEUE`], [`TRANSFERS_QUEUE`]), a quorum
+//! - The topology: per work queue ([`PAYMENTS_QUEUE`], [`TRANSFERS_QUEUE`],
+//!   [`SETTLE_QUEUE`]), a quorum
 //!   queue (durable, replicated, with a delivery limit) and its quorum dead-letter queue
 //!   ([`dead_letters`]: `<queue>.dead`), where a message ends that was refused as malformed
 //!   or delivered too often.
@@ -37,7 +38,7 @@ use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
 use payd_domain::gateway::backoff::Backoff;
 use payd_ports::{OutboxMessage, PublishError, Publisher};
-pub use payd_ports::{PAYMENTS_QUEUE, TRANSFERS_QUEUE};
+pub use payd_ports::{PAYMENTS_QUEUE, SETTLE_QUEUE, TRANSFERS_QUEUE};
 use tokio::sync::{oneshot, watch};
 
 /// Where a message of `queue` goes when it is refused or delivered too often.

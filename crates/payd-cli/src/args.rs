@@ -62,6 +62,15 @@ pub(crate) struct LogArgs {
     pub(crate) log: String,
 }
 
+/// How transfers are settled across workers (`--transfer-pipeline`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum TransferPipelineArg {
+    /// The settler, under the store's row locks.
+    Store,
+    /// Redis account locks, then settling under them (fenced).
+    Locks,
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub(crate) enum LogFormat {
     /// Human-readable lines.
@@ -305,6 +314,23 @@ pub(crate) struct BackgroundArgs {
         default_value_t = payd_engine::WalletWorkerConfig::SETTLE_POLL_MS_DEFAULT
     )]
     transfer_poll_ms: u64,
+    /// How workers settle transfers: `store`, each worker's settler under PostgreSQL's row
+    /// locks alone; or `locks`, the design notes' pipeline: a first stage takes both
+    /// accounts' locks in Redis (each grant with fencing tokens) and queues the transfer on
+    /// RabbitMQ for a second stage that settles it under them (PostgreSQL refuses a write
+    /// whose token is stale). `locks` needs --amqp-url and --redis-url; the poll above
+    /// stays the safety net.
+    #[arg(
+        long,
+        env = "PAYD_TRANSFER_PIPELINE",
+        value_enum,
+        default_value = "store"
+    )]
+    transfer_pipeline: TransferPipelineArg,
+    /// With --transfer-pipeline locks: how long an account lock lasts unless released, in
+    /// ms (the longest an account waits for a holder that died or paused).
+    #[arg(long, env = "PAYD_TRANSFER_LOCK_TTL_MS", default_value_t = payd_engine::PipelineConfig::LOCK_TTL_MS_DEFAULT, value_parser = clap::value_parser!(u64).range(10..=600_000))]
+    transfer_lock_ttl_ms: u64,
     /// Timeout of one webhook delivery request, in ms (past it: retried).
     #[arg(long, env = "PAYD_WEBHOOK_TIMEOUT_MS", default_value_t = 10_000)]
     webhook_timeout_ms: u64,
@@ -359,6 +385,16 @@ impl BackgroundArgs {
                 ..defaults.retry
             },
             ..defaults
+        })
+    }
+
+    /// The transfer pipeline's settings, with `--transfer-pipeline locks`.
+    pub(crate) fn pipeline_config(&self) -> Option<payd_engine::PipelineConfig> {
+        (self.transfer_pipeline == TransferPipelineArg::Locks).then(|| {
+            payd_engine::PipelineConfig {
+                lock_ttl_ms: self.transfer_lock_ttl_ms,
+                ..payd_engine::PipelineConfig::default()
+            }
         })
     }
 

@@ -15,12 +15,13 @@ use anyhow::Context;
 use payd_api::{AdminAccess, AppState};
 use payd_domain::{CorrelationId, ResourceId};
 use payd_engine::{
-    Gateway, GatewayConfig, OutboxRelay, OutboxRelayConfig, SharedHealth, TokioClock, WalletWorker,
-    WalletWorkerConfig, WebhookDeliverer, WebhookDelivererConfig,
+    Gateway, GatewayConfig, OutboxRelay, OutboxRelayConfig, PipelineConfig, SharedHealth,
+    TokioClock, TransferPipeline, WalletWorker, WalletWorkerConfig, WebhookDeliverer,
+    WebhookDelivererConfig,
 };
 use payd_ports::{
-    BreakerBus, Clock, DecisionCache, HealthBoard, OutboxStore, PaymentStore, ProcessorClient,
-    Store, WalletStore, WebhookStore,
+    AccountLocks, BreakerBus, Clock, DecisionCache, HealthBoard, OutboxStore, PaymentStore,
+    ProcessorClient, Store, WalletStore, WebhookStore,
 };
 use payd_processors::{HttpProcessors, HttpProcessorsConfig, HttpWebhookConfig, HttpWebhookSender};
 use tokio::net::TcpListener;
@@ -72,6 +73,8 @@ struct EnginePlan {
     processors: HttpProcessorsConfig,
     gateway: GatewayConfig,
     wallet: WalletWorkerConfig,
+    /// The transfer pipeline on Redis locks, if asked for.
+    pipeline: Option<PipelineConfig>,
     webhooks: WebhookDelivererConfig,
 }
 
@@ -88,8 +91,22 @@ impl EnginePlan {
             processors,
             gateway,
             wallet: background.worker_config()?,
+            pipeline: background.pipeline_config(),
             webhooks: background.webhook_config()?,
         })
+    }
+}
+
+impl EnginePlan {
+    /// The transfer pipeline needs both brokers: its first stage locks on Redis and queues
+    /// on RabbitMQ.
+    fn check_pipeline(&self, amqp: bool, redis: bool) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.pipeline.is_none() || (amqp && redis),
+            "--transfer-pipeline locks needs --amqp-url and --redis-url (the accounts are \
+             locked in Redis and the locked transfers queued on RabbitMQ)"
+        );
+        Ok(())
     }
 }
 
@@ -135,6 +152,8 @@ impl Plan {
         let mut store = args.store.config(clock.clone())?;
         let mut engine = EnginePlan::new(&args.engine, &args.gateway, &args.background)?;
         let amqp = amqp_plan(&args.amqp, &mut store, Some(&mut engine))?;
+        let redis = RedisPlan::new(&args.redis, &store)?;
+        engine.check_pipeline(amqp.is_some(), redis.is_some())?;
         Ok(Plan {
             role: "serve",
             listen: args.listen,
@@ -142,7 +161,7 @@ impl Plan {
             http_threads: args.http.http_threads,
             api: Some(ApiPlan::new(&args.http, &args.intake)?),
             engine: Some(engine),
-            redis: RedisPlan::new(&args.redis, &store)?,
+            redis,
             amqp,
             store,
             clock,
@@ -174,6 +193,8 @@ impl Plan {
         let mut store = args.store.shared_config("worker", clock.clone())?;
         let mut engine = EnginePlan::new(&args.engine, &args.gateway, &args.background)?;
         let amqp = amqp_plan(&args.amqp, &mut store, Some(&mut engine))?;
+        let redis = RedisPlan::new(&args.redis, &store)?;
+        engine.check_pipeline(amqp.is_some(), redis.is_some())?;
         Ok(Plan {
             role: "worker",
             listen: args.listen,
@@ -182,7 +203,7 @@ impl Plan {
             http_threads: 1,
             api: None,
             engine: Some(engine),
-            redis: RedisPlan::new(&args.redis, &store)?,
+            redis,
             amqp,
             store,
             clock,
@@ -291,12 +312,19 @@ async fn serve(plan: Plan, runtime: Option<tokio::runtime::Handle>) -> anyhow::R
             };
             let outbox = opened.outbox();
             let amqp = plan.amqp.clone().zip(outbox);
+            let locks = plan.redis.as_ref().map(|redis| {
+                Arc::new(payd_redis::RedisLocks::new(redis.redis.clone())) as Arc<dyn AccountLocks>
+            });
             Some(Engine::start(
                 &store,
                 &clock,
                 shared_health,
                 engine,
-                Transports { amqp, breakers },
+                Transports {
+                    amqp,
+                    breakers,
+                    locks,
+                },
                 &runtime,
             )?)
         }
@@ -370,6 +398,8 @@ struct Transports {
     amqp: Option<(payd_amqp::AmqpConfig, Arc<dyn OutboxStore>)>,
     /// The breakers' announcements on Redis.
     breakers: Option<Arc<payd_redis::RedisBreakers>>,
+    /// Account locks on Redis, for the transfer pipeline.
+    locks: Option<Arc<dyn AccountLocks>>,
 }
 
 /// The background engine, running: the gateway, the wallet worker (transfer settling, hold
@@ -377,6 +407,9 @@ struct Transports {
 struct Engine {
     gateway: Arc<Gateway>,
     wallet: Arc<WalletWorker>,
+    /// Whether transfers go through the pipeline (then intake does not wake the settler,
+    /// whose poll is only the safety net).
+    pipelined: bool,
     stop: tokio::sync::watch::Sender<bool>,
     tasks: Vec<(&'static str, JoinHandle<()>)>,
 }
@@ -416,33 +449,64 @@ impl Engine {
         );
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let mut tasks = Vec::new();
+        let mut pipelined = false;
         if let Some(bus) = transports.breakers {
             let peer = gateway.clone();
             let on_trip = move |processor| peer.on_peer_trip(processor);
             tasks.push((
                 "breaker announcements",
-                runtime.spawn(bus.listen(instance, on_trip, stopped.clone())),
+                runtime.spawn(bus.listen(instance.clone(), on_trip, stopped.clone())),
             ));
         }
         if let Some((config, outbox)) = transports.amqp {
             // The transport first: the relay publishes through its connection, and its
             // consumers feed the gateway's inbox and the transfer settler.
             let amqp = payd_amqp::Amqp::new(config);
-            let (payments, transfers) = (gateway.clone(), wallet.clone());
-            let consumers = vec![
-                payd_amqp::Consumer {
-                    queue: payd_amqp::PAYMENTS_QUEUE,
-                    deliver: deliver_parsed(CorrelationId::parse, move |id, settle| {
-                        payments.offer(id, settle);
-                    }),
-                },
-                payd_amqp::Consumer {
-                    queue: payd_amqp::TRANSFERS_QUEUE,
-                    deliver: deliver_parsed(ResourceId::parse, move |id, settle| {
-                        transfers.offer(id, settle);
-                    }),
-                },
-            ];
+            let payments = gateway.clone();
+            let mut consumers = vec![payd_amqp::Consumer {
+                queue: payd_amqp::PAYMENTS_QUEUE,
+                deliver: deliver_parsed(CorrelationId::parse, move |id, settle| {
+                    payments.offer(id, settle);
+                }),
+            }];
+            match plan.pipeline.zip(transports.locks) {
+                Some((config, locks)) => {
+                    let pipeline = TransferPipeline::new(
+                        store.clone() as Arc<dyn WalletStore>,
+                        locks,
+                        amqp.clone(),
+                        wallet.clone(),
+                        config,
+                        &instance,
+                    );
+                    let settler = pipeline.clone();
+                    pipelined = true;
+                    consumers.extend([
+                        payd_amqp::Consumer {
+                            queue: payd_amqp::TRANSFERS_QUEUE,
+                            deliver: deliver_parsed(ResourceId::parse, move |id, settle| {
+                                pipeline.lock(id, settle);
+                            }),
+                        },
+                        payd_amqp::Consumer {
+                            queue: payd_amqp::SETTLE_QUEUE,
+                            deliver: deliver_parsed(
+                                |body| payd_engine::pipeline::Locked::decode(body).ok_or(()),
+                                move |locked, settle| settler.settle(locked, settle),
+                            ),
+                        },
+                    ]);
+                }
+                None => {
+                    let transfers = wallet.clone();
+                    consumers.push(payd_amqp::Consumer {
+                        queue: payd_amqp::TRANSFERS_QUEUE,
+                        deliver: deliver_parsed(ResourceId::parse, move |id, settle| {
+                            transfers.offer(id, settle);
+                        }),
+                    });
+                }
+            }
             tasks.push((
                 "RabbitMQ connection",
                 runtime.spawn(amqp.clone().run(consumers, stopped.clone())),
@@ -466,6 +530,7 @@ impl Engine {
         Ok(Engine {
             gateway,
             wallet,
+            pipelined,
             stop,
             tasks,
         })
@@ -475,10 +540,12 @@ impl Engine {
     /// gateway and transfer settler.
     fn wakers(&self) -> (Wake, Wake) {
         let (gateway, wallet) = (self.gateway.clone(), self.wallet.clone());
-        (
-            Arc::new(move || gateway.wake()),
-            Arc::new(move || wallet.wake()),
-        )
+        let settler: Wake = if self.pipelined {
+            Arc::new(|| {})
+        } else {
+            Arc::new(move || wallet.wake())
+        };
+        (Arc::new(move || gateway.wake()), settler)
     }
 
     /// Stops every task and waits for it: the gateway's calls in flight finish and record

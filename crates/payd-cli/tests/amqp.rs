@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use payd_pgtest::TestDatabase;
 use serde_json::json;
+use support::redis_server::RedisServer;
 use support::{
     Proc, assert_exactly_once, assert_pg_audit_clean, await_booked, counter_sum, get_json, metrics,
     pay, payment_id,
@@ -550,6 +551,48 @@ async fn await_transfers(
     }
 }
 
+/// Opens each `(id, cash)` account through `api`.
+async fn open_accounts(http: &reqwest::Client, api: &str, accounts: &[(&str, &str)]) {
+    for (account, cash) in accounts {
+        let opened = http
+            .post(format!("{api}/accounts"))
+            .json(&json!({"id": account, "balances": {"CASH": cash}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(opened.status(), 201);
+    }
+}
+
+/// Submits 1.00 from `from` to `to` as transfer `id`; asserts it was accepted.
+async fn submit_transfer(http: &reqwest::Client, api: &str, id: &str, from: &str, to: &str) {
+    let accepted = http
+        .post(format!("{api}/transfers"))
+        .json(&json!({"id": id, "from": from, "to": to, "amount": "1.00"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), 202, "{id}");
+}
+
+/// Chains `a → b → c` of 1.00 (the second leg sent once the first was accepted, and funded
+/// by it alone: settled out of order it would be rejected); their ids.
+async fn send_chains(
+    http: &reqwest::Client,
+    api: &str,
+    range: std::ops::Range<u32>,
+) -> Vec<String> {
+    let mut ids = Vec::new();
+    for chain in range {
+        for (leg, from, to) in [(1, "a", "b"), (2, "b", "c")] {
+            let id = format!("chain-{chain}-{leg}");
+            submit_transfer(http, api, &id, from, to).await;
+            ids.push(id);
+        }
+    }
+    ids
+}
+
 /// Goal: with RabbitMQ, the commit that accepts a transfer writes its message to the
 /// outbox, and the message wakes a worker's settler at once: with the settlers' own poll at
 /// ten minutes, transfers accepted by the API still settle within seconds, in acceptance
@@ -566,32 +609,8 @@ async fn transfers_travel_through_rabbitmq_and_settle_in_order() {
     };
     let (topology, node, db, http) = (&world.topology, &world.node, &world.db, &world.http);
     let api = &topology.api.url;
-    for (account, cash) in [("a", "120.00"), ("b", "0.00"), ("c", "0.00")] {
-        let opened = http
-            .post(format!("{api}/accounts"))
-            .json(&json!({"id": account, "balances": {"CASH": cash}}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(opened.status(), 201);
-    }
-    let send_chains = async |range: std::ops::Range<u32>| {
-        let mut ids = Vec::new();
-        for chain in range {
-            for (leg, from, to) in [(1, "a", "b"), (2, "b", "c")] {
-                let id = format!("chain-{chain}-{leg}");
-                let accepted = http
-                    .post(format!("{api}/transfers"))
-                    .json(&json!({"id": id, "from": from, "to": to, "amount": "1.00"}))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(accepted.status(), 202, "{id}");
-                ids.push(id);
-            }
-        }
-        ids
-    };
+    open_accounts(http, api, &[("a", "120.00"), ("b", "0.00"), ("c", "0.00")]).await;
+    let send_chains = async |range| send_chains(http, api, range).await;
     let transfers_series = |name: &str| format!("{name}{{queue=\"payd.transfers\"}}");
 
     let ids = send_chains(0..100).await;
@@ -643,6 +662,184 @@ async fn transfers_travel_through_rabbitmq_and_settle_in_order() {
     assert_eq!(
         balances["balances"]["CASH"]["available"], 120.0,
         "{balances}"
+    );
+    world.audit();
+}
+
+/// How many account locks in `redis` (under `prefix`) a grant of `instance` holds.
+fn locks_held_by(redis: &RedisServer, prefix: &str, instance: &str) -> u64 {
+    let script = "local n = 0 for _, key in ipairs(redis.call('KEYS', ARGV[1])) do \
+                  local owner = redis.call('GET', key) \
+                  if owner and string.sub(owner, 1, #ARGV[2]) == ARGV[2] then n = n + 1 end \
+                  end return n";
+    let pattern = format!("{prefix}lock:*");
+    let owner = format!("{instance}/");
+    redis
+        .cli(&["EVAL", script, "0", &pattern, &owner])
+        .parse()
+        .unwrap_or(0)
+}
+
+/// Sends `kill -<signal>` to `pid`.
+fn signal(pid: u32, signal: &str) {
+    let sent = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -{signal} {pid}");
+}
+
+/// Goal: with `--transfer-pipeline locks` (stage A locks both accounts in Redis and queues
+/// the transfer; stage B settles it under the grant), transfers settle through the pipeline
+/// in acceptance order per account; and a worker stopped (`SIGSTOP`) while it holds a
+/// grant, for longer than the locks' TTL, finds its late write refused by PostgreSQL's
+/// fencing check when it resumes (counted in `payd_fencing_rejections_total`), while every
+/// transfer is settled exactly once and the balances are exact. Method: 30 chains `x → y →
+/// z` on accounts of their own (each second leg funded only by the first); then eight rings
+/// of four accounts, each fed 1.00 transfers without pause by a client of its own (every
+/// transfer shares an account with the next of its ring), during which worker-0 is stopped
+/// for 1.2 s (TTL 300 ms, settler poll 500 ms) whenever it holds a lock, until a refusal is
+/// counted. Not every pause gives one (the holder may be stopped inside its PostgreSQL
+/// transaction, which holds the others back until it resumes, or the other worker may run
+/// the grant's second stage), hence up to twenty pauses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_lock_pipeline_settles_in_order_and_fences_a_paused_holder() {
+    const PAUSES: u32 = 20;
+    let test = "the_lock_pipeline_settles_in_order_and_fences_a_paused_holder";
+    let Some(redis) = RedisServer::start(test) else {
+        return;
+    };
+    let (redis_url, prefix) = (redis.url(), "pipe:");
+    let flags = [
+        "--redis-url",
+        &redis_url,
+        "--redis-prefix",
+        prefix,
+        "--transfer-pipeline",
+        "locks",
+        "--transfer-lock-ttl-ms",
+        "300",
+        "--transfer-poll-ms",
+        "500",
+    ];
+    let Some(world) = World::start_with(test, &flags).await else {
+        return;
+    };
+    let (topology, http) = (&world.topology, &world.http);
+    let api = topology.api.url.clone();
+    let pipeline_series = |stage: &str, outcome: &str| {
+        format!("payd_transfer_pipeline_total{{stage=\"{stage}\",outcome=\"{outcome}\"}}")
+    };
+
+    // Thirty chains x → y → z, each on accounts of its own (so the chains settle side by
+    // side), each second leg funded by the first alone.
+    let mut chains = Vec::new();
+    for chain in 0..30 {
+        let [x, y, z] = ["x", "y", "z"].map(|account| format!("{account}{chain}"));
+        open_accounts(http, &api, &[(&x, "1.00"), (&y, "0.00"), (&z, "0.00")]).await;
+        for (leg, from, to) in [(1, &x, &y), (2, &y, &z)] {
+            let id = format!("chain-{chain}-{leg}");
+            submit_transfer(http, &api, &id, from, to).await;
+            chains.push(id);
+        }
+    }
+    let statuses = await_transfers(http, &api, &chains, Duration::from_secs(30)).await;
+    assert!(
+        statuses.iter().all(|status| status == "completed"),
+        "every leg completed, in order: {statuses:?}"
+    );
+    let piped = topology
+        .workers_counter(http, &pipeline_series("settle", "settled"))
+        .await;
+    assert!(
+        piped >= 40.0,
+        "{piped} of 60 transfers settled by the pipeline (the rest by the settlers' poll)"
+    );
+
+    // Eight rings of four accounts, each fed by a client of its own.
+    const RINGS: usize = 8;
+    let rings: Vec<[String; 4]> = (0..RINGS)
+        .map(|ring| [0, 1, 2, 3].map(|i| format!("r{ring}-{i}")))
+        .collect();
+    for ring in &rings {
+        let accounts = ring.each_ref().map(|account| (account.as_str(), "1000.00"));
+        open_accounts(http, &api, &accounts).await;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let loads: Vec<_> = rings
+        .iter()
+        .cloned()
+        .map(|ring| {
+            let (http, api, stop) = (http.clone(), api.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut sent = Vec::new();
+                while !stop.load(Ordering::SeqCst) {
+                    let n = sent.len();
+                    let id = format!("{}-{n}", ring[0]);
+                    submit_transfer(&http, &api, &id, &ring[n % 4], &ring[(n + 1) % 4]).await;
+                    sent.push(id);
+                }
+                sent
+            })
+        })
+        .collect();
+    let paused = &topology.workers[0];
+    let (mut refused, mut pauses) = (0.0, 0);
+    while pauses < PAUSES {
+        pauses += 1;
+        let started = Instant::now();
+        while locks_held_by(&redis, prefix, "worker-0") == 0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "worker-0 took no lock in 10 s"
+            );
+        }
+        signal(paused.pid(), "STOP");
+        tokio::time::sleep(Duration::from_millis(1_200)).await;
+        signal(paused.pid(), "CONT");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        refused = topology
+            .workers_counter(http, "payd_fencing_rejections_total")
+            .await;
+        if refused > 0.0 {
+            break;
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    let mut sent = Vec::new();
+    for load in loads {
+        sent.push(load.await.unwrap());
+    }
+    assert!(
+        refused >= 1.0,
+        "no stale write refused in {PAUSES} pauses of a lock holder"
+    );
+    let all: Vec<String> = sent.iter().flatten().cloned().collect();
+    let statuses = await_transfers(http, &api, &all, Duration::from_secs(60)).await;
+    assert!(
+        statuses.iter().all(|status| status == "completed"),
+        "every ring transfer completed: {statuses:?}"
+    );
+    for (ring, sent) in rings.iter().zip(&sent) {
+        for (i, account) in ring.iter().enumerate() {
+            let out = (0..sent.len()).filter(|n| n % 4 == i).count();
+            let into = (0..sent.len()).filter(|n| (n + 1) % 4 == i).count();
+            let expected = 1_000.0 + into as f64 - out as f64;
+            let body = get_json(http, &format!("{api}/accounts/{account}")).await;
+            assert_eq!(
+                body["balances"]["CASH"]["available"].as_f64(),
+                Some(expected),
+                "{account} after {} transfers of its ring: each applied exactly once",
+                sent.len()
+            );
+        }
+    }
+    let granted = topology
+        .workers_counter(http, &pipeline_series("lock", "granted"))
+        .await;
+    eprintln!(
+        "{} ring transfers, {refused} stale writes refused after {pauses} pauses, {granted} grants",
+        all.len()
     );
     world.audit();
 }

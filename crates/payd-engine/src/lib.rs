@@ -17,6 +17,8 @@
 //!   confirms and deletes what the broker confirmed.
 //! - [`config`]: [`GatewayConfig`], every threshold and bound, with defaults.
 //! - `jitter`: the randomness handed to the domain's backoff policies (gateway, webhooks).
+//! - [`pipeline`]: [`TransferPipeline`], the design notes' two-stage transfer pipeline:
+//!   stage A takes both accounts' locks (Redis, fenced), stage B settles under them.
 //! - [`wallet`]: [`WalletWorker`]: settles pending transfers in acceptance order, expires
 //!   holds, purges idempotency keys past their retention.
 //! - [`webhooks`]: [`WebhookDeliverer`]: POSTs outbox events, signed, to registered
@@ -28,6 +30,7 @@ pub mod gateway;
 pub mod health;
 pub mod inbox;
 mod jitter;
+pub mod pipeline;
 pub mod relay;
 pub mod wallet;
 pub mod webhooks;
@@ -36,6 +39,7 @@ pub use config::GatewayConfig;
 pub use gateway::Gateway;
 pub use health::{ProcessorHealth, SharedHealth};
 pub use payd_ports::{Clock, ManualClock, TokioClock};
+pub use pipeline::{PipelineConfig, TransferPipeline};
 pub use relay::{OutboxRelay, OutboxRelayConfig};
 pub use wallet::{WalletWorker, WalletWorkerConfig};
 pub use webhooks::{WebhookDeliverer, WebhookDelivererConfig};

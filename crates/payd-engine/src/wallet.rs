@@ -354,6 +354,13 @@ mod tests {
             })
         }
 
+        async fn pending_turn(
+            &self,
+            _: &ResourceId,
+        ) -> Result<Option<(payd_domain::Transfer, bool)>, LedgerError> {
+            Err(refused())
+        }
+
         async fn settle_fenced(
             &self,
             _: &ResourceId,

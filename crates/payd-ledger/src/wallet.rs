@@ -422,13 +422,14 @@ pub async fn settle_fenced<T: LedgerTx>(
     if !fence::is_current(fences, |account| recorded.get(account).copied()) {
         return Ok(FencedSettle::Stale);
     }
-    let pending = match tx.pending_transfer(id).await? {
-        Turn::Gone => return Ok(FencedSettle::NotPending),
-        Turn::Waiting => return Ok(FencedSettle::Waiting),
-        Turn::Ready(pending) => pending,
-    };
+    // Recorded whatever comes next: once a later grant reached the store, an earlier one
+    // is fenced out even if this attempt changes nothing else.
     tx.record_fences(fences).await?;
-    Ok(FencedSettle::Settled(settle_pending(tx, pending).await?))
+    Ok(match tx.pending_transfer(id).await? {
+        Turn::Gone => FencedSettle::NotPending,
+        Turn::Waiting => FencedSettle::Waiting,
+        Turn::Ready(pending) => FencedSettle::Settled(settle_pending(tx, pending).await?),
+    })
 }
 
 /// Settles one pending transfer handed out by the store: moves its money (or says why

@@ -310,6 +310,11 @@ pub trait WalletStore: Send + Sync + 'static {
     /// per account).
     async fn settle_transfers(&self, limit: u32) -> Result<Sweep, LedgerError>;
 
+    /// The transfer `id` if it is pending, and whether it is the oldest pending transfer of
+    /// both its accounts (its turn to be settled); `None` if it is not pending or unknown.
+    /// A read, for the transfer pipeline to wait its turn before it takes any lock.
+    async fn pending_turn(&self, id: &ResourceId) -> Result<Option<(Transfer, bool)>, LedgerError>;
+
     /// Settles the transfer `id` alone, for a holder of its accounts' locks: only if every
     /// fence is current ([`payd_domain::fence::is_current`]; the tokens are then recorded)
     /// and the transfer is the oldest pending one of both its accounts.

@@ -52,7 +52,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use payd_domain::gateway::Processor;
 use payd_domain::{
     AccountId, AuthorizationRequest, Category, Code, CorrelationId, Fence, MerchantPattern,
-    ResourceId,
+    ResourceId, Transfer,
 };
 use payd_ledger::{Command, Reply};
 use payd_ports::{
@@ -652,6 +652,13 @@ impl WalletStore for PgStore {
         self.submit(Lane::Background, |reply| Command::SettleTransfers {
             limit,
             reply,
+        })
+        .await
+    }
+
+    async fn pending_turn(&self, id: &ResourceId) -> Result<Option<(Transfer, bool)>, LedgerError> {
+        self.read("reading a transfer's turn", async |client| {
+            reads::pending_turn(client, id).await
         })
         .await
     }

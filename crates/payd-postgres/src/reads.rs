@@ -2,7 +2,9 @@
 //! acknowledged command is committed before it is answered).
 
 use payd_domain::gateway::Processor;
-use payd_domain::{AccountId, Amount, Category, CorrelationId, EntryCause, EventKind, ResourceId};
+use payd_domain::{
+    AccountId, Amount, Category, CorrelationId, EntryCause, EventKind, ResourceId, Transfer,
+};
 use payd_ledger::columns::{DUE_PAYMENT_CLASSES, bucket_from_column};
 use payd_ports::{
     AccountView, EntryPage, EntryQuery, EntryView, EventView, HoldView, PaymentRecord,
@@ -282,6 +284,30 @@ pub(crate) async fn pending_among(
     rows.iter()
         .map(|row| Ok(schema::resource_id(row.try_get(0)?)?))
         .collect()
+}
+
+/// The pending transfer `id`, and whether no earlier transfer of its accounts is pending.
+pub(crate) async fn pending_turn(
+    client: &impl GenericClient,
+    id: &ResourceId,
+) -> RowResult<Option<(Transfer, bool)>> {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {TRANSFER_COLUMNS}, NOT EXISTS (
+                     SELECT 1 FROM transfers e WHERE e.status = 'pending' AND e.seq < t.seq
+                        AND e.from_account IN (t.from_account, t.to_account)
+                     UNION ALL
+                     SELECT 1 FROM transfers e WHERE e.status = 'pending' AND e.seq < t.seq
+                        AND e.to_account IN (t.from_account, t.to_account))
+                   FROM transfers t WHERE t.id = $1 AND t.status = 'pending'"
+            ),
+            &[&id.as_str()],
+        )
+        .await?;
+    rows.first()
+        .map(|row| Ok((schema::transfer(row)?.transfer, row.try_get(10)?)))
+        .transpose()
 }
 
 pub(crate) async fn pending_transfers(client: &impl GenericClient) -> RowResult<u64> {

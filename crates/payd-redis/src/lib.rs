@@ -13,6 +13,9 @@
 //! - [`RedisDecisions`]: recent card decisions ([`payd_ports::DecisionCache`]), so that a
 //!   replayed transaction id is answered without asking PostgreSQL; a miss or an error
 //!   asks it, as without Redis.
+//! - [`RedisLocks`]: per-account locks ([`payd_ports::AccountLocks`]) for the transfer
+//!   pipeline, all of a grant's accounts at once, each with a fencing token that keeps
+//!   growing even across a Redis restart; PostgreSQL checks the tokens.
 //! - [`RedisBreakers`]: the circuit breakers' openings told to every process
 //!   ([`payd_ports::BreakerBus`]) on a pub/sub channel; without Redis each process finds
 //!   out by its own calls.
@@ -20,6 +23,7 @@
 mod board;
 mod breakers;
 mod decisions;
+mod locks;
 
 use std::time::Duration;
 
@@ -29,6 +33,7 @@ use tokio::sync::Mutex;
 pub use board::RedisBoard;
 pub use breakers::RedisBreakers;
 pub use decisions::RedisDecisions;
+pub use locks::RedisLocks;
 
 /// How long a command may take before it counts as failed (then the fallback answers).
 const RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);

@@ -55,7 +55,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use payd_domain::{
     AccountId, AuthorizationRequest, Category, Code, CorrelationId, Fence, MerchantPattern,
-    MerchantRules, ResourceId, Rules,
+    MerchantRules, ResourceId, Rules, Transfer,
 };
 use payd_ledger::Command;
 use payd_ports::{
@@ -413,6 +413,15 @@ impl WalletStore for SqliteStore {
 
     async fn settle_transfers(&self, limit: u32) -> Result<Sweep, LedgerError> {
         self.submit(|reply| Command::SettleTransfers { limit, reply })
+            .await
+    }
+
+    async fn pending_turn(&self, id: &ResourceId) -> Result<Option<(Transfer, bool)>, LedgerError> {
+        self.readers
+            .inline(|conn| {
+                let turn = wallet::pending_turn(conn, id).map_err(reader::sql_error)?;
+                Ok(turn.map(|(_, view, first)| (view.transfer, first)))
+            })
             .await
     }
 

@@ -76,6 +76,39 @@ pub(crate) fn transfer(
     .optional()
 }
 
+/// The pending transfer `id` (with its row number), and whether no earlier transfer of its
+/// accounts is pending; `None` if it is not pending or unknown.
+pub(crate) fn pending_turn(
+    conn: &Connection,
+    id: &ResourceId,
+) -> rusqlite::Result<Option<(i64, TransferView, bool)>> {
+    let pending = conn
+        .prepare_cached(&format!(
+            "SELECT {TRANSFER_COLUMNS}, seq FROM transfers WHERE id = ?1 AND status = 'pending'"
+        ))?
+        .query_row([id.as_str()], |row| {
+            Ok((row.get(10)?, transfer_from_row(row)?))
+        })
+        .optional()?;
+    let Some((seq, view)) = pending else {
+        return Ok(None);
+    };
+    let earlier = conn
+        .prepare_cached(
+            "SELECT EXISTS (
+                 SELECT 1 FROM transfers WHERE status = 'pending' AND seq < ?1
+                    AND from_account IN (?2, ?3)
+                 UNION ALL
+                 SELECT 1 FROM transfers WHERE status = 'pending' AND seq < ?1
+                    AND to_account IN (?2, ?3))",
+        )?
+        .query_row(
+            params![seq, view.transfer.from.as_str(), view.transfer.to.as_str()],
+            |row| row.get::<_, bool>(0),
+        )?;
+    Ok(Some((seq, view, !earlier)))
+}
+
 pub(crate) fn pending_transfers(conn: &Connection) -> rusqlite::Result<u64> {
     let count: i64 = conn
         .prepare_cached("SELECT COUNT(*) FROM transfers WHERE status = 'pending'")?

@@ -314,6 +314,13 @@ impl WalletStore for Fault {
         Err(self.error())
     }
 
+    async fn pending_turn(
+        &self,
+        _: &ResourceId,
+    ) -> Result<Option<(payd_domain::Transfer, bool)>, LedgerError> {
+        Err(self.error())
+    }
+
     async fn settle_fenced(
         &self,
         _: &ResourceId,
@@ -495,6 +502,13 @@ impl WalletStore for WalletWrapped {
 
     async fn settle_transfers(&self, limit: u32) -> Result<Sweep, LedgerError> {
         self.wallet.settle_transfers(limit).await
+    }
+
+    async fn pending_turn(
+        &self,
+        id: &ResourceId,
+    ) -> Result<Option<(payd_domain::Transfer, bool)>, LedgerError> {
+        self.wallet.pending_turn(id).await
     }
 
     async fn settle_fenced(

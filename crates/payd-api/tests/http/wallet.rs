@@ -1459,6 +1459,13 @@ impl WalletStore for Gated {
         self.inner.settle_transfers(limit).await
     }
 
+    async fn pending_turn(
+        &self,
+        id: &ResourceId,
+    ) -> Result<Option<(payd_domain::Transfer, bool)>, LedgerError> {
+        self.inner.pending_turn(id).await
+    }
+
     async fn settle_fenced(
         &self,
         id: &ResourceId,

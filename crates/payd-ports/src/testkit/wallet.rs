@@ -292,8 +292,9 @@ fn fences(grants: &[(&str, i64)]) -> Vec<Fence> {
 
 // Goal: a transfer settled under its accounts' locks waits its turn behind an earlier
 // pending transfer of either account, is refused (changing nothing) when one of its tokens
-// is older than one already written for that account or when the grant does not cover
-// both accounts, and is settled once otherwise; the same grant may try again (a
+// is older than one already presented for that account (by a settle or by an attempt that
+// had to wait) or when the grant does not cover both accounts, and is settled once
+// otherwise; the same grant may try again (a
 // redelivered message) and finds it settled.
 pub async fn fenced_settles_keep_the_order_and_refuse_stale_tokens(
     store: Arc<dyn Store>,
@@ -321,6 +322,11 @@ pub async fn fenced_settles_keep_the_order_and_refuse_stale_tokens(
     assert_eq!(
         settle("f3", fences(&[("fa", 10), ("fc", 10)])).await,
         FencedSettle::Waiting
+    );
+    // A waiting attempt records its tokens too: an older grant is fenced out already.
+    assert_eq!(
+        settle("f2", fences(&[("fb", 9), ("fc", 10)])).await,
+        FencedSettle::Stale
     );
     // A grant that does not cover the transfer's accounts.
     assert_eq!(

@@ -654,40 +654,10 @@ impl LedgerTx for SqliteTx<'_> {
 
     /// One writer: nothing else settles meanwhile, so the turn is the order in the table.
     async fn pending_transfer(&mut self, id: &ResourceId) -> Result<Turn, Failure> {
-        let pending = self
-            .conn()
-            .prepare_cached(&format!(
-                "SELECT {TRANSFER_COLUMNS}, seq FROM transfers WHERE id = ?1 AND status = 'pending'"
-            ))?
-            .query_row([id.as_str()], |row| {
-                Ok(PendingTransfer {
-                    seq: row.get(10)?,
-                    view: transfer_from_row(row)?,
-                })
-            })
-            .optional()?;
-        let Some(pending) = pending else {
-            return Ok(Turn::Gone);
-        };
-        let transfer = &pending.view.transfer;
-        let earlier = self
-            .conn()
-            .prepare_cached(
-                "SELECT EXISTS (
-                     SELECT 1 FROM transfers WHERE status = 'pending' AND seq < ?1
-                        AND from_account IN (?2, ?3)
-                     UNION ALL
-                     SELECT 1 FROM transfers WHERE status = 'pending' AND seq < ?1
-                        AND to_account IN (?2, ?3))",
-            )?
-            .query_row(
-                params![pending.seq, transfer.from.as_str(), transfer.to.as_str()],
-                |row| row.get::<_, bool>(0),
-            )?;
-        Ok(if earlier {
-            Turn::Waiting
-        } else {
-            Turn::Ready(pending)
+        Ok(match wallet::pending_turn(self.conn(), id)? {
+            None => Turn::Gone,
+            Some((_, _, false)) => Turn::Waiting,
+            Some((seq, view, true)) => Turn::Ready(PendingTransfer { seq, view }),
         })
     }
 
