@@ -844,7 +844,8 @@ async fn the_lock_pipeline_settles_in_order_and_fences_a_paused_holder() {
     world.audit();
 }
 
-/// Goal: RabbitMQ flags that cannot take effect are refused before anything starts.
+/// Goal: RabbitMQ flags that cannot take effect (and the transfer pipeline without both
+/// brokers) are refused before anything starts.
 #[test]
 fn amqp_flags_that_cannot_work_are_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -869,6 +870,18 @@ fn amqp_flags_that_cannot_work_are_refused() {
                 "http://not-amqp",
             ],
             "invalid --amqp-url",
+        ),
+        (
+            vec![
+                "worker",
+                "--database-url",
+                "postgres://postgres@127.0.0.1:1/none",
+                "--amqp-url",
+                "amqp://127.0.0.1:5672/%2f",
+                "--transfer-pipeline",
+                "locks",
+            ],
+            "--transfer-pipeline locks needs --amqp-url and --redis-url",
         ),
     ] {
         let output = Command::new(env!("CARGO_BIN_EXE_payd"))

@@ -777,3 +777,79 @@ async fn an_opened_breaker_is_told_to_the_other_workers() {
     drop(api);
     support::assert_pg_audit_clean(database.url());
 }
+
+/// Goal: account locks on a real Redis are all or nothing (a grant that cannot have every
+/// account takes none), are released only by their owner, expire by their TTL, and every
+/// grant's tokens are larger than any earlier grant's on the same account, even after Redis
+/// lost everything in a restart (the tokens' clock floor); with Redis down, acquiring says
+/// so instead of granting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_locks_are_all_or_nothing_owned_and_fenced_across_a_restart() {
+    use payd_ports::{AccountLocks, Grant};
+    let test = "account_locks_are_all_or_nothing_owned_and_fenced_across_a_restart";
+    let Some(mut redis) = RedisServer::start(test) else {
+        return;
+    };
+    let client = payd_redis::Redis::new(&redis.url(), "locks:").unwrap();
+    let locks = payd_redis::RedisLocks::new(std::sync::Arc::new(client));
+    let account = |name: &str| payd_domain::AccountId::parse(name).unwrap();
+    let (a, b, c, d) = (account("a"), account("b"), account("c"), account("d"));
+    let token = |grant: &Grant, of: &payd_domain::AccountId| {
+        grant
+            .fences
+            .iter()
+            .find(|fence| &fence.account == of)
+            .unwrap()
+            .token
+    };
+
+    let first = locks.acquire(&[b.clone(), a.clone()], "o1", 60_000).await;
+    let first = first.unwrap().expect("both free");
+    assert_eq!(
+        first.fences.iter().map(|f| &f.account).collect::<Vec<_>>(),
+        [&a, &b],
+        "in account order"
+    );
+    let refused = locks.acquire(&[c.clone(), b.clone()], "o2", 60_000).await;
+    assert_eq!(refused.unwrap(), None, "b is held");
+    let alone = locks.acquire(std::slice::from_ref(&c), "o3", 60_000).await;
+    assert!(alone.unwrap().is_some(), "the refused grant took none of c");
+
+    // Only the owner releases.
+    let stranger = Grant {
+        owner: "someone else".to_owned(),
+        ..first.clone()
+    };
+    locks.release(&stranger).await.unwrap();
+    let held = locks.acquire(std::slice::from_ref(&a), "o4", 60_000).await;
+    assert_eq!(held.unwrap(), None, "a stranger's release leaves the lock");
+    locks.release(&first).await.unwrap();
+    let second = locks.acquire(&[a.clone(), b.clone()], "o5", 60_000).await;
+    let second = second.unwrap().expect("released by its owner");
+    assert!(token(&second, &a) > token(&first, &a));
+    assert!(token(&second, &b) > token(&first, &b));
+
+    // A TTL frees a lock nobody released.
+    let brief = locks.acquire(std::slice::from_ref(&d), "o6", 50).await;
+    let brief = brief.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    let after = locks.acquire(std::slice::from_ref(&d), "o7", 60_000).await;
+    assert!(token(&after.unwrap().unwrap(), &d) > token(&brief, &d));
+
+    // Redis down: an error, not a grant.
+    redis.shutdown();
+    let down = locks.acquire(std::slice::from_ref(&a), "o8", 60_000).await;
+    assert!(down.is_err(), "{down:?}");
+    // Back, empty: the tokens still grow.
+    redis.run().unwrap();
+    let started = Instant::now();
+    let third = loop {
+        if let Ok(grant) = locks.acquire(&[a.clone(), b.clone()], "o9", 60_000).await {
+            break grant.expect("Redis lost the old locks");
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "Redis is back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(token(&third, &a) > token(&second, &a));
+    assert!(token(&third, &b) > token(&second, &b));
+}
