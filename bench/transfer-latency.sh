@@ -2,29 +2,32 @@
 # Transfer settling latency in the scale-out shape: `payd api` takes POST /transfers, one
 # `payd worker` settles them, on one PostgreSQL database; once with the workers polling
 # PostgreSQL (`--transfer-poll-ms`, 250 by default), once with RabbitMQ carrying each
-# accepted transfer's message to the worker. The pairs are interleaved (off, on, off, on),
-# each on a fresh database, everything on the same cores.
+# accepted transfer's message to the worker, once through the design notes' pipeline
+# (`--transfer-pipeline locks`: Redis account locks with fencing tokens, then a second
+# queue). The three are interleaved round after round, each on a fresh database, everything
+# on the same cores.
 #
 # Per run: accepted/s and the API's latency (wrk), then, from the database, acceptance →
 # settlement per transfer (transfers.updated_at_ms - created_at_ms, both written by payd at
 # commit time on this machine's clock): p50, p90, p99, max.
 #
-# usage: bench/transfer-latency.sh [duration_s=10] [connections=4] [pairs=2]
+# usage: bench/transfer-latency.sh [duration_s=10] [connections=4] [rounds=2]
 #   connections=0: instead of wrk, one client sending RATE transfers/s (default 20), paced,
 #   each waiting for its answer: the light load where a poll shows.
 # env: BENCH_PG_URL (default postgres://postgres@127.0.0.1:5432/postgres),
 #      AMQP_URL (default amqp://guest:guest@127.0.0.1:5672/payd-bench-1; the vhost must exist:
 #      rabbitmqctl add_vhost payd-bench-1 && rabbitmqctl set_permissions -p payd-bench-1 guest '.*' '.*' '.*'),
-#      ACCOUNTS (1000)
-# needs: wrk, psql, python3, curl, a RabbitMQ
+#      REDIS_URL (default redis://127.0.0.1:6379; each run uses keys of its own), ACCOUNTS (1000)
+# needs: wrk, psql, python3, curl, a RabbitMQ, a Redis
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
 duration="${1:-10}"
 connections="${2:-4}"
-pairs="${3:-2}"
+rounds="${3:-2}"
 server="${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 amqp="${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/payd-bench-1}"
+redis="${REDIS_URL:-redis://127.0.0.1:6379}"
 accounts="${ACCOUNTS:-1000}"
 api_port="${BENCH_PORT:-19995}"; worker_port=$((api_port + 1))
 export BENCH_DIR="$here" ACCOUNTS="$accounts"
@@ -50,17 +53,21 @@ await_ready() { # port log
   echo "payd on :$1 did not become ready:" >&2; cat "$2" >&2; exit 1
 }
 
-run() { # with_amqp (0/1) run_number
+run() { # mode (0 polling, 1 RabbitMQ, 2 RabbitMQ + Redis locks) run_number
   db="payd_tlat_$$_$2"
-  local url="${server%/*}/$db" flags=() label="polling PostgreSQL"
+  local url="${server%/*}/$db" flags=() worker_flags=() label="polling PostgreSQL"
   psql "$server" -qc "CREATE DATABASE $db" >/dev/null
-  if [ "$1" = 1 ]; then flags=(--amqp-url "$amqp"); label="RabbitMQ"; fi
+  if [ "$1" -ge 1 ]; then flags=(--amqp-url "$amqp"); label="RabbitMQ"; fi
+  if [ "$1" = 2 ]; then
+    worker_flags=(--redis-url "$redis" --redis-prefix "payd-bench-$$-$2:" --transfer-pipeline locks)
+    label="RabbitMQ+Redis locks"
+  fi
   "$payd" api --listen "127.0.0.1:$api_port" --database-url "$url" --instance-id api --log warn "${flags[@]}" \
     >/dev/null 2>"$work/api.log" &
   pids+=($!)
   await_ready "$api_port" "$work/api.log"
-  "$payd" worker --listen "127.0.0.1:$worker_port" --database-url "$url" --instance-id worker --log warn "${flags[@]}" \
-    >/dev/null 2>"$work/worker.log" &
+  "$payd" worker --listen "127.0.0.1:$worker_port" --database-url "$url" --instance-id worker --log warn \
+    "${flags[@]}" "${worker_flags[@]}" >/dev/null 2>"$work/worker.log" &
   pids+=($!)
   await_ready "$worker_port" "$work/worker.log"
   python3 "$here/seed.py" "127.0.0.1:$api_port" "$accounts" >/dev/null
@@ -92,7 +99,7 @@ run() { # with_amqp (0/1) run_number
   rss_worker="$(ps -o rss= -p "${pids[1]}" | awk '{printf "%d", $1/1024}')"
   read -r rps p50 p99 bad <<<"$line"
   read -r total s50 s90 s99 smax pending <<<"$settle"
-  printf '%-20s %9s %8.2f %8.2f %6s %8s %7s %7s %7s %7s %7s %8s %5s/%s\n' \
+  printf '%-22s %9s %8.2f %8.2f %6s %8s %7s %7s %7s %7s %7s %8s %5s/%s\n' \
     "$label" "$rps" "$p50" "$p99" "$bad" "$total" "$s50" "$s90" "$s99" "$smax" "$pending" "$drain_ms" "$rss_api" "$rss_worker"
   kill -TERM "${pids[@]}" 2>/dev/null || true
   wait "${pids[@]}" 2>/dev/null || true
@@ -106,11 +113,12 @@ load="wrk -t2 -c$connections -d${duration}s"
 printf '\n%s, %s cores, %s; PostgreSQL %s; payd api + payd worker; %s on the same cores, %s accounts\n' \
   "$(date -u +%Y-%m-%dT%H:%MZ)" "$(nproc)" "$(uname -m)" \
   "$(psql "$server" -Atc 'SHOW server_version')" "$load" "$accounts"
-printf '%-20s %9s %8s %8s %6s %8s %7s %7s %7s %7s %7s %8s %s\n' \
+printf '%-22s %9s %8s %8s %6s %8s %7s %7s %7s %7s %7s %8s %s\n' \
   "transfers found by" "accept/s" "p50_ms" "p99_ms" "errors" "settled" "s50_ms" "s90_ms" "s99_ms" "smax_ms" "pending" "drain_ms" "RSS_MB api/worker"
-for n in $(seq "$pairs"); do
-  run 0 "$((2 * n - 1))"
-  run 1 "$((2 * n))"
+for n in $(seq "$rounds"); do
+  for mode in 0 1 2; do
+    run "$mode" "$((3 * n + mode))"
+  done
 done
 echo "(s50..smax: acceptance → settlement per transfer, from the database; drain_ms: from the end of the load until"
 echo " nothing was pending, measured by polling every 100 ms; errors: socket errors + non-2xx)"

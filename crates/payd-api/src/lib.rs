@@ -19,7 +19,10 @@
 //! - [`metrics`](mod@metrics): the Prometheus recorder ([`install_metrics_recorder`]) and
 //!   the per-route HTTP metrics layer.
 //! - `openapi`: the generated OpenAPI document ([`openapi()`]).
+//! - [`AccountLock`]: card decisions under a per-account lock across instances (Redis),
+//!   fenced by the store.
 
+mod account_lock;
 pub mod error;
 pub mod metrics;
 
@@ -39,6 +42,7 @@ use axum::routing::{get, post, put};
 use metrics_exporter_prometheus::PrometheusHandle;
 use payd_ports::{Clock, DecisionCache, InFlightKeys, Store};
 
+pub use crate::account_lock::AccountLock;
 pub use crate::error::{ApiError, Code};
 pub use crate::extract::BODY_LIMIT;
 pub use crate::metrics::install_metrics_recorder;
@@ -71,6 +75,9 @@ pub struct AppState {
     /// Recent card decisions, answering replays without the store (`None`: the store
     /// answers every one).
     pub decisions: Option<Arc<dyn DecisionCache>>,
+    /// Per-account locks for card decisions across instances (`None`: the store's own
+    /// serialization alone).
+    pub account_lock: Option<Arc<AccountLock>>,
 }
 
 /// The API's wallet settings.
@@ -208,6 +215,7 @@ fn ctx(state: AppState, openapi_json: Bytes) -> Arc<Ctx> {
         admin: state.admin,
         metrics: state.metrics,
         decisions: state.decisions,
+        account_lock: state.account_lock,
         openapi_json,
     })
 }

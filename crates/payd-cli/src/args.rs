@@ -209,6 +209,24 @@ pub(crate) struct RedisArgs {
     /// answers them, as it always can).
     #[arg(long, env = "PAYD_DECISION_CACHE_TTL_MS", default_value_t = 600_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) decision_cache_ttl_ms: u64,
+    /// How card decisions of one account take turns across API instances: `store`,
+    /// PostgreSQL's row lock on the account in the deciding transaction; or `redis`, a
+    /// per-account lock in Redis first (needs --redis-url; each grant carries a fencing
+    /// token that PostgreSQL checks, and the row lock stays underneath).
+    #[arg(long, env = "PAYD_ACCOUNT_LOCK", value_enum, default_value = "store")]
+    pub(crate) account_lock: AccountLockArg,
+    /// With --account-lock redis: how long an account's lock lasts unless released, in ms.
+    #[arg(long, env = "PAYD_ACCOUNT_LOCK_TTL_MS", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub(crate) account_lock_ttl_ms: u64,
+}
+
+/// How card decisions of one account take turns (`--account-lock`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum AccountLockArg {
+    /// The store's row lock alone.
+    Store,
+    /// A Redis lock first, fenced by the store.
+    Redis,
 }
 
 impl RedisArgs {
@@ -219,6 +237,10 @@ impl RedisArgs {
             anyhow::ensure!(
                 !self.decision_cache,
                 "--decision-cache needs --redis-url (the decisions are cached in Redis)"
+            );
+            anyhow::ensure!(
+                self.account_lock == AccountLockArg::Store,
+                "--account-lock redis needs --redis-url (the locks are in Redis)"
             );
             return Ok(None);
         };

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use payd_api::{AdminAccess, AppState};
+use payd_api::{AccountLock, AdminAccess, AppState};
 use payd_domain::{CorrelationId, ResourceId};
 use payd_engine::{
     Gateway, GatewayConfig, OutboxRelay, OutboxRelayConfig, PipelineConfig, SharedHealth,
@@ -28,8 +28,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::args::{
-    AmqpArgs, ApiArgs, BackgroundArgs, EngineArgs, GatewayArgs, HttpArgs, IntakeArgs, RedisArgs,
-    ServeArgs, WorkerArgs,
+    AccountLockArg, AmqpArgs, ApiArgs, BackgroundArgs, EngineArgs, GatewayArgs, HttpArgs,
+    IntakeArgs, RedisArgs, ServeArgs, WorkerArgs,
 };
 use crate::store::{Opened, StoreConfig};
 
@@ -115,6 +115,8 @@ struct RedisPlan {
     redis: Arc<payd_redis::Redis>,
     /// The decision cache's TTL, if the API caches decisions.
     decision_cache_ttl_ms: Option<u64>,
+    /// The account locks' TTL, if card decisions take Redis locks.
+    account_lock_ttl_ms: Option<u64>,
 }
 
 impl RedisPlan {
@@ -123,6 +125,8 @@ impl RedisPlan {
         Ok(args.open(shared_store)?.map(|redis| RedisPlan {
             redis: Arc::new(redis),
             decision_cache_ttl_ms: args.decision_cache.then_some(args.decision_cache_ttl_ms),
+            account_lock_ttl_ms: (args.account_lock == AccountLockArg::Redis)
+                .then_some(args.account_lock_ttl_ms),
         }))
     }
 }
@@ -134,6 +138,14 @@ fn health_board(redis: Option<&RedisPlan>, store: Arc<dyn HealthBoard>) -> Arc<d
         Some(plan) => Arc::new(payd_redis::RedisBoard::new(plan.redis.clone(), store)),
         None => store,
     }
+}
+
+/// Card decisions under Redis account locks, if asked for.
+fn account_lock(redis: Option<&RedisPlan>, instance: &str) -> Option<Arc<AccountLock>> {
+    let plan = redis?;
+    let ttl_ms = plan.account_lock_ttl_ms?;
+    let locks = Arc::new(payd_redis::RedisLocks::new(plan.redis.clone()));
+    Some(Arc::new(AccountLock::new(locks, ttl_ms, instance)))
 }
 
 /// Recent card decisions, on Redis if asked for.
@@ -298,6 +310,10 @@ async fn serve(plan: Plan, runtime: Option<tokio::runtime::Handle>) -> anyhow::R
 
     let board = health_board(plan.redis.as_ref(), opened.health_board());
     let decisions = plan.api.as_ref().and(decisions(plan.redis.as_ref()));
+    let account_lock = plan
+        .api
+        .as_ref()
+        .and(account_lock(plan.redis.as_ref(), &instance));
     let engine = match plan.engine.zip(runtime) {
         Some((engine, runtime)) => {
             // With Redis, the gateways tell each other when a breaker opens.
@@ -348,6 +364,7 @@ async fn serve(plan: Plan, runtime: Option<tokio::runtime::Handle>) -> anyhow::R
             .map_or(AdminAccess::Closed, |api| api.admin.clone()),
         metrics,
         decisions,
+        account_lock,
     };
     let app = match plan.api {
         Some(_) => payd_api::router(state),

@@ -22,7 +22,7 @@ use serde_json::json;
 use support::redis_server::RedisServer;
 use support::{
     Proc, assert_exactly_once, assert_pg_audit_clean, await_booked, counter_sum, get_json, metrics,
-    pay, payment_id,
+    pay, payment_id, signal,
 };
 
 /// A RabbitMQ node of one test: its own name, ports, and data directory.
@@ -678,15 +678,6 @@ fn locks_held_by(redis: &RedisServer, prefix: &str, instance: &str) -> u64 {
         .cli(&["EVAL", script, "0", &pattern, &owner])
         .parse()
         .unwrap_or(0)
-}
-
-/// Sends `kill -<signal>` to `pid`.
-fn signal(pid: u32, signal: &str) {
-    let sent = Command::new("kill")
-        .args([&format!("-{signal}"), &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success(), "kill -{signal} {pid}");
 }
 
 /// Goal: with `--transfer-pipeline locks` (stage A locks both accounts in Redis and queues

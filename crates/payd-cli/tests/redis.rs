@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use payd_pgtest::TestDatabase;
 use support::redis_server::RedisServer;
-use support::{Proc, await_one_health_poller, counter_sum, get_json, health_pollers, metrics};
+use support::{
+    Proc, await_one_health_poller, counter_sum, get_json, health_pollers, metrics, signal,
+};
 
 fn http() -> reqwest::Client {
     reqwest::Client::builder()
@@ -307,9 +309,98 @@ async fn the_api_answers_replays_from_redis_and_without_it() {
     support::assert_pg_audit_clean(database.url());
 }
 
+/// Goal: with `--account-lock redis`, two API instances decide one account's card
+/// transactions under its Redis lock, exactly: 200 concurrent 1.00 transactions on 100.00
+/// approve exactly 100 (no overdraft, no double debit), every decision taken under a grant
+/// or, past the lock's wait, by PostgreSQL alone; with Redis shut down, decisions go on
+/// (the store alone, counted as `unavailable`), never a `07`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_apis_decide_under_redis_account_locks_and_without_redis() {
+    let test = "two_apis_decide_under_redis_account_locks_and_without_redis";
+    let Some(database) = TestDatabase::create("redis_account_locks").await else {
+        return;
+    };
+    let Some(mut redis) = RedisServer::start(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let http = http();
+    let redis_url = redis.url();
+    let flags = [
+        "--redis-url",
+        redis_url.as_str(),
+        "--redis-prefix",
+        "locks-test:",
+        "--account-lock",
+        "redis",
+    ];
+    let apis: Vec<Proc> = ["api-a", "api-b"]
+        .iter()
+        .map(|name| Proc::role_pg("api", database.url(), name, &dir.path().join(name), &flags))
+        .collect();
+    let opened = http
+        .post(format!("{}/accounts", apis[0].url))
+        .json(&serde_json::json!({"id": "card-1", "balances": {"FOOD": 100, "MEAL": 0, "CASH": 0}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(opened.status().as_u16(), 201);
+
+    let apis = std::sync::Arc::new(apis);
+    let tasks: Vec<_> = (0..16)
+        .map(|client| {
+            let (http, apis) = (http.clone(), apis.clone());
+            tokio::spawn(async move {
+                let mut codes = Vec::new();
+                for n in (client..200).step_by(16) {
+                    let api = &apis[n % 2];
+                    codes.push(authorize(&http, api, &format!("lock-{n}"), "1.00").await);
+                }
+                codes
+            })
+        })
+        .collect();
+    let mut codes = Vec::new();
+    for task in tasks {
+        codes.extend(task.await.unwrap());
+    }
+    let approved = codes.iter().filter(|code| *code == "00").count();
+    let declined = codes.iter().filter(|code| *code == "51").count();
+    assert_eq!((approved, declined), (100, 100), "{codes:?}");
+    let account = get_json(&http, &format!("{}/accounts/card-1", apis[0].url)).await;
+    assert_eq!(account["balances"]["FOOD"]["available"], 0.0, "{account}");
+    let lock_series = |outcome: &str| format!("payd_account_lock_total{{outcome=\"{outcome}\"}}");
+    let sum = async |outcome: &str| {
+        let mut total = 0.0;
+        for api in apis.iter() {
+            total += counter_sum(&metrics(&http, api).await, &lock_series(outcome));
+        }
+        total
+    };
+    let (granted, busy) = (sum("granted").await, sum("busy").await);
+    assert!(granted >= 100.0, "{granted} of 200 decisions under a grant");
+    assert_eq!(
+        granted + busy,
+        200.0,
+        "each decision took a grant or gave up waiting"
+    );
+    assert_eq!(sum("stale").await, 0.0, "no grant expired (1 s TTL)");
+
+    redis.shutdown();
+    for n in 200..210 {
+        let api = &apis[n % 2];
+        assert_eq!(
+            authorize(&http, api, &format!("lock-{n}"), "1.00").await,
+            "51"
+        );
+    }
+    assert!(sum("unavailable").await >= 10.0);
+    support::assert_pg_audit_clean(database.url());
+}
+
 /// Goal: Redis flags that cannot take effect are refused at start with a clear message,
 /// never silently ignored: `--redis-url` on the embedded store (one process: nothing to
-/// coordinate), `--decision-cache` without `--redis-url`.
+/// coordinate), `--decision-cache` or `--account-lock redis` without `--redis-url`.
 #[test]
 fn redis_flags_that_cannot_work_are_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -338,6 +429,16 @@ fn redis_flags_that_cannot_work_are_refused() {
             ],
             "--decision-cache needs --redis-url",
         ),
+        (
+            vec![
+                "api",
+                "--database-url",
+                "postgres://127.0.0.1:1/x",
+                "--account-lock",
+                "redis",
+            ],
+            "--account-lock redis needs --redis-url",
+        ),
     ] {
         let output = Command::new(env!("CARGO_BIN_EXE_payd"))
             .args(&args)
@@ -350,15 +451,6 @@ fn redis_flags_that_cannot_work_are_refused() {
         assert!(!output.status.success(), "{args:?} started");
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
-}
-
-/// Sends `signal` (`STOP`, `CONT`) to `pid`.
-fn signal(pid: u32, signal: &str) {
-    let status = Command::new("kill")
-        .args([&format!("-{signal}"), &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill -{signal} {pid}");
 }
 
 /// Goal: a health poller paused past its lease (`SIGSTOP`) is replaced, and once resumed it

@@ -2,13 +2,35 @@
 //! deposits, each remembered forever under its client id or idempotency key.
 
 use payd_domain::{
-    AuthorizationRequest, Code, Decision, EntryCause, IdempotencyKey, decide, movement,
-    system_account,
+    AuthorizationRequest, Code, Decision, EntryCause, Fence, IdempotencyKey, decide, fence,
+    movement, system_account,
 };
 use payd_ports::{DepositReceipt, DepositRequest, HEADER_KEY_PREFIX, Refusal};
 
 use crate::money::system_balances;
 use crate::tx::{Failure, LedgerTx};
+
+/// [`authorize`] under the account's lock grant: `None`, with nothing done, unless `fence`
+/// names the request's account and is current (then it is recorded, fencing out every
+/// earlier grant).
+pub async fn authorize_fenced<T: LedgerTx>(
+    tx: &mut T,
+    request: &AuthorizationRequest,
+    fence: &Fence,
+) -> Result<Option<Code>, Failure> {
+    if fence.account != request.account {
+        return Ok(None);
+    }
+    let fences = std::slice::from_ref(fence);
+    let recorded = tx
+        .fence_tokens(std::slice::from_ref(&fence.account))
+        .await?;
+    if !fence::is_current(fences, |account| recorded.get(account).copied()) {
+        return Ok(None);
+    }
+    tx.record_fences(fences).await?;
+    Ok(Some(authorize(tx, request).await?))
+}
 
 /// Decides and records one card transaction. Approved and declined decisions with an id
 /// are recorded, so the id replays the same code forever; an unknown account answers `07`

@@ -29,6 +29,15 @@ pub enum Command {
         /// Its answer.
         reply: Reply<Code>,
     },
+    /// `LedgerStore::authorize_fenced`.
+    AuthorizeFenced {
+        /// The card transaction.
+        request: AuthorizationRequest,
+        /// The account lock grant's token.
+        fence: Fence,
+        /// Its answer (`None`: the grant was stale).
+        reply: Reply<Option<Code>>,
+    },
     /// `LedgerStore::deposit`.
     Deposit {
         /// The deposit.
@@ -106,6 +115,8 @@ pub enum Command {
 pub enum Answer {
     /// A card decision.
     Code(Code),
+    /// A card decision under a lock grant (`None`: the grant was stale).
+    FencedCode(Option<Code>),
     /// A deposit's receipt.
     Deposit(Result<DepositReceipt, Refusal>),
     /// A payment's intake.
@@ -143,6 +154,9 @@ impl Command {
     pub fn answer(self, answer: Answer) {
         match (self, answer) {
             (Command::Authorize { reply, .. }, Answer::Code(code)) => send(reply, Ok(code)),
+            (Command::AuthorizeFenced { reply, .. }, Answer::FencedCode(code)) => {
+                send(reply, Ok(code));
+            }
             (Command::Deposit { reply, .. }, Answer::Deposit(result)) => {
                 send(reply, result.map_err(LedgerError::from));
             }
@@ -174,6 +188,7 @@ impl Command {
         let error = error.into();
         match self {
             Command::Authorize { reply, .. } => send(reply, Err(error)),
+            Command::AuthorizeFenced { reply, .. } => send(reply, Err(error)),
             Command::Deposit { reply, .. } => send(reply, Err(error)),
             Command::AcceptPayment { reply, .. } => send(reply, Err(error)),
             Command::Transitions { reply, .. } => send(reply, Err(error)),
@@ -198,6 +213,9 @@ pub fn fail_all(commands: impl IntoIterator<Item = Command>, failure: StoreFailu
 pub async fn apply<T: LedgerTx>(tx: &mut T, command: &Command) -> Result<Answer, Failure> {
     Ok(match command {
         Command::Authorize { request, .. } => Answer::Code(card::authorize(tx, request).await?),
+        Command::AuthorizeFenced { request, fence, .. } => {
+            Answer::FencedCode(card::authorize_fenced(tx, request, fence).await?)
+        }
         Command::Deposit { deposit, .. } => Answer::Deposit(card::deposit(tx, deposit).await?),
         Command::AcceptPayment { payment, .. } => {
             Answer::Intake(gateway::accept_payment(tx, payment).await?)

@@ -9,7 +9,7 @@
 
 use async_trait::async_trait;
 use payd_domain::{
-    AccountId, Amount, AuthorizationRequest, Balances, Bucket, Category, Code, EntryCause,
+    AccountId, Amount, AuthorizationRequest, Balances, Bucket, Category, Code, EntryCause, Fence,
     IdempotencyKey, MerchantPattern,
 };
 
@@ -135,6 +135,16 @@ pub trait LedgerStore: Send + Sync + 'static {
     /// Approved and declined transactions with an id are remembered forever, so the id
     /// replays the same code after any restart.
     async fn authorize(&self, request: AuthorizationRequest) -> Result<Code, LedgerError>;
+
+    /// [`LedgerStore::authorize`] for the holder of the account's lock
+    /// (`--account-lock redis`): decided only if `fence`, the grant's token for
+    /// `request.account`, is current (it is then recorded); `Ok(None)`, with nothing done,
+    /// if a later grant's decision reached the store first.
+    async fn authorize_fenced(
+        &self,
+        request: AuthorizationRequest,
+        fence: Fence,
+    ) -> Result<Option<Code>, LedgerError>;
 
     /// Credits a deposit, idempotently by key: same key and body → the first receipt with
     /// `replayed = true`; same key, other body → [`Refusal::IdempotencyKeyReused`].

@@ -422,6 +422,20 @@ impl LedgerStore for PgStore {
         .await
     }
 
+    async fn authorize_fenced(
+        &self,
+        request: AuthorizationRequest,
+        fence: Fence,
+    ) -> Result<Option<Code>, LedgerError> {
+        let route = request.account.as_str().to_owned();
+        self.submit(Lane::Request(&route), |reply| Command::AuthorizeFenced {
+            request,
+            fence,
+            reply,
+        })
+        .await
+    }
+
     async fn deposit(&self, deposit: DepositRequest) -> Result<DepositReceipt, LedgerError> {
         let route = deposit.account.as_str().to_owned();
         self.submit(Lane::Request(&route), |reply| Command::Deposit {

@@ -276,6 +276,19 @@ impl LedgerStore for SqliteStore {
             .await
     }
 
+    async fn authorize_fenced(
+        &self,
+        request: AuthorizationRequest,
+        fence: Fence,
+    ) -> Result<Option<Code>, LedgerError> {
+        self.submit(|reply| Command::AuthorizeFenced {
+            request,
+            fence,
+            reply,
+        })
+        .await
+    }
+
     async fn deposit(&self, deposit: DepositRequest) -> Result<DepositReceipt, LedgerError> {
         self.submit(|reply| Command::Deposit { deposit, reply })
             .await

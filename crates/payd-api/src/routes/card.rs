@@ -6,6 +6,7 @@
 //!
 //! With a decision cache (Redis), a replayed id with the same body is answered from it,
 //! without the store; the store records every decision first and answers everything else.
+//! With an account lock (Redis, [`crate::AccountLock`]), the store decides under it.
 
 use std::sync::{Arc, LazyLock};
 
@@ -16,7 +17,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use payd_domain::Code as CardCode;
 use payd_domain::{AuthorizationRequest, PriorAuthorization, TransactionId};
-use payd_ports::DecisionCache;
+use payd_ports::{DecisionCache, LedgerError};
 
 use super::{Shared, json_bytes};
 use crate::dto::{AuthorizationAnswer, AuthorizationBody, parse_authorization};
@@ -105,7 +106,7 @@ async fn decide(ctx: &Shared, body: Result<Bytes, BytesRejection>) -> CardCode {
             Some(code) => code,
             None => {
                 let remember = remembered(ctx, &request);
-                match ctx.store.authorize(request).await {
+                match decided(ctx, request).await {
                     Ok(code) => {
                         if let Some((cache, id, prior)) = remember {
                             remember_decision(cache, id, prior, code);
@@ -124,6 +125,29 @@ async fn decide(ctx: &Shared, body: Result<Bytes, BytesRejection>) -> CardCode {
     };
     record_authorization(code.as_str());
     code
+}
+
+/// The store's decision; with an account lock, under the account's lock (a decision the
+/// store refused because the grant was stale is taken once more under a new grant), and by
+/// the store alone when no lock can be had.
+async fn decided(ctx: &Shared, request: AuthorizationRequest) -> Result<CardCode, LedgerError> {
+    if let Some(lock) = &ctx.account_lock {
+        for _ in 0..2 {
+            let Some(grant) = lock.acquire(&request.account).await else {
+                break;
+            };
+            let Some(fence) = grant.fences.first().cloned() else {
+                break;
+            };
+            let decided = ctx.store.authorize_fenced(request.clone(), fence).await;
+            lock.release(&grant).await;
+            match decided? {
+                Some(code) => return Ok(code),
+                None => lock.stale(),
+            }
+        }
+    }
+    ctx.store.authorize(request).await
 }
 
 /// The answer to a replay of a transaction id the cache remembers with the same body.

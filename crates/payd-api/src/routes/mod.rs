@@ -33,6 +33,8 @@ pub(crate) struct Ctx {
     pub(crate) metrics: PrometheusHandle,
     /// Recent card decisions, if a cache is configured.
     pub(crate) decisions: Option<Arc<dyn DecisionCache>>,
+    /// Per-account locks for card decisions, if configured.
+    pub(crate) account_lock: Option<Arc<crate::AccountLock>>,
     /// `GET /openapi.json`, serialized once: the spec cannot change at runtime.
     pub(crate) openapi_json: Bytes,
 }

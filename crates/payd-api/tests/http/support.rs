@@ -211,6 +211,14 @@ impl LedgerStore for Fault {
         Err(self.error())
     }
 
+    async fn authorize_fenced(
+        &self,
+        _: AuthorizationRequest,
+        _: payd_domain::Fence,
+    ) -> Result<Option<Code>, LedgerError> {
+        Err(self.error())
+    }
+
     async fn deposit(&self, _deposit: DepositRequest) -> Result<DepositReceipt, LedgerError> {
         Err(self.error())
     }
@@ -442,6 +450,7 @@ pub(crate) fn state(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> AppState {
         admin: AdminAccess::Open,
         metrics: install_metrics_recorder(),
         decisions: None,
+        account_lock: None,
     }
 }
 
@@ -455,6 +464,14 @@ struct WalletWrapped {
 impl LedgerStore for WalletWrapped {
     async fn authorize(&self, request: AuthorizationRequest) -> Result<Code, LedgerError> {
         self.inner.authorize(request).await
+    }
+
+    async fn authorize_fenced(
+        &self,
+        request: AuthorizationRequest,
+        fence: payd_domain::Fence,
+    ) -> Result<Option<Code>, LedgerError> {
+        self.inner.authorize_fenced(request, fence).await
     }
 
     async fn deposit(&self, deposit: DepositRequest) -> Result<DepositReceipt, LedgerError> {

@@ -202,6 +202,16 @@ pub(crate) fn gauge(metrics: &str, name: &str, processor: &str) -> Option<f64> {
         .and_then(|value| value.trim().parse().ok())
 }
 
+/// Sends `kill -<signal>` (`STOP`, `CONT`, ...) to `pid`.
+#[allow(dead_code)] // Only the tests that pause processes send signals.
+pub(crate) fn signal(pid: u32, signal: &str) {
+    let sent = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success(), "kill -{signal} {pid}");
+}
+
 /// A counter's (or gauge's) value summed over its series in a Prometheus text page.
 #[allow(dead_code)] // Only the tests of the brokers sum metrics.
 pub(crate) fn counter_sum(metrics: &str, name: &str) -> f64 {

@@ -410,6 +410,59 @@ pub async fn transaction_idempotency(store: Arc<dyn Store>, _harness: &mut dyn H
     }
 }
 
+// Goal: a card decision under an account lock's grant is made (and its token recorded)
+// when the token is current, and refused with nothing done (no debit, no id remembered)
+// once a later grant's decision reached the store, or when the grant is for another
+// account; the same grant may decide again (its replay answers as before).
+pub async fn fenced_authorizations_refuse_stale_grants(
+    store: Arc<dyn Store>,
+    _harness: &mut dyn Harness,
+) {
+    let shop = acceptor("MERCADO FENCE");
+    let acc = open_account(&store, "fenced", 1000, 0, 0).await;
+    let other = open_account(&store, "fenced-2", 1000, 0, 0).await;
+    let fence = |account: &AccountId, token: i64| payd_domain::Fence {
+        account: account.clone(),
+        token,
+    };
+    let decide = |request: AuthorizationRequest, fence: payd_domain::Fence| {
+        let store = store.clone();
+        async move { store.authorize_fenced(request, fence).await.unwrap() }
+    };
+    let first = request(Some("f-1"), &acc, 100, "5411", &shop);
+    assert_eq!(
+        decide(first.clone(), fence(&acc, 5)).await,
+        Some(Code::Approved)
+    );
+    assert_eq!(
+        decide(first, fence(&acc, 5)).await,
+        Some(Code::Approved),
+        "the same grant again: the replay"
+    );
+    assert_eq!(
+        decide(
+            request(Some("f-2"), &acc, 100, "5411", &shop),
+            fence(&acc, 7)
+        )
+        .await,
+        Some(Code::Approved)
+    );
+    let stale = request(Some("f-3"), &acc, 100, "5411", &shop);
+    assert_eq!(decide(stale.clone(), fence(&acc, 6)).await, None, "6 < 7");
+    assert_eq!(
+        decide(stale.clone(), fence(&other, 99)).await,
+        None,
+        "a grant of another account"
+    );
+    assert_eq!(available(&store, &acc).await, [800, 0, 0], "two debits");
+    assert_eq!(
+        authorize(&store, stale).await,
+        Code::Approved,
+        "f-3 was not remembered: decided afresh"
+    );
+    assert_eq!(available(&store, &other).await, [1000, 0, 0]);
+}
+
 /// Goal: deposits credit and return a receipt; a key replays its receipt or refuses another
 /// body; unknown accounts and overflows (of the account or of the system account) change
 /// nothing and consume no key. Method: deposit, replay, conflict, failures, balances read

@@ -58,6 +58,7 @@ macro_rules! store_conformance {
             accounts_open_and_read_back
             authorization_rules
             transaction_idempotency
+            fenced_authorizations_refuse_stale_grants
             deposits
             merchant_table
             entries_and_conservation

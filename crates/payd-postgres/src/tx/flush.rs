@@ -325,8 +325,30 @@ impl PgTx<'_> {
             _payments = self.write_payments(),
             _totals = self.write_totals(),
             _merchants = self.write_merchants(),
+            _fences = self.write_fences(),
         );
         Ok(())
+    }
+
+    /// The fencing tokens recorded by fenced writes, each kept only if it is the largest.
+    async fn write_fences(&self) -> Result<(), Failure> {
+        if self.new_fences.is_empty() {
+            return Ok(());
+        }
+        let (accounts, tokens): (Vec<&str>, Vec<i64>) = self
+            .new_fences
+            .iter()
+            .map(|(account, token)| (account.as_str(), *token))
+            .unzip();
+        self.execute(
+            "INSERT INTO account_fences (account, token)
+             SELECT * FROM unnest($1::text[], $2::bigint[])
+             ON CONFLICT (account) DO UPDATE
+                SET token = GREATEST(account_fences.token, EXCLUDED.token)",
+            &[&accounts, &tokens],
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn write_transactions(&self) -> Result<(), Failure> {
@@ -635,31 +657,7 @@ impl PgTx<'_> {
                 .collect();
             self.announce(payd_ports::TRANSFERS_QUEUE, &ids).await
         };
-        let fences = async {
-            if self.new_fences.is_empty() {
-                return Ok(());
-            }
-            let (accounts, tokens): (Vec<&str>, Vec<i64>) = self
-                .new_fences
-                .iter()
-                .map(|(account, token)| (account.as_str(), *token))
-                .unzip();
-            self.execute(
-                "INSERT INTO account_fences (account, token)
-                 SELECT * FROM unnest($1::text[], $2::bigint[])
-                 ON CONFLICT (account) DO UPDATE
-                    SET token = GREATEST(account_fences.token, EXCLUDED.token)",
-                &[&accounts, &tokens],
-            )
-            .await
-            .map(|_| ())
-        };
-        pipelined!(
-            _insert = insert,
-            _settle = settle,
-            _announce = announce,
-            _fences = fences
-        );
+        pipelined!(_insert = insert, _settle = settle, _announce = announce);
         Ok(())
     }
 

@@ -249,7 +249,7 @@ impl Keys {
         for command in commands {
             keys.commands += 1;
             match command {
-                Command::Authorize { request, .. } => {
+                Command::Authorize { request, .. } | Command::AuthorizeFenced { request, .. } => {
                     keys.accounts.insert(request.account.as_str().to_owned());
                     if let Some(id) = &request.id {
                         keys.transactions.insert(id.as_str().to_owned());
