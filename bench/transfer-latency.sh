@@ -94,13 +94,20 @@ run() { # mode (0 polling, 1 RabbitMQ, 2 RabbitMQ + Redis locks) run_number
       MAX(updated_at_ms - created_at_ms),
       COUNT(*) FILTER (WHERE status = 'pending')
     FROM transfers" | tr '|' ' ')"
+  # With the pipeline: how many of them its second stage settled (the settler's poll took the
+  # rest).
+  local piped="-"
+  if [ "$1" = 2 ]; then
+    piped="$(curl -s "http://127.0.0.1:$worker_port/metrics" \
+      | awk '/^payd_transfer_pipeline_total\{stage="settle",outcome="settled"\}/ {printf "%d", $2}')"
+  fi
   local rss_api rss_worker
   rss_api="$(ps -o rss= -p "${pids[0]}" | awk '{printf "%d", $1/1024}')"
   rss_worker="$(ps -o rss= -p "${pids[1]}" | awk '{printf "%d", $1/1024}')"
   read -r rps p50 p99 bad <<<"$line"
   read -r total s50 s90 s99 smax pending <<<"$settle"
-  printf '%-22s %9s %8.2f %8.2f %6s %8s %7s %7s %7s %7s %7s %8s %5s/%s\n' \
-    "$label" "$rps" "$p50" "$p99" "$bad" "$total" "$s50" "$s90" "$s99" "$smax" "$pending" "$drain_ms" "$rss_api" "$rss_worker"
+  printf '%-22s %9s %8.2f %8.2f %6s %8s %7s %7s %7s %7s %7s %8s %6s %5s/%s\n' \
+    "$label" "$rps" "$p50" "$p99" "$bad" "$total" "$s50" "$s90" "$s99" "$smax" "$pending" "$drain_ms" "${piped:-0}" "$rss_api" "$rss_worker"
   kill -TERM "${pids[@]}" 2>/dev/null || true
   wait "${pids[@]}" 2>/dev/null || true
   pids=()
@@ -113,12 +120,13 @@ load="wrk -t2 -c$connections -d${duration}s"
 printf '\n%s, %s cores, %s; PostgreSQL %s; payd api + payd worker; %s on the same cores, %s accounts\n' \
   "$(date -u +%Y-%m-%dT%H:%MZ)" "$(nproc)" "$(uname -m)" \
   "$(psql "$server" -Atc 'SHOW server_version')" "$load" "$accounts"
-printf '%-22s %9s %8s %8s %6s %8s %7s %7s %7s %7s %7s %8s %s\n' \
-  "transfers found by" "accept/s" "p50_ms" "p99_ms" "errors" "settled" "s50_ms" "s90_ms" "s99_ms" "smax_ms" "pending" "drain_ms" "RSS_MB api/worker"
+printf '%-22s %9s %8s %8s %6s %8s %7s %7s %7s %7s %7s %8s %6s %s\n' \
+  "transfers found by" "accept/s" "p50_ms" "p99_ms" "errors" "settled" "s50_ms" "s90_ms" "s99_ms" "smax_ms" "pending" "drain_ms" "piped" "RSS_MB api/worker"
 for n in $(seq "$rounds"); do
   for mode in 0 1 2; do
     run "$mode" "$((3 * n + mode))"
   done
 done
 echo "(s50..smax: acceptance → settlement per transfer, from the database; drain_ms: from the end of the load until"
-echo " nothing was pending, measured by polling every 100 ms; errors: socket errors + non-2xx)"
+echo " nothing was pending, measured by polling every 100 ms; errors: socket errors + non-2xx;"
+echo " piped: transfers the pipeline's second stage settled, the rest by the settler's poll)"

@@ -291,22 +291,12 @@ pub(crate) async fn pending_turn(
     client: &impl GenericClient,
     id: &ResourceId,
 ) -> RowResult<Option<(Transfer, bool)>> {
+    let none: &[i64] = &[];
     let rows = client
-        .query(
-            &format!(
-                "SELECT {TRANSFER_COLUMNS}, NOT EXISTS (
-                     SELECT 1 FROM transfers e WHERE e.status = 'pending' AND e.seq < t.seq
-                        AND e.from_account IN (t.from_account, t.to_account)
-                     UNION ALL
-                     SELECT 1 FROM transfers e WHERE e.status = 'pending' AND e.seq < t.seq
-                        AND e.to_account IN (t.from_account, t.to_account))
-                   FROM transfers t WHERE t.id = $1 AND t.status = 'pending'"
-            ),
-            &[&id.as_str()],
-        )
+        .query(schema::PENDING_TURN.as_str(), &[&id.as_str(), &none])
         .await?;
     rows.first()
-        .map(|row| Ok((schema::transfer(row)?.transfer, row.try_get(10)?)))
+        .map(|row| Ok((schema::transfer(row)?.transfer, row.try_get(11)?)))
         .transpose()
 }
 

@@ -278,6 +278,25 @@ pub(crate) fn hold(row: &Row) -> RowResult<HoldView> {
 /// The columns [`transfer`] reads, in order (then `fingerprint` or `seq`, where asked for).
 pub(crate) const TRANSFER_COLUMNS: &str = "id, from_account, to_account, category, amount_cents, description, status, reason, created_at_ms, updated_at_ms";
 
+/// The pending transfer `id` (`$1`, alias `t`) with [`TRANSFER_COLUMNS`], `seq`, and whether
+/// it is its accounts' oldest pending transfer, leaving out the transfers `$2` (by `seq`:
+/// settled in the asking transaction, not yet written). Append `FOR UPDATE OF t SKIP
+/// LOCKED` to take it for settling.
+pub(crate) static PENDING_TURN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT {TRANSFER_COLUMNS}, seq,
+                NOT EXISTS (
+                    SELECT 1 FROM transfers e
+                     WHERE e.status = 'pending' AND e.seq < t.seq AND NOT (e.seq = ANY($2))
+                       AND e.from_account IN (t.from_account, t.to_account)
+                    UNION ALL
+                    SELECT 1 FROM transfers e
+                     WHERE e.status = 'pending' AND e.seq < t.seq AND NOT (e.seq = ANY($2))
+                       AND e.to_account IN (t.from_account, t.to_account))
+           FROM transfers t WHERE t.id = $1 AND t.status = 'pending'"
+    )
+});
+
 pub(crate) fn transfer(row: &Row) -> RowResult<TransferView> {
     let status: &str = row.try_get(6)?;
     let reason: Option<&str> = row.try_get(7)?;

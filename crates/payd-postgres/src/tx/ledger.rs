@@ -484,13 +484,13 @@ impl LedgerTx for PgTx<'_> {
         if settled_here {
             return Ok(Turn::Gone);
         }
+        // Asked before the accounts' locks, which is safe: an earlier pending transfer can
+        // only stop being pending later, never appear (a fenced settle holds them anyway).
+        let taken: Vec<i64> = self.taken_transfers.iter().copied().collect();
         let rows = self
             .query(
-                &format!(
-                    "SELECT {TRANSFER_COLUMNS}, seq FROM transfers
-                      WHERE id = $1 AND status = 'pending' FOR UPDATE SKIP LOCKED"
-                ),
-                &[&id.as_str()],
+                &format!("{} FOR UPDATE OF t SKIP LOCKED", *schema::PENDING_TURN),
+                &[&id.as_str(), &taken],
             )
             .await?;
         let Some(row) = rows.first() else {
@@ -509,20 +509,16 @@ impl LedgerTx for PgTx<'_> {
         };
         let view = schema::transfer(row).map_err(rows_error)?;
         let seq: i64 = row.try_get(10)?;
+        let first: bool = row.try_get(11)?;
         if self.taken_transfers.contains(&seq) {
             return Ok(Turn::Gone);
         }
-        let ids = vec![
-            view.transfer.from.as_str().to_owned(),
-            view.transfer.to.as_str().to_owned(),
-        ];
-        self.lock_accounts(ids.iter().cloned().collect()).await?;
-        let mut excluded: Vec<i64> = self.taken_transfers.iter().copied().collect();
-        excluded.push(seq);
-        let first = self.first_pending(&ids, &excluded).await?;
-        if first.values().any(|first| *first < seq) {
+        if !first {
             return Ok(Turn::Waiting);
         }
+        let ids =
+            [&view.transfer.from, &view.transfer.to].map(|account| account.as_str().to_owned());
+        self.lock_accounts(ids.into_iter().collect()).await?;
         self.taken_transfers.insert(seq);
         Ok(Turn::Ready(PendingTransfer { seq, view }))
     }

@@ -290,7 +290,8 @@ impl Keys {
                     }
                     keys.mutation(mutation);
                 }
-                Command::SettleFenced { fences, .. } => {
+                Command::SettleFenced { id, fences, .. } => {
+                    keys.transfers.insert(id.as_str().to_owned());
                     for fence in fences {
                         keys.accounts.insert(fence.account.as_str().to_owned());
                     }
