@@ -280,7 +280,7 @@ async fn a_consistent_store_audits_clean() {
     let dir = clean_store().await;
     let report = audit(&database(&dir)).unwrap();
     assert!(report.is_clean(), "{report}");
-    assert_eq!(report.schema_version, 6);
+    assert_eq!(report.schema_version, 7);
     let names: Vec<&str> = report.checks.iter().map(|check| check.name).collect();
     assert_eq!(names, checks::ALL);
     // alice, bob, @external; 4 openings + 1 deposit + 1 transaction + 9 wallet movements.
