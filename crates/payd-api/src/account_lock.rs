@@ -13,25 +13,23 @@
 
 use std::slice;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use payd_domain::AccountId;
-use payd_ports::{AccountLocks, Grant};
+use payd_ports::{AccountLocks, Grant, GrantOwners};
 
 /// Per-account locks for card decisions.
 pub struct AccountLock {
     locks: Arc<dyn AccountLocks>,
     ttl_ms: u64,
-    instance: String,
-    grants: AtomicU64,
+    owners: GrantOwners,
 }
 
 impl std::fmt::Debug for AccountLock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AccountLock")
             .field("ttl_ms", &self.ttl_ms)
-            .field("instance", &self.instance)
+            .field("owners", &self.owners)
             .finish_non_exhaustive()
     }
 }
@@ -50,18 +48,13 @@ impl AccountLock {
         AccountLock {
             locks,
             ttl_ms,
-            instance: instance.split_whitespace().collect::<Vec<_>>().join("_"),
-            grants: AtomicU64::new(0),
+            owners: GrantOwners::new(instance),
         }
     }
 
     /// The account's lock; `None` if it cannot be had soon (the store then decides alone).
     pub(crate) async fn acquire(&self, account: &AccountId) -> Option<Grant> {
-        let owner = format!(
-            "{}/{}",
-            self.instance,
-            self.grants.fetch_add(1, Ordering::Relaxed)
-        );
+        let owner = self.owners.next();
         let started = Instant::now();
         let mut pause_ms = 1;
         loop {

@@ -23,14 +23,13 @@
 //! `payd_fencing_rejections_total` (stale grants the store refused).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use payd_domain::gateway::backoff::Backoff;
 use payd_domain::{AccountId, Fence, ResourceId};
 use payd_ports::{
-    AccountLocks, FencedSettle, Grant, OutboxMessage, Publisher, SETTLE_QUEUE, TRANSFERS_QUEUE,
-    WalletStore,
+    AccountLocks, FencedSettle, Grant, GrantOwners, OutboxMessage, Publisher, SETTLE_QUEUE,
+    TRANSFERS_QUEUE, WalletStore,
 };
 
 use tokio::sync::Notify;
@@ -128,9 +127,7 @@ pub struct TransferPipeline {
     /// Where a transfer goes when Redis or RabbitMQ does not answer.
     settler: Arc<WalletWorker>,
     config: PipelineConfig,
-    /// Grant owners: this process's name and a counter.
-    instance: String,
-    grants: AtomicU64,
+    owners: GrantOwners,
     jitter: Jitter,
     /// Told after each settle attempt of stage B: waiters of stage A look again.
     settled: Notify,
@@ -140,7 +137,7 @@ impl std::fmt::Debug for TransferPipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TransferPipeline")
             .field("config", &self.config)
-            .field("instance", &self.instance)
+            .field("owners", &self.owners)
             .finish_non_exhaustive()
     }
 }
@@ -171,16 +168,10 @@ impl TransferPipeline {
             publisher,
             settler,
             config,
-            instance: instance.split_whitespace().collect::<Vec<_>>().join("_"),
-            grants: AtomicU64::new(0),
+            owners: GrantOwners::new(instance),
             jitter: Jitter::seeded(seed),
             settled: Notify::new(),
         })
-    }
-
-    fn owner(&self) -> String {
-        let grant = self.grants.fetch_add(1, Ordering::Relaxed);
-        format!("{}/{grant}", self.instance)
     }
 
     async fn pause(&self, ms: u64) {
@@ -217,7 +208,7 @@ impl TransferPipeline {
                 let accounts = [transfer.from, transfer.to];
                 match self
                     .locks
-                    .acquire(&accounts, &self.owner(), self.config.lock_ttl_ms)
+                    .acquire(&accounts, &self.owners.next(), self.config.lock_ttl_ms)
                     .await
                 {
                     Ok(Some(grant)) => {

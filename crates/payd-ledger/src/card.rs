@@ -2,12 +2,12 @@
 //! deposits, each remembered forever under its client id or idempotency key.
 
 use payd_domain::{
-    AuthorizationRequest, Code, Decision, EntryCause, Fence, IdempotencyKey, decide, fence,
-    movement, system_account,
+    AuthorizationRequest, Code, Decision, EntryCause, Fence, IdempotencyKey, decide, movement,
+    system_account,
 };
 use payd_ports::{DepositReceipt, DepositRequest, HEADER_KEY_PREFIX, Refusal};
 
-use crate::money::system_balances;
+use crate::money::{admit_fences, system_balances};
 use crate::tx::{Failure, LedgerTx};
 
 /// [`authorize`] under the account's lock grant: `None`, with nothing done, unless `fence`
@@ -21,14 +21,9 @@ pub async fn authorize_fenced<T: LedgerTx>(
     if fence.account != request.account {
         return Ok(None);
     }
-    let fences = std::slice::from_ref(fence);
-    let recorded = tx
-        .fence_tokens(std::slice::from_ref(&fence.account))
-        .await?;
-    if !fence::is_current(fences, |account| recorded.get(account).copied()) {
+    if !admit_fences(tx, std::slice::from_ref(fence)).await? {
         return Ok(None);
     }
-    tx.record_fences(fences).await?;
     Ok(Some(authorize(tx, request).await?))
 }
 

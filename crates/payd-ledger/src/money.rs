@@ -2,12 +2,28 @@
 //! account.
 
 use payd_domain::{
-    AccountId, Amount, Balances, Category, Entry, EntryCause, MovementError, movement,
-    system_account,
+    AccountId, Amount, Balances, Category, Entry, EntryCause, Fence, MovementError, fence,
+    movement, system_account,
 };
 use payd_ports::{AccountView, NewAccount, Refusal};
 
 use crate::tx::{Failure, LedgerTx};
+
+/// Admits a write under a lock grant: `false` (nothing recorded) if one of `fences` is older
+/// than its account's record; else the fences are recorded, whatever the write then does,
+/// so that every earlier grant is fenced out from now on.
+pub(crate) async fn admit_fences<T: LedgerTx>(
+    tx: &mut T,
+    fences: &[Fence],
+) -> Result<bool, Failure> {
+    let accounts: Vec<AccountId> = fences.iter().map(|f| f.account.clone()).collect();
+    let recorded = tx.fence_tokens(&accounts).await?;
+    if !fence::is_current(fences, |account| recorded.get(account).copied()) {
+        return Ok(false);
+    }
+    tx.record_fences(fences).await?;
+    Ok(true)
+}
 
 /// The system account's balances (the part this transaction uses, on a store that splits
 /// it); it always exists.

@@ -5,7 +5,7 @@
 
 use payd_domain::{
     AccountId, Amount, EntryCause, EventKind, Fence, Hold, HoldError, HoldStatus, HoldStep,
-    MovementError, RejectReason, ResourceId, TransferStatus, fence, hold, system_account, transfer,
+    MovementError, RejectReason, ResourceId, TransferStatus, hold, system_account, transfer,
 };
 use payd_ports::{
     Claim, Effect, EventPayload, FencedSettle, HEADER_KEY_PREFIX, HoldEvent, HoldView, Mutation,
@@ -13,7 +13,7 @@ use payd_ports::{
     WithdrawalReceipt,
 };
 
-use crate::money::{movement_refusal, open_account, post};
+use crate::money::{admit_fences, movement_refusal, open_account, post};
 use crate::tx::{Failure, LedgerTx, PendingTransfer, Turn};
 
 fn hold_refusal(error: HoldError) -> Refusal {
@@ -414,17 +414,13 @@ pub async fn settle_fenced<T: LedgerTx>(
         return Ok(FencedSettle::NotPending);
     };
     let transfer = &stored.view.transfer;
-    let accounts: Vec<AccountId> = fences.iter().map(|f| f.account.clone()).collect();
-    if !(accounts.contains(&transfer.from) && accounts.contains(&transfer.to)) {
+    let covers = |account: &AccountId| fences.iter().any(|f| &f.account == account);
+    if !(covers(&transfer.from) && covers(&transfer.to)) {
         return Ok(FencedSettle::Stale);
     }
-    let recorded = tx.fence_tokens(&accounts).await?;
-    if !fence::is_current(fences, |account| recorded.get(account).copied()) {
+    if !admit_fences(tx, fences).await? {
         return Ok(FencedSettle::Stale);
     }
-    // Recorded whatever comes next: once a later grant reached the store, an earlier one
-    // is fenced out even if this attempt changes nothing else.
-    tx.record_fences(fences).await?;
     Ok(match tx.pending_transfer(id).await? {
         Turn::Gone => FencedSettle::NotPending,
         Turn::Waiting => FencedSettle::Waiting,

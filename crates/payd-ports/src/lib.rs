@@ -56,7 +56,7 @@ pub use gateway::{
 };
 pub use health::{BreakerBus, HealthBoard, HealthReading, SoleBoard};
 pub use in_flight::{InFlightGuard, InFlightKeys, LocalInFlight};
-pub use locks::{AccountLocks, Grant, LockError};
+pub use locks::{AccountLocks, Grant, GrantOwners, LockError};
 pub use outbox::{
     OutboxBacklog, OutboxMessage, OutboxStore, PAYMENTS_QUEUE, PublishError, Publisher, RelayError,
     SETTLE_QUEUE, TRANSFERS_QUEUE,

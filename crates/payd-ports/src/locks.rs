@@ -6,6 +6,8 @@
 //! [`Fence`] tokens, and the store refuses a write whose token is older than one it already
 //! recorded for that account ([`payd_domain::fence`]).
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use async_trait::async_trait;
 use payd_domain::{AccountId, Fence};
 
@@ -39,4 +41,32 @@ pub trait AccountLocks: Send + Sync + 'static {
     /// Releases the grant's locks that are still its own (one that expired and went to
     /// another holder is left alone).
     async fn release(&self, grant: &Grant) -> Result<(), LockError>;
+}
+
+/// The names a process gives its grants: `instance/N`, a new `N` each time, so that a
+/// release frees only the grant it names (never a later grant of the same process on the
+/// same account). Spaces are replaced: a settle message separates its fields by spaces.
+#[derive(Debug)]
+pub struct GrantOwners {
+    instance: String,
+    next: AtomicU64,
+}
+
+impl GrantOwners {
+    /// Names for the grants of the process `instance`.
+    pub fn new(instance: &str) -> GrantOwners {
+        GrantOwners {
+            instance: instance.split_whitespace().collect::<Vec<_>>().join("_"),
+            next: AtomicU64::new(0),
+        }
+    }
+
+    /// A name no earlier grant of this process had.
+    pub fn next(&self) -> String {
+        format!(
+            "{}/{}",
+            self.instance,
+            self.next.fetch_add(1, Ordering::Relaxed)
+        )
+    }
 }
