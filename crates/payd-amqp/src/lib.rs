@@ -242,6 +242,17 @@ impl Amqp {
                             .await?;
                         metrics::gauge!("payd_amqp_dead_letters", "queue" => consumer.queue)
                             .set(f64::from(dead.message_count()));
+                        // Ready messages only: the ones delivered and not yet acknowledged
+                        // are this and the other consumers' prefetch.
+                        let work = setup
+                            .queue_declare(
+                                consumer.queue.into(),
+                                QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() },
+                                FieldTable::default(),
+                            )
+                            .await?;
+                        metrics::gauge!("payd_amqp_queue_depth", "queue" => consumer.queue)
+                            .set(f64::from(work.message_count()));
                     }
                 }
                 () = stopped(shutdown) => break,

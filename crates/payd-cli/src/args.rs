@@ -50,6 +50,23 @@ pub(crate) enum Command {
     ProcessorSim(SimArgs),
     /// Print the OpenAPI document (JSON) generated from the code.
     Openapi,
+    /// Ask a payd process on this host for `GET --path` (default `/health`) and exit 0 if it
+    /// answers 200, else 1: a container's health check (the image has no shell or curl).
+    Probe(ProbeArgs),
+}
+
+/// `payd probe`.
+#[derive(Debug, Args)]
+pub(crate) struct ProbeArgs {
+    /// The address the process listens on.
+    #[arg(long, default_value = "127.0.0.1:9999")]
+    pub(crate) address: SocketAddr,
+    /// The path to ask for (`/health`: alive; `/ready`: ready to serve).
+    #[arg(long, default_value = "/health")]
+    pub(crate) path: String,
+    /// How long to wait for the connection and the answer.
+    #[arg(long, default_value_t = 2_000)]
+    pub(crate) timeout_ms: u64,
 }
 
 #[derive(Debug, Args)]

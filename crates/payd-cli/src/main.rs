@@ -12,16 +12,21 @@
 //!     runs) and prints a report; exit code 0 clean, 1 violations, 2 could not run;
 //!   - `processor-sim`: a simulated payment processor (the processors' API of the gateway
 //!     spec), for development, tests and benchmarks;
-//!   - `openapi`: prints the OpenAPI document generated from the code.
+//!   - `openapi`: prints the OpenAPI document generated from the code;
+//!   - `probe`: one `GET /health` (or `--path`) to a process on this host, exit 0 on 200.
 //! - `args.rs`: the command line (clap; every flag also reads a `PAYD_*` environment
 //!   variable) and its validation.
+//! - `probe.rs`: `payd probe`, a container's health check.
 //! - `serve.rs`: a server's lifecycle, whichever halves it runs: bind, serve, and the
 //!   graceful shutdown on SIGTERM/SIGINT (stop accepting, finish in-flight requests, stop
 //!   the engine, drain and commit the writers).
+//! - `series.rs`: the counters dashboards and alerts rely on, started at zero.
 //! - `store.rs`: which store the flags select (SQLite or PostgreSQL), opened, and what
 //!   each gives the API (its in-flight keys) and its shutdown.
 
 mod args;
+mod probe;
+mod series;
 mod serve;
 mod store;
 
@@ -98,6 +103,13 @@ fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&document)?);
             Ok(())
         }
+        Command::Probe(args) => match probe::probe(&args) {
+            Ok(()) => Ok(()),
+            Err(why) => {
+                eprintln!("payd probe: {why}");
+                std::process::exit(1)
+            }
+        },
     }
 }
 

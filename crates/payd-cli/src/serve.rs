@@ -12,6 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+
+use crate::series;
 use payd_api::{AccountLock, AdminAccess, AppState};
 use payd_domain::{CorrelationId, ResourceId};
 use payd_engine::{
@@ -298,6 +300,24 @@ fn lower_this_thread_priority(_nice: u8) {}
 /// Serves `plan` until a shutdown signal; the engine's tasks, if it has one, on `runtime`.
 async fn serve(plan: Plan, runtime: Option<tokio::runtime::Handle>) -> anyhow::Result<()> {
     let metrics = payd_api::install_metrics_recorder();
+    if matches!(plan.store, StoreConfig::Postgres(_)) {
+        series::postgres();
+    }
+    if plan.api.is_some() {
+        series::api();
+        if plan.redis.is_some() {
+            series::api_redis();
+        }
+    }
+    if plan.engine.is_some() {
+        series::engine();
+        if plan.redis.is_some() {
+            series::engine_redis();
+        }
+        if plan.amqp.is_some() {
+            series::amqp();
+        }
+    }
     let clock = plan.clock.clone();
     let described = plan.store.describe();
     let instance: Arc<str> = Arc::from(plan.store.instance());
