@@ -5,6 +5,7 @@ use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+pub(crate) mod rabbit_node;
 pub(crate) mod redis_server;
 
 /// A `payd` child process (any subcommand), killed when dropped so that a failing test
