@@ -22,6 +22,7 @@ usage: run.py PROFILE [--port N] [--state FILE] [--payd PATH] [--no-memory-limit
   env PROCESSOR_DEFAULT_URL / PROCESSOR_FALLBACK_URL: the contest's processors (otherwise
   two `payd processor-sim` are started, outside any quota: they are the contest's, not ours)
   env AMQP_URL: the RabbitMQ to use (default amqp://guest:guest@127.0.0.1:5672)
+  env PAYD_LOCAL_PG_FLAGS: more PostgreSQL flags, for an investigation (not the profile's)
 """
 
 import argparse
@@ -102,6 +103,12 @@ class Group:
             self.write(cpu, "cpu.cfs_period_us", 100_000)
             self.write(cpu, "cpu.cfs_quota_us", int(cpus * 100_000))
             self.dirs.append(cpu)
+            # CPU time used, for the report (a hierarchy of its own on our machines).
+            usage = os.path.join(CGROUP, "cpuacct", name)
+            if os.path.isdir(os.path.dirname(usage)) and usage != cpu:
+                os.makedirs(usage, exist_ok=True)
+                self.dirs.append(usage)
+        self.started = time.monotonic()
         if memory is not None:
             mem = os.path.join(CGROUP, "memory", name)
             os.makedirs(mem, exist_ok=True)
@@ -127,6 +134,12 @@ class Group:
         except OSError:
             return ""
 
+    def in_use_bytes(self):
+        """Memory the group cannot give back: anonymous pages and shared memory (PostgreSQL's
+        buffers), not the page cache the kernel reclaims at the limit."""
+        stat = dict(line.split() for line in self.read("memory", "memory.stat").splitlines() if line)
+        return int(stat.get("total_rss", 0)) + int(stat.get("total_shmem", 0))
+
     def pids(self):
         for directory in self.dirs:
             with open(os.path.join(directory, "cgroup.procs")) as f:
@@ -137,7 +150,10 @@ class Group:
         stat = dict(line.split() for line in self.read("cpu", "cpu.stat").splitlines() if line)
         peak = self.read("memory", "memory.max_usage_in_bytes").strip()
         oom = dict(line.split() for line in self.read("memory", "memory.oom_control").splitlines() if line)
+        used_ns = self.read("cpuacct", "cpuacct.usage").strip()
+        elapsed_s = time.monotonic() - self.started
         return {
+            "cpu_used": int(used_ns) / 1e9 / elapsed_s if used_ns else None,
             "throttled": f"{stat.get('nr_throttled', '-')}/{stat.get('nr_periods', '-')}",
             "peak_bytes": int(peak) if peak else None,
             "oom_kills": int(oom.get("oom_kill", 0)),
@@ -156,19 +172,6 @@ class Group:
                 os.rmdir(directory)
             except OSError as error:
                 log(f"could not remove {directory}: {error}")
-
-
-def peak_rss_bytes(pids):
-    """The sum of each process's peak resident set (VmHWM)."""
-    total = 0
-    for pid in pids:
-        try:
-            for line in open(f"/proc/{pid}/status"):
-                if line.startswith("VmHWM:"):
-                    total += int(line.split()[1]) * 1024
-        except OSError:
-            pass
-    return total
 
 
 def wait_until(check, what, timeout_s=60):
@@ -347,6 +350,8 @@ class Runner:
                        check=True, stdout=subprocess.DEVNULL)
         port = self.ports[(name, 5432)]
         command = [str(a) for a in service.get("command", ["postgres"])][1:]
+        # For an investigation only (e.g. "-c shared_preload_libraries=pg_stat_statements").
+        command += os.environ.get("PAYD_LOCAL_PG_FLAGS", "").split()
         self.spawn(name, [f"{bindir}/postgres", "-D", data, "-p", str(port), "-k", data,
                           "-c", "listen_addresses=127.0.0.1", *command], user="postgres", cwd=data)
         wait_until(lambda: subprocess.run([f"{bindir}/pg_isready", "-q", "-h", "127.0.0.1", "-p", str(port)]).returncode == 0, name)
@@ -362,32 +367,42 @@ class Runner:
                 "work": self.work, "services": services}
 
     def report(self):
-        rows, total_cpus, total_limit, total_peak = [], 0.0, 0, 0
+        rows, total_cpus, total_used, total_limit, total_peak = [], 0.0, 0.0, 0, 0
         for name in self.services:
             group = self.groups.get(name)
             if group is None:
-                rows.append((name, "-", "-", "-", "-", "-", "not run here"))
+                rows.append((name, "-", "-", "-", "-", "-", "-", "not run here"))
                 continue
             seen = group.report()
             cpus, memory = group.cpus, group.memory
             total_cpus += cpus or 0
+            total_used += seen["cpu_used"] or 0
             total_limit += memory or 0
             peak = seen["peak_bytes"] or 0
             total_peak += peak
-            verdict = "over" if memory and peak > memory else "ok"
+            in_use = self.peaks.get(name, 0)
+            verdict = "ok"
+            if memory and peak >= memory:
+                verdict = "limit reached: page cache reclaimed"
+            if memory and in_use > memory:
+                verdict = "over"
             if seen["oom_kills"]:
                 verdict = f"{seen['oom_kills']} OOM kill(s)"
-            rows.append((name, f"{cpus:g}" if cpus else "-", seen["throttled"],
+            used = f"{seen['cpu_used']:.3f}" if seen["cpu_used"] is not None else "-"
+            rows.append((name, f"{cpus:g}" if cpus else "-", used, seen["throttled"],
                          f"{memory / 2**20:.0f} MB" if memory else "-", f"{peak / 2**20:.1f} MB",
-                         f"{self.peaks.get(name, 0) / 2**20:.1f} MB", verdict))
-        rows.append(("total", f"{total_cpus:g}", "", f"{total_limit / 2**20:.0f} MB", f"{total_peak / 2**20:.1f} MB", "", ""))
-        header = ("service", "cpus", "throttled/periods", "memory limit", "peak (cgroup)", "peak RSS", "")
+                         f"{in_use / 2**20:.1f} MB", verdict))
+        rows.append(("total", f"{total_cpus:g}", f"{total_used:.3f}", "", f"{total_limit / 2**20:.0f} MB",
+                     f"{total_peak / 2**20:.1f} MB", "", ""))
+        header = ("service", "cpus", "cpu used (mean)", "throttled/periods", "memory limit", "peak (cgroup)", "peak in use", "")
         widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
         print(f"\nprofile {self.profile}: limits and peaks ({time.strftime('%Y-%m-%d %H:%MZ', time.gmtime())})")
         for row in [header, *rows]:
             print("  " + "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)))
-        print("  peak (cgroup): memory.max_usage_in_bytes, what Docker's limit counts (page cache too);"
-              " peak RSS: the sum of the processes' VmHWM at the end")
+        print("  cpu used: CPU seconds per second from start to stop; throttled: 100 ms periods in which the"
+              " quota ran out (the process then waits for the next period)")
+        print("  peak (cgroup): memory.max_usage_in_bytes, what Docker's limit counts (page cache too, which the"
+              " kernel reclaims at the limit); peak in use: anonymous + shared memory, sampled every 0.5 s")
 
     def run(self):
         names = order(self.services)
@@ -407,7 +422,7 @@ class Runner:
         self.peaks = {}
         while not stop:
             for name, group in self.groups.items():
-                self.peaks[name] = max(self.peaks.get(name, 0), peak_rss_bytes(group.pids()))
+                self.peaks[name] = max(self.peaks.get(name, 0), group.in_use_bytes())
             for name, proc in self.procs.items():
                 if proc.poll() is not None:
                     log(f"{name} exited with {proc.returncode}; its log: {self.work}/{name}.log")
