@@ -32,7 +32,7 @@ impl LedgerTx for PgTx<'_> {
     }
 
     async fn rules(&mut self) -> Result<&Rules, Failure> {
-        Ok(&self.state.rules)
+        self.current_rules().await
     }
 
     async fn balances(&mut self, id: &AccountId) -> Result<Option<Balances>, Failure> {

@@ -194,6 +194,8 @@ pub(crate) struct PgTx<'c> {
     now_ms: i64,
     /// Whether the merchant table changed here (the version is bumped at flush).
     merchants_changed: bool,
+    /// Whether this transaction compared the cached merchant rules with the stored version.
+    rules_current: bool,
     merchant_ops: Vec<(String, Option<&'static str>)>,
     accounts: HashMap<AccountId, AccountRow>,
     /// Accounts known not to exist (as of their lookup in this transaction).
@@ -240,14 +242,26 @@ struct Keys {
     transfers: BTreeSet<String>,
     /// Whether some command moves money to or from the outside world.
     system: bool,
-    commands: i64,
+    /// Whether some command reads or changes the merchant rules (a card decision, an
+    /// override): only then is the rules' version read.
+    rules: bool,
+    /// Whether some command may touch the holds of the payments it names (a transition, a
+    /// pay-in): a plain payment's intake does not, and its prefetch skips holds and accounts.
+    payment_holds: bool,
+    /// Commands that may write journal entries, for the sequence numbers taken ahead.
+    entry_commands: i64,
 }
 
 impl Keys {
     fn of(commands: &[&Command]) -> Keys {
         let mut keys = Keys::default();
         for command in commands {
-            keys.commands += 1;
+            // Every command but a plain payment's intake may write entries (taken ahead;
+            // the flush takes more if a batch writes more).
+            let plain_payment = matches!(command, Command::AcceptPayment { payment, .. } if payment.payer.is_none());
+            if !plain_payment {
+                keys.entry_commands += 1;
+            }
             match command {
                 Command::Authorize { request, .. } | Command::AuthorizeFenced { request, .. } => {
                     keys.accounts.insert(request.account.as_str().to_owned());
@@ -255,6 +269,7 @@ impl Keys {
                         keys.transactions.insert(id.as_str().to_owned());
                     }
                     keys.system = true;
+                    keys.rules = true;
                 }
                 Command::Deposit { deposit, .. } => {
                     keys.accounts.insert(deposit.account.as_str().to_owned());
@@ -271,9 +286,11 @@ impl Keys {
                     if let Some(payer) = &payment.payer {
                         keys.accounts.insert(payer.account.as_str().to_owned());
                         keys.holds.insert(payer.hold.as_str().to_owned());
+                        keys.payment_holds = true;
                     }
                 }
                 Command::Transitions { transitions, .. } => {
+                    keys.payment_holds = true;
                     for change in transitions {
                         keys.payments.insert(change.id.as_str().to_owned());
                         keys.system |= matches!(change.next, PaymentState::Booked { .. });
@@ -329,10 +346,10 @@ impl Keys {
             Mutation::SubmitTransfer(new) => {
                 self.transfers.insert(new.transfer.id.as_str().to_owned());
             }
-            Mutation::PutMerchant { .. }
-            | Mutation::DeleteMerchant { .. }
-            | Mutation::CreateWebhook(_)
-            | Mutation::DeleteWebhook { .. } => {}
+            Mutation::PutMerchant { .. } | Mutation::DeleteMerchant { .. } => {
+                self.rules = true;
+            }
+            Mutation::CreateWebhook(_) | Mutation::DeleteWebhook { .. } => {}
         }
     }
 }
@@ -352,6 +369,7 @@ impl<'c> PgTx<'c> {
             state,
             now_ms,
             merchants_changed: false,
+            rules_current: false,
             merchant_ops: Vec::new(),
             accounts: HashMap::new(),
             no_accounts: HashSet::new(),
@@ -407,10 +425,13 @@ impl<'c> PgTx<'c> {
         let deposits = vec(&keys.deposits);
         let claims = vec(&keys.claims);
         let transfers = vec(&keys.transfers);
-        let sequences = keys.commands.saturating_mul(ENTRIES_PER_COMMAND);
+        let sequences = keys.entry_commands.saturating_mul(ENTRIES_PER_COMMAND);
         let system = system_account();
         let system_id = system.as_str();
-        let locks_holds = !holds.is_empty() || !payments.is_empty();
+        // A payment's hold is loaded with it only where a command may touch it; elsewhere
+        // (and wherever this guess is short) `load_hold` takes it on demand, in the same
+        // order: payment, then hold, then account.
+        let locks_holds = !holds.is_empty() || keys.payment_holds;
         let lock_payments = async {
             if payments.is_empty() {
                 return Ok(Vec::new());
@@ -508,7 +529,13 @@ impl<'c> PgTx<'c> {
             )
             .await
         };
-        let read_version = self.query("SELECT version FROM merchant_version", &[]);
+        let read_version = async {
+            if !keys.rules {
+                return Ok(Vec::new());
+            }
+            self.query("SELECT version FROM merchant_version", &[])
+                .await
+        };
         // After every lock of the pipeline, so usually newer than every chain head it links
         // to; `flush` checks that, and takes new ones if not.
         let take_sequences = async {
@@ -602,6 +629,15 @@ impl<'c> PgTx<'c> {
             self.transfers
                 .insert(stored.view.transfer.id.clone(), Some(stored));
         }
+        if keys.rules {
+            self.refresh_rules(&version_rows).await?;
+        }
+        self.sequences = sequences_of(&sequence_rows)?;
+        Ok(())
+    }
+
+    /// Reloads the cached merchant rules if `version_rows` (the stored version) differ.
+    async fn refresh_rules(&mut self, version_rows: &[Row]) -> Result<(), Failure> {
         let version: i64 = version_rows
             .first()
             .ok_or_else(|| Failure::invariant("merchant_version has no row"))?
@@ -611,11 +647,23 @@ impl<'c> PgTx<'c> {
             self.state.rules.merchants = MerchantRules::new(merchants);
             self.state.merchant_version = version;
         }
-        self.sequences = sequences_of(&sequence_rows)?;
+        self.rules_current = true;
         Ok(())
     }
 
     // ---- on-demand loads -------------------------------------------------------------
+
+    /// The merchant rules, current as of this transaction (read here if the prefetch did
+    /// not expect a command to need them).
+    pub(crate) async fn current_rules(&mut self) -> Result<&Rules, Failure> {
+        if !self.rules_current {
+            let rows = self
+                .query("SELECT version FROM merchant_version", &[])
+                .await?;
+            self.refresh_rules(&rows).await?;
+        }
+        Ok(&self.state.rules)
+    }
 
     async fn load_account(&mut self, id: &AccountId) -> Result<(), Failure> {
         if self.accounts.contains_key(id) || self.no_accounts.contains(id) {
