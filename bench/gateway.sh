@@ -91,10 +91,11 @@ if [ "$durability" = contest ]; then
     --logs "$work/local" >"$work/runner.out" 2>"$work/runner.log" & runner_pid=$!
   for _ in $(seq 600); do [ -f "$work/state.json" ] && break; kill -0 "$runner_pid" 2>/dev/null || break; sleep 0.1; done
   [ -f "$work/state.json" ] || { echo "the contest profile did not start:" >&2; cat "$work/runner.log" >&2; exit 1; }
-  port_of() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["services"][sys.argv[2]]["ports"][sys.argv[3]])' "$work/state.json" "$@"; }
-  metrics_port="$(port_of api-1 9999)"; engine_port="$(port_of worker 9998)"
+  # A service's entry in the runner's state: `state_of SERVICE ports 9999`, `state_of SERVICE pids 0`.
+  state_of() { python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["services"][sys.argv[2]][sys.argv[3]]; print(s[int(sys.argv[4])] if isinstance(s, list) else s[sys.argv[4]])' "$work/state.json" "$@"; }
+  metrics_port="$(state_of api-1 ports 9999)"; engine_port="$(state_of worker ports 9998)"
   for name in api-1 api-2 worker; do
-    payd_pids+=("$name:$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["services"][sys.argv[2]]["pids"][0])' "$work/state.json" "$name")")
+    payd_pids+=("$name:$(state_of "$name" pids 0)")
   done
 elif [ "$durability" = topology ]; then
   api_ports=($((port + 1)) $((port + 2)))

@@ -233,26 +233,14 @@ impl Amqp {
                         return Err(closed());
                     }
                     for consumer in consumers {
-                        let dead = setup
-                            .queue_declare(
-                                dead_letters(consumer.queue).as_str().into(),
-                                QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() },
-                                FieldTable::default(),
-                            )
-                            .await?;
+                        let dead = ready(&setup, &dead_letters(consumer.queue)).await?;
                         metrics::gauge!("payd_amqp_dead_letters", "queue" => consumer.queue)
-                            .set(f64::from(dead.message_count()));
+                            .set(f64::from(dead));
                         // Ready messages only: the ones delivered and not yet acknowledged
                         // are this and the other consumers' prefetch.
-                        let work = setup
-                            .queue_declare(
-                                consumer.queue.into(),
-                                QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() },
-                                FieldTable::default(),
-                            )
-                            .await?;
+                        let work = ready(&setup, consumer.queue).await?;
                         metrics::gauge!("payd_amqp_queue_depth", "queue" => consumer.queue)
-                            .set(f64::from(work.message_count()));
+                            .set(f64::from(work));
                     }
                 }
                 () = stopped(shutdown) => break,
@@ -262,6 +250,21 @@ impl Amqp {
         let _ = connection.close(200, "payd shutting down".into()).await;
         Ok(())
     }
+}
+
+/// The messages ready in `queue` (a passive declare: the queue is left as it is).
+async fn ready(channel: &Channel, queue: &str) -> Result<u32, lapin::Error> {
+    let declared = channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    Ok(declared.message_count())
 }
 
 /// Resolves once `shutdown` turns true (holding no borrow of it, so that the `select!`s

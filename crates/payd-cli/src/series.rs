@@ -9,8 +9,8 @@
 //! scrape of an api and a worker (`crates/payd-cli/tests/deploy.rs`).
 
 use metrics::counter;
+use payd_domain::gateway::{Outcome, Processor};
 
-const PROCESSORS: [&str; 2] = ["default", "fallback"];
 const QUEUES: [&str; 3] = [
     payd_amqp::PAYMENTS_QUEUE,
     payd_amqp::TRANSFERS_QUEUE,
@@ -57,7 +57,7 @@ pub(crate) fn engine_redis() {
         "lock_acquire",
         "lock_release",
     ]);
-    for processor in PROCESSORS {
+    for processor in Processor::ALL.map(Processor::as_str) {
         for direction in ["sent", "received"] {
             counter!("payd_breaker_shared_total", "processor" => processor, "direction" => direction)
                 .increment(0);
@@ -76,8 +76,8 @@ pub(crate) fn api() {
 /// Starts the series of the background engine's events.
 pub(crate) fn engine() {
     store();
-    for processor in PROCESSORS {
-        for outcome in ["booked", "already_booked", "rejected", "unknown"] {
+    for processor in Processor::ALL.map(Processor::as_str) {
+        for outcome in Outcome::ALL.map(Outcome::as_str) {
             counter!("payd_gateway_calls_total", "processor" => processor, "outcome" => outcome)
                 .increment(0);
         }

@@ -24,7 +24,7 @@ use std::time::Duration;
 use payd_domain::CorrelationId;
 use payd_domain::gateway::payment::PaymentState;
 use payd_domain::gateway::routing::{Route, route};
-use payd_domain::gateway::{Outcome, Processor};
+use payd_domain::gateway::Processor;
 use payd_ports::{
     LedgerError, Lookup, PaymentRecord, PaymentStore, ProcessorClient, ProcessorPayment, Transition,
 };
@@ -618,7 +618,7 @@ impl Gateway {
                     .set(f64::from(rejected_percent));
                 metrics::gauge!("payd_processor_unknown_percent", "processor" => name)
                     .set(f64::from(unknown_percent));
-                metrics::counter!("payd_gateway_calls_total", "processor" => processor.as_str(), "outcome" => outcome_name(outcome)).increment(1);
+                metrics::counter!("payd_gateway_calls_total", "processor" => processor.as_str(), "outcome" => outcome.as_str()).increment(1);
                 metrics::histogram!("payd_gateway_call_seconds", "processor" => processor.as_str())
                     .record(latency.as_secs_f64());
                 let retry_ms = self
@@ -713,14 +713,5 @@ impl Gateway {
             }
         }
         let _ = recorded.await;
-    }
-}
-
-fn outcome_name(outcome: Outcome) -> &'static str {
-    match outcome {
-        Outcome::Booked => "booked",
-        Outcome::AlreadyBooked => "already_booked",
-        Outcome::Rejected => "rejected",
-        Outcome::Unknown => "unknown",
     }
 }

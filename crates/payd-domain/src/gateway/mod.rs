@@ -83,3 +83,23 @@ pub enum Outcome {
     /// Timeout or cut connection: the processor may book it later, or may not.
     Unknown,
 }
+
+impl Outcome {
+    /// Every outcome.
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Booked,
+        Outcome::AlreadyBooked,
+        Outcome::Rejected,
+        Outcome::Unknown,
+    ];
+
+    /// Its name in metrics (`payd_gateway_calls_total{outcome}`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Booked => "booked",
+            Outcome::AlreadyBooked => "already_booked",
+            Outcome::Rejected => "rejected",
+            Outcome::Unknown => "unknown",
+        }
+    }
+}

@@ -97,6 +97,9 @@ fn cause(failures: Vec<Failure>) -> Option<Failure> {
 /// movement writes two); more are taken at flush if the batch wrote more.
 const ENTRIES_PER_COMMAND: i64 = 4;
 
+/// The merchant rules' stored version (bumped by every override change).
+const READ_MERCHANT_VERSION: &str = "SELECT version FROM merchant_version";
+
 /// What a writer keeps across its transactions.
 pub(crate) struct WriterState {
     /// The rules decisions use, and the merchant table's version they were loaded at.
@@ -533,8 +536,7 @@ impl<'c> PgTx<'c> {
             if !keys.rules {
                 return Ok(Vec::new());
             }
-            self.query("SELECT version FROM merchant_version", &[])
-                .await
+            self.query(READ_MERCHANT_VERSION, &[]).await
         };
         // After every lock of the pipeline, so usually newer than every chain head it links
         // to; `flush` checks that, and takes new ones if not.
@@ -657,9 +659,7 @@ impl<'c> PgTx<'c> {
     /// not expect a command to need them).
     pub(crate) async fn current_rules(&mut self) -> Result<&Rules, Failure> {
         if !self.rules_current {
-            let rows = self
-                .query("SELECT version FROM merchant_version", &[])
-                .await?;
+            let rows = self.query(READ_MERCHANT_VERSION, &[]).await?;
             self.refresh_rules(&rows).await?;
         }
         Ok(&self.state.rules)
