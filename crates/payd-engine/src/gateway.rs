@@ -22,9 +22,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use payd_domain::CorrelationId;
+use payd_domain::gateway::Processor;
 use payd_domain::gateway::payment::PaymentState;
 use payd_domain::gateway::routing::{Route, route};
-use payd_domain::gateway::Processor;
 use payd_ports::{
     LedgerError, Lookup, PaymentRecord, PaymentStore, ProcessorClient, ProcessorPayment, Transition,
 };
